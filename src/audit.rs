@@ -1,0 +1,363 @@
+//! The audit pipeline: ingest → one parallel pass per table → finish the checks → report model.
+//!
+//! Every pass folds units (Parquet row groups or whole files) into partial states on the rayon
+//! pool and merges them; merges are exact, so the result does not depend on the thread count or
+//! on the order units finish in.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::checks::{
+    cache_isolation, duplicate_effects, error_rate, error_recovery, evidence, latency,
+    mixed_versions, quality, sticky_routing, writer_freeze, CheckResult, Ctx, ReceiptPartial,
+    RequestPartial,
+};
+use crate::columns::{CanonBatch, Col, Table};
+use crate::error::{InputError, Problem};
+use crate::incident::{Incident, Mode};
+use crate::ingest::{self, Mapping, TablePlan, UnitCounts};
+use crate::report::{InputReport, Report, ReportInputs, RowAccounting};
+
+/// Input paths given on the command line, replacing the incident's (relative to the current folder).
+#[derive(Debug, Clone, Default)]
+pub struct InputOverrides {
+    pub requests: Vec<String>,
+    pub receipts: Vec<String>,
+    pub mapping: Option<PathBuf>,
+}
+
+/// Called with progress: (table, units done, units total).
+pub type Progress<'a> = &'a (dyn Fn(Table, u64, u64) + Sync);
+
+struct Pass<P> {
+    partial: P,
+    counts: Vec<UnitCounts>,
+    problems: Vec<Problem>,
+}
+
+/// Folds every unit of `plan` into a partial state, collecting problems from all units.
+fn pass<P: Send>(
+    plan: &TablePlan,
+    wanted: &[Col],
+    progress: Progress<'_>,
+    init: impl Fn() -> P + Sync + Send,
+    update: impl Fn(&mut P, &CanonBatch) + Sync + Send,
+    merge: impl Fn(P, P) -> P + Sync + Send,
+) -> Result<(P, Vec<UnitCounts>), InputError> {
+    let units = plan.units();
+    let total = units.len() as u64;
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let empty = || Pass {
+        partial: init(),
+        counts: vec![UnitCounts::default(); plan.files.len()],
+        problems: Vec::new(),
+    };
+    let result = units
+        .par_iter()
+        .with_max_len(1)
+        .fold(empty, |mut acc, unit| {
+            match plan.read_unit(*unit, wanted, |batch| update(&mut acc.partial, batch)) {
+                Ok(c) => {
+                    acc.counts[unit.file].rows_read += c.rows_read;
+                    acc.counts[unit.file].rejected_no_ts += c.rejected_no_ts;
+                }
+                Err(p) => acc.problems.push(p),
+            }
+            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            progress(plan.table, n, total);
+            acc
+        })
+        .reduce(empty, |mut a, b| {
+            for (x, y) in a.counts.iter_mut().zip(&b.counts) {
+                x.rows_read += y.rows_read;
+                x.rejected_no_ts += y.rejected_no_ts;
+            }
+            a.problems.extend(b.problems);
+            Pass {
+                partial: merge(a.partial, b.partial),
+                counts: a.counts,
+                problems: a.problems,
+            }
+        });
+    if !result.problems.is_empty() {
+        let mut problems = result.problems;
+        problems.sort_by(|a, b| (&a.file, &a.location).cmp(&(&b.file, &b.location)));
+        problems.dedup();
+        return Err(InputError { problems });
+    }
+    Ok((result.partial, result.counts))
+}
+
+fn resolve_inputs(
+    incident: &Incident,
+    overrides: &InputOverrides,
+    problems: &mut Vec<Problem>,
+) -> (Vec<(PathBuf, String)>, Vec<(PathBuf, String)>, Mapping) {
+    let base = incident
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let base = if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base
+    };
+    let cwd = PathBuf::from(".");
+    let pick = |cli: &Vec<String>, file: &Vec<String>| {
+        if cli.is_empty() {
+            (file.clone(), base.clone())
+        } else {
+            (cli.clone(), cwd.clone())
+        }
+    };
+    let (requests, requests_base) = pick(&overrides.requests, &incident.inputs.requests);
+    let (receipts, receipts_base) = pick(&overrides.receipts, &incident.inputs.receipts);
+    if requests.is_empty() {
+        problems.push(
+            Problem::new(
+                "no requests input",
+                "[inputs] requests = \"…\" or `--requests PATH`",
+            )
+            .file(&incident.path)
+            .column("inputs.requests")
+            .hint("name the request log files (globs allowed) in the incident file"),
+        );
+    }
+    let request_files = ingest::resolve(Table::Requests, &requests, &requests_base, problems);
+    let receipt_files = ingest::resolve(Table::Receipts, &receipts, &receipts_base, problems);
+    let mapping_path = match (&overrides.mapping, &incident.inputs.mapping) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(p)) => Some(base.join(p)),
+        (None, None) => None,
+    };
+    let mapping = match mapping_path {
+        Some(p) => match Mapping::load(&p) {
+            Ok(m) => m,
+            Err(e) => {
+                problems.extend(e.problems);
+                Mapping::default()
+            }
+        },
+        None => Mapping::default(),
+    };
+    (request_files, receipt_files, mapping)
+}
+
+/// Runs the audit. Input problems of all files are reported together.
+pub fn execute(
+    incident: &Incident,
+    overrides: &InputOverrides,
+    progress: Progress<'_>,
+) -> Result<Report, InputError> {
+    let mut problems = Vec::new();
+    let (request_files, receipt_files, mapping) =
+        resolve_inputs(incident, overrides, &mut problems);
+    if !problems.is_empty() {
+        return Err(InputError { problems });
+    }
+    let requests = ingest::plan(Table::Requests, request_files, &mapping, &mut problems);
+    let receipts = (!receipt_files.is_empty())
+        .then(|| ingest::plan(Table::Receipts, receipt_files, &mapping, &mut problems));
+    if incident.mode == Mode::Canary
+        && !requests.present.contains(&Col::Arm)
+        && !requests.files.is_empty()
+    {
+        problems.push(
+            Problem::new("no `arm` column in the requests", "an `arm` column naming each request's arm")
+                .column("arm")
+                .hint("canary mode compares arms; map the column in the mapping file, e.g. [requests] arm = \"deployment\""),
+        );
+    }
+    if !problems.is_empty() {
+        return Err(InputError { problems });
+    }
+    let ctx = Ctx::new(
+        incident,
+        requests.present.clone(),
+        receipts.as_ref().map(|r| r.present.clone()),
+    );
+
+    let all_files: Vec<&ingest::SourceFile> = requests
+        .files
+        .iter()
+        .chain(receipts.iter().flat_map(|r| r.files.iter()))
+        .collect();
+    let (hashes, passes) = rayon::join(
+        || {
+            all_files
+                .par_iter()
+                .map(|f| ingest::sha256_file(&f.path))
+                .collect::<Vec<_>>()
+        },
+        || -> Result<_, InputError> {
+            let request_cols = ctx.request_columns();
+            let (req, req_counts) = pass(
+                &requests,
+                &request_cols,
+                progress,
+                || RequestPartial::new(&ctx),
+                |p, b| p.update(&ctx, b),
+                RequestPartial::merge,
+            )?;
+            let rec = match &receipts {
+                Some(plan) => {
+                    let cols: Vec<Col> = Col::of_table(Table::Receipts).collect();
+                    Some(pass(
+                        plan,
+                        &cols,
+                        progress,
+                        ReceiptPartial::new,
+                        |p, b| p.update(&ctx, b),
+                        ReceiptPartial::merge,
+                    )?)
+                }
+                None => None,
+            };
+            Ok((req, req_counts, rec))
+        },
+    );
+    let (req, req_counts, rec) = passes?;
+    let mut hash_problems = Vec::new();
+    let hashes: Vec<String> = hashes
+        .into_iter()
+        .map(|h| {
+            h.unwrap_or_else(|p| {
+                hash_problems.push(p);
+                String::new()
+            })
+        })
+        .collect();
+    if !hash_problems.is_empty() {
+        return Err(InputError {
+            problems: hash_problems,
+        });
+    }
+
+    // Targeted second passes, only when there are findings to show samples of.
+    let user_samples = {
+        let targets = req.users.sample_targets();
+        if targets.is_empty() {
+            Vec::new()
+        } else {
+            let mut cols = vec![Col::UserId, Col::RequestId, Col::Arm];
+            cols.extend(crate::incident::pins_named_in(&ctx.pin_sets));
+            let (lookup, _) = pass(
+                &requests,
+                &cols,
+                &|_, _, _| {},
+                || mixed_versions::Lookup::new(targets.clone()),
+                |l, b| l.update(&ctx, b),
+                mixed_versions::Lookup::merge,
+            )?;
+            lookup.samples()
+        }
+    };
+    let (dup_samples, flip_samples) = match (&receipts, &rec) {
+        (Some(plan), Some((partial, _))) => {
+            let dup = partial.effects.sample_targets();
+            let flip = partial.effects.flip_targets();
+            if dup.is_empty() && flip.is_empty() {
+                (Vec::new(), Vec::new())
+            } else {
+                let all: Vec<u128> = dup.iter().chain(&flip).copied().collect();
+                let cols: Vec<Col> = Col::of_table(Table::Receipts).collect();
+                let (lookup, _) = pass(
+                    plan,
+                    &cols,
+                    &|_, _, _| {},
+                    || duplicate_effects::Lookup::new(all.clone()),
+                    |l, b| l.update(&ctx, b),
+                    duplicate_effects::Lookup::merge,
+                )?;
+                (
+                    lookup.samples(&dup, &partial.effects),
+                    lookup.samples(&flip, &partial.effects),
+                )
+            }
+        }
+        _ => (Vec::new(), Vec::new()),
+    };
+
+    let summary = |files: &[ingest::SourceFile], counts: &[UnitCounts]| evidence::InputSummary {
+        files: files.len() as u64,
+        rows: counts.iter().map(|c| c.rows_read).sum(),
+        rejected: counts.iter().map(|c| c.rejected_no_ts).sum(),
+    };
+    let req_summary = summary(&requests.files, &req_counts);
+    let rec_summary = match (&receipts, &rec) {
+        (Some(plan), Some((_, counts))) => Some(summary(&plan.files, counts)),
+        _ => None,
+    };
+
+    let counts = &req.counts;
+    let effects = rec.as_ref().map(|(p, _)| &p.effects);
+    let empty_effects = duplicate_effects::Partial::default();
+    let effects_ref = effects.unwrap_or(&empty_effects);
+    let mut results: Vec<CheckResult> = Vec::new();
+    match ctx.mode {
+        Mode::Rollback => {
+            results.push(req.pins.finish(&ctx, counts.other_arm));
+            results.push(req.cache.finish(&ctx));
+            results.push(mixed_versions::finish(&req.users, &ctx, user_samples));
+            results.push(duplicate_effects::finish(effects_ref, &ctx, dup_samples));
+            results.push(writer_freeze::finish(
+                effects_ref,
+                &ctx,
+                counts.max_ts,
+                flip_samples,
+            ));
+            results.push(error_recovery::finish(&req.errors, &ctx, counts));
+            results.push(latency::finish(&req.latency, &ctx, counts));
+            results.push(quality::finish(&req.quality, &ctx, counts));
+        }
+        Mode::Canary => {
+            results.push(req.pins.finish(&ctx, counts.other_arm));
+            results.push(cache_isolation::finish(req.cache, &ctx));
+            results.push(sticky_routing::finish(&req.users, &ctx, user_samples));
+            results.push(duplicate_effects::finish(effects_ref, &ctx, dup_samples));
+            results.push(error_rate::finish(&req.errors, &ctx, counts));
+            results.push(latency::finish(&req.latency, &ctx, counts));
+            results.push(quality::finish(&req.quality, &ctx, counts));
+        }
+    }
+    results.push(evidence::finish(&ctx, &req_summary, rec_summary.as_ref()));
+
+    let mut inputs = Vec::new();
+    let file_counts = req_counts
+        .iter()
+        .chain(rec.iter().flat_map(|(_, c)| c.iter()));
+    for ((file, counts), sha256) in all_files.iter().zip(file_counts).zip(hashes) {
+        inputs.push(InputReport {
+            role: file.table.name(),
+            path: file.display.clone(),
+            format: file.format.name(),
+            compression: file.compression.map(|c| c.name()),
+            rows: counts.rows_read,
+            rows_rejected: counts.rejected_no_ts,
+            sha256,
+        });
+    }
+    let rows = RowAccounting {
+        requests_read: req_summary.rows,
+        requests_rejected: req_summary.rejected,
+        requests_audited: counts.audited,
+        requests_baseline: counts.side_rows[0],
+        requests_subject: counts.side_rows[1],
+        requests_outside: counts.outside,
+        requests_other_arm: counts.other_arm,
+        receipts_read: rec_summary.as_ref().map_or(0, |r| r.rows),
+        receipts_rejected: rec_summary.as_ref().map_or(0, |r| r.rejected),
+    };
+    Ok(Report::build(
+        incident,
+        results,
+        ReportInputs {
+            inputs,
+            rows,
+            data_start: counts.min_ts,
+            data_end: counts.max_ts,
+        },
+    ))
+}

@@ -1,0 +1,67 @@
+//! CLI arguments → validated settings. Library code never sees clap types.
+
+use std::path::PathBuf;
+
+use crate::audit::InputOverrides;
+use crate::cli::{AuditArgs, Cli, Command, Format};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    pub incident: PathBuf,
+    pub format: OutputFormat,
+    pub output: Option<PathBuf>,
+    pub json: Option<PathBuf>,
+    pub inputs: InputOverrides,
+    pub threads: usize,
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Settings {
+    Audit(AuditSettings),
+    Explain(Option<String>),
+}
+
+/// A usage error: exit 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+impl Settings {
+    pub fn from_cli(cli: Cli) -> Result<Settings, UsageError> {
+        match cli.command {
+            Command::Explain { check } => Ok(Settings::Explain(check)),
+            Command::Audit(args) => Ok(Settings::Audit(audit(args)?)),
+        }
+    }
+}
+
+fn audit(args: AuditArgs) -> Result<AuditSettings, UsageError> {
+    let threads = match args.threads {
+        Some(0) => return Err(UsageError("`--threads` must be at least 1".to_string())),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    Ok(AuditSettings {
+        incident: args.incident,
+        format: match args.format {
+            Format::Text => OutputFormat::Text,
+            Format::Json => OutputFormat::Json,
+        },
+        output: args.output,
+        json: args.json,
+        inputs: InputOverrides {
+            requests: args.requests,
+            receipts: args.receipts,
+            mapping: args.mapping,
+        },
+        threads,
+        progress: !args.quiet,
+    })
+}
