@@ -27,6 +27,9 @@ pub struct InputOverrides {
     pub mapping: Option<PathBuf>,
 }
 
+/// A resolved input file: its path, and the path as shown in reports.
+type ResolvedFile = (PathBuf, String);
+
 /// Called with progress: (table, units done, units total).
 pub type Progress<'a> = &'a (dyn Fn(Table, u64, u64) + Sync);
 
@@ -93,18 +96,13 @@ fn resolve_inputs(
     incident: &Incident,
     overrides: &InputOverrides,
     problems: &mut Vec<Problem>,
-) -> (Vec<(PathBuf, String)>, Vec<(PathBuf, String)>, Mapping) {
+) -> (Vec<ResolvedFile>, Vec<ResolvedFile>, Mapping) {
     let base = incident
         .path
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let base = if base.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        base
-    };
-    let cwd = PathBuf::from(".");
+    let cwd = PathBuf::new();
     let pick = |cli: &Vec<String>, file: &Vec<String>| {
         if cli.is_empty() {
             (file.clone(), base.clone())

@@ -12,6 +12,8 @@ pub struct Problem {
     pub file: Option<PathBuf>,
     /// Column (for tables) or key (for TOML files).
     pub column: Option<String>,
+    /// The canonical column a mapped source column stands for.
+    pub canonical: Option<String>,
     /// Row number (1-based, data rows) or other location, when known.
     pub location: Option<String>,
     pub found: String,
@@ -24,6 +26,7 @@ impl Problem {
         Problem {
             file: None,
             column: None,
+            canonical: None,
             location: None,
             found: found.into(),
             expected: expected.into(),
@@ -36,6 +39,10 @@ impl Problem {
     }
     pub fn column(mut self, column: impl Into<String>) -> Problem {
         self.column = Some(column.into());
+        self
+    }
+    pub fn canonical(mut self, canonical: impl Into<String>) -> Problem {
+        self.canonical = Some(canonical.into());
         self
     }
     pub fn location(mut self, location: impl Into<String>) -> Problem {
@@ -54,8 +61,12 @@ impl fmt::Display for Problem {
         if let Some(file) = &self.file {
             place.push(format!("`{}`", file.display()));
         }
-        if let Some(column) = &self.column {
-            place.push(format!("column `{column}`"));
+        match (&self.column, &self.canonical) {
+            (Some(column), Some(canonical)) if column != canonical => {
+                place.push(format!("column `{column}` (canonical `{canonical}`)"))
+            }
+            (Some(column), _) => place.push(format!("column `{column}`")),
+            (None, _) => {}
         }
         if let Some(location) = &self.location {
             place.push(location.clone());

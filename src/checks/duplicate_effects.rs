@@ -306,11 +306,14 @@ impl Partial {
     }
 }
 
+/// One execution of a sampled key: (ts, receipt id, writer, effect).
+type Execution = (Micros, String, String, String);
+
 /// A second, targeted pass over the receipts: every execution of the sampled keys.
 pub struct Lookup {
     targets: Vec<u128>,
     /// key hash → (key, executions as (ts, receipt id, writer, effect)).
-    found: BTreeMap<u128, (String, Vec<(Micros, String, String, String)>)>,
+    found: BTreeMap<u128, (String, Vec<Execution>)>,
 }
 
 /// Executions listed per sampled key.

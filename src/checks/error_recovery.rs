@@ -137,7 +137,7 @@ pub fn finish(partial: &Partial, ctx: &Ctx, counts: &RowCounts) -> CheckResult {
         CheckResult::new(INFO.id, status, summary)
             .metric(
                 "recovery_minutes",
-                Metric::Number(recovery.map(|k| k as f64)),
+                Metric::MaybeCount(recovery.map(|k| k as u64)),
             )
             .metric("baseline_error_rate", Metric::Number(baseline))
             .metric("post_error_rate", Metric::Number(post))
@@ -156,7 +156,7 @@ pub fn finish(partial: &Partial, ctx: &Ctx, counts: &RowCounts) -> CheckResult {
             )
             .metric(
                 "peak_minute",
-                Metric::Number(worst_minute.map(|w| w.1 as f64)),
+                Metric::MaybeCount(worst_minute.map(|w| w.1 as u64)),
             )
             .metric("status_missing", Metric::Count(partial.status_missing))
             .cells(

@@ -137,11 +137,14 @@ impl Partial {
     }
 }
 
+/// What a user was seen with → the earliest (ts, request id) they were seen with it.
+type FirstSeen = BTreeMap<String, (i64, String)>;
+
 /// A second, targeted pass: the requests of the sampled mixed users, to show what they saw.
 pub struct Lookup {
     targets: Vec<u64>,
     /// user hash → (user id, value shown → earliest (ts, request id)).
-    found: BTreeMap<u64, (String, BTreeMap<String, (i64, String)>)>,
+    found: BTreeMap<u64, (String, FirstSeen)>,
 }
 
 impl Lookup {
@@ -160,7 +163,6 @@ impl Lookup {
         let rows = RowClasses::classify(ctx, batch);
         let user = batch.str(Col::UserId).expect("projected");
         let request_id = batch.str(Col::RequestId);
-        let pins = pins_named_in(&ctx.pin_sets);
         let ts = batch.ts();
         for i in 0..batch.len() {
             if rows.set[i] == 0 {
@@ -173,15 +175,23 @@ impl Lookup {
             }
             let shown = match ctx.mode {
                 Mode::Canary => ctx.set_label(rows.set[i] as usize - 1),
-                Mode::Rollback => pins
-                    .iter()
-                    .filter_map(|c| {
-                        batch
-                            .str(*c)
-                            .map(|a| format!("{}={}", c.name(), a.get(i).unwrap_or("∅")))
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" "),
+                Mode::Rollback => {
+                    // Only the pins that differ from the expected set: the part that matters.
+                    let differing: Vec<String> = ctx.pin_sets[0]
+                        .pins
+                        .iter()
+                        .filter_map(|(c, want)| {
+                            let got = batch.str(*c)?.get(i);
+                            (got != Some(want.as_str()))
+                                .then(|| format!("{}={}", c.name(), got.unwrap_or("∅")))
+                        })
+                        .collect();
+                    if differing.is_empty() {
+                        "expected pins".to_string()
+                    } else {
+                        differing.join(" ")
+                    }
+                }
             };
             let id = request_id
                 .as_ref()
@@ -217,8 +227,7 @@ impl Lookup {
 
     /// One sample per user, ordered by user id: the distinct values with their first request.
     pub fn samples(self) -> Vec<Fields> {
-        let mut users: Vec<(String, BTreeMap<String, (i64, String)>)> =
-            self.found.into_values().collect();
+        let mut users: Vec<(String, FirstSeen)> = self.found.into_values().collect();
         users.sort();
         users
             .into_iter()

@@ -139,6 +139,8 @@ impl Status {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Metric {
     Count(u64),
+    /// A count that may be unknown (e.g. recovery minutes when never recovered).
+    MaybeCount(Option<u64>),
     Number(Option<f64>),
     Text(Option<String>),
     Flag(bool),

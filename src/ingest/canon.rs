@@ -100,14 +100,10 @@ fn null_column(col: Col, len: usize) -> ArrayRef {
 }
 
 fn type_problem(col: Col, source_name: &str, found: &DataType, origin: &Origin<'_>) -> Problem {
-    let column = if source_name == col.name() {
-        col.name().to_string()
-    } else {
-        format!("{} (canonical `{}`)", source_name, col.name())
-    };
     Problem::new(format!("type {found}"), col.kind().describe())
         .file(origin.file)
-        .column(column)
+        .column(source_name)
+        .canonical(col.name())
         .hint(format!(
             "`{}` must hold {}; fix the export or map another column in the mapping file",
             col.name(),
@@ -115,8 +111,14 @@ fn type_problem(col: Col, source_name: &str, found: &DataType, origin: &Origin<'
         ))
 }
 
+/// Source and canonical name of a column, for messages.
+struct Label<'a> {
+    source: &'a str,
+    canonical: &'a str,
+}
+
 fn value_problem(
-    col_label: &str,
+    label: &Label<'_>,
     row: usize,
     value: &str,
     expected: &str,
@@ -128,7 +130,8 @@ fn value_problem(
     }
     Problem::new(format!("`{shown}`"), expected)
         .file(origin.file)
-        .column(col_label)
+        .column(label.source)
+        .canonical(label.canonical)
         .location(format!("row {}", origin.row_offset + row as u64 + 1))
         .hint("fix or drop the row in the export; rows are counted from 1, without a CSV header")
 }
@@ -166,10 +169,9 @@ fn convert_column(
     source_name: &str,
 ) -> Result<ArrayRef, Problem> {
     let dt = arr.data_type();
-    let label = if source_name == col.name() {
-        col.name().to_string()
-    } else {
-        format!("{source_name} (canonical `{}`)", col.name())
+    let label = Label {
+        source: source_name,
+        canonical: col.name(),
     };
     match col.kind() {
         Kind::Time => unreachable!("ts is converted by to_time"),
@@ -350,10 +352,9 @@ fn convert_column(
 
 /// Converts a timestamp column to Int64 epoch microseconds; nulls stay null (rejected later).
 fn to_time(arr: &dyn Array, origin: &Origin<'_>, source_name: &str) -> Result<Int64Array, Problem> {
-    let label = if source_name == "ts" {
-        "ts".to_string()
-    } else {
-        format!("{source_name} (canonical `ts`)")
+    let label = Label {
+        source: source_name,
+        canonical: "ts",
     };
     match arr.data_type() {
         DataType::Timestamp(unit, _) => {
@@ -406,7 +407,8 @@ fn to_time(arr: &dyn Array, origin: &Origin<'_>, source_name: &str) -> Result<In
         DataType::Null => Ok(Int64Array::new_null(arr.len())),
         dt => Err(Problem::new(format!("type {dt}"), Kind::Time.describe())
             .file(origin.file)
-            .column(label)
+            .column(label.source)
+            .canonical("ts")
             .hint("export `ts` as a timestamp, an RFC 3339 string or epoch milliseconds")),
     }
 }

@@ -111,6 +111,11 @@ pub fn resolve(
     problems: &mut Vec<Problem>,
 ) -> Vec<(PathBuf, String)> {
     let mut out = Vec::new();
+    let shown_base = if base.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        base
+    };
     for pattern in patterns {
         let full = if Path::new(pattern).is_absolute() {
             PathBuf::from(pattern)
@@ -127,7 +132,7 @@ pub fn resolve(
                         .file(&full)
                         .hint(format!(
                             "paths in the incident file are relative to its folder (`{}`); `--{}` paths are relative to the current folder",
-                            base.display(),
+                            shown_base.display(),
                             table.name()
                         )),
                 );

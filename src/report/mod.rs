@@ -140,6 +140,7 @@ pub fn exit_code(verdict: Status) -> i32 {
 fn metric_value(m: &Metric) -> Value {
     match m {
         Metric::Count(n) => Value::from(*n),
+        Metric::MaybeCount(n) => n.map_or(Value::Null, Value::from),
         Metric::Number(Some(v)) => number(*v),
         Metric::Number(None) => Value::Null,
         Metric::Text(Some(s)) => Value::from(s.clone()),

@@ -1,0 +1,131 @@
+//! The same incident in every input format gives the same verdict and figures.
+
+use std::path::Path;
+
+use rollproof::generate::{fixture_scenarios, write_scenario, Naming, OutFormat};
+use serde_json::Value;
+
+use crate::util::audit_json;
+
+fn demo_in(dir: &Path, format: OutFormat, naming: Naming) -> Value {
+    let demo = fixture_scenarios()
+        .into_iter()
+        .find(|s| s.name == "demo")
+        .unwrap();
+    write_scenario(&demo, dir, format, naming).unwrap();
+    let (code, report) = audit_json(&dir.join("incident.toml"), &[]);
+    assert_eq!(code, 1);
+    report
+}
+
+#[test]
+fn every_format_gives_identical_checks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = demo_in(
+        &tmp.path().join("parquet"),
+        OutFormat::Parquet,
+        Naming::Canonical,
+    );
+    for (name, format) in [
+        ("csv.gz", OutFormat::CsvGz),
+        ("ndjson", OutFormat::Ndjson),
+        ("ndjson.zst", OutFormat::NdjsonZst),
+        ("arrow", OutFormat::ArrowFile),
+        ("arrow-stream", OutFormat::ArrowStream),
+    ] {
+        let report = demo_in(&tmp.path().join(name), format, Naming::Canonical);
+        assert_eq!(report["verdict"], reference["verdict"], "{name}");
+        assert_eq!(
+            report["checks"], reference["checks"],
+            "{name}: checks differ from Parquet"
+        );
+        assert_eq!(report["rows"], reference["rows"], "{name}: row accounting");
+    }
+}
+
+#[test]
+fn opentelemetry_names_through_a_mapping_give_identical_checks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = demo_in(
+        &tmp.path().join("canonical"),
+        OutFormat::Parquet,
+        Naming::Canonical,
+    );
+    for format in [OutFormat::Parquet, OutFormat::NdjsonZst, OutFormat::CsvGz] {
+        let report = demo_in(
+            &tmp.path().join(format.extension()),
+            format,
+            Naming::OpenTelemetry,
+        );
+        assert_eq!(
+            report["checks"], reference["checks"],
+            "{format:?} with OpenTelemetry names"
+        );
+    }
+}
+
+#[test]
+fn globs_and_several_files_per_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = fixture_scenarios()
+        .into_iter()
+        .find(|s| s.name == "demo")
+        .unwrap();
+    let (requests, receipts) = rollproof::generate::generate(&demo);
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    // Three request files in three formats, split at arbitrary rows.
+    let parts = [
+        (0, 2500, OutFormat::Parquet),
+        (2500, 6100, OutFormat::CsvGz),
+        (6100, requests.len(), OutFormat::Ndjson),
+    ];
+    for (i, (a, b, f)) in parts.iter().enumerate() {
+        let batch = rollproof::generate::requests_batch(&requests[*a..*b], Naming::Canonical);
+        rollproof::generate::write_batches(
+            &logs.join(format!("requests-{i}.{}", f.extension())),
+            *f,
+            &[batch],
+            1000,
+        )
+        .unwrap();
+    }
+    let batch = rollproof::generate::receipts_batch(&receipts);
+    rollproof::generate::write_batches(
+        &tmp.path().join("receipts.parquet"),
+        OutFormat::Parquet,
+        &[batch],
+        1000,
+    )
+    .unwrap();
+    let incident = rollproof::generate::incident_toml(
+        &demo,
+        "logs/requests-*",
+        Some("receipts.parquet"),
+        None,
+    );
+    std::fs::write(tmp.path().join("incident.toml"), incident).unwrap();
+    let (_, split) = audit_json(&tmp.path().join("incident.toml"), &[]);
+    let (_, whole) = audit_json(&crate::util::fixture("demo").join("incident.toml"), &[]);
+    // Everything but the evidence (which counts files) is the same.
+    let without_evidence = |r: &Value| {
+        r["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["id"] != "evidence")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(without_evidence(&split), without_evidence(&whole));
+    assert_eq!(
+        crate::util::checks(&split)["evidence"]["metrics"]["input_files"],
+        4
+    );
+    assert_eq!(split["inputs"].as_array().unwrap().len(), 4);
+    let rows: u64 = split["inputs"].as_array().unwrap()[..3]
+        .iter()
+        .map(|i| i["rows"].as_u64().unwrap())
+        .sum();
+    assert_eq!(rows, requests.len() as u64);
+}

@@ -1,0 +1,10 @@
+//! The one integration-test binary: runs the real `rollproof` binary on fixtures and on inputs
+//! built in temporary folders.
+
+mod bad_input;
+mod canary;
+mod determinism;
+mod fixtures;
+mod formats;
+mod snapshots;
+mod util;
