@@ -10,8 +10,8 @@ use rayon::prelude::*;
 
 use crate::checks::{
     cache_isolation, duplicate_effects, error_rate, error_recovery, evidence, latency,
-    mixed_versions, quality, sticky_routing, writer_freeze, CheckResult, Ctx, ReceiptPartial,
-    RequestPartial,
+    mixed_versions, quality, reconciliation, sticky_routing, writer_freeze, CheckResult, Ctx,
+    ReceiptPartial, RequestPartial,
 };
 use crate::columns::{CanonBatch, Col, Table};
 use crate::error::{InputError, Problem};
@@ -190,15 +190,7 @@ pub fn execute(
                 .collect::<Vec<_>>()
         },
         || -> Result<_, InputError> {
-            let request_cols = ctx.request_columns();
-            let (req, req_counts) = pass(
-                &requests,
-                &request_cols,
-                progress,
-                || RequestPartial::new(&ctx),
-                |p, b| p.update(&ctx, b),
-                RequestPartial::merge,
-            )?;
+            // Receipts first: the request pass joins on the request ids they name.
             let rec = match &receipts {
                 Some(plan) => {
                     let cols: Vec<Col> = Col::of_table(Table::Receipts).collect();
@@ -213,6 +205,22 @@ pub fn execute(
                 }
                 None => None,
             };
+            let mut ctx = ctx.clone();
+            if let Some((partial, _)) = &rec {
+                if reconciliation::applies(&ctx) {
+                    ctx.receipt_requests =
+                        Some(std::sync::Arc::new(partial.requests.by_request.clone()));
+                }
+            }
+            let request_cols = ctx.request_columns();
+            let (req, req_counts) = pass(
+                &requests,
+                &request_cols,
+                progress,
+                || RequestPartial::new(&ctx),
+                |p, b| p.update(&ctx, b),
+                RequestPartial::merge,
+            )?;
             Ok((req, req_counts, rec))
         },
     );
@@ -278,6 +286,36 @@ pub fn execute(
         _ => (Vec::new(), Vec::new()),
     };
 
+    let joined = match &rec {
+        Some((partial, _)) if reconciliation::applies(&ctx) => {
+            Some(reconciliation::join(&partial.requests, &req.reconcile))
+        }
+        _ => None,
+    };
+    let reconcile_samples = match (&receipts, &joined) {
+        (Some(plan), Some(j)) if !(j.orphan_targets.is_empty() && j.failed_targets.is_empty()) => {
+            let all: Vec<u64> = j
+                .orphan_targets
+                .iter()
+                .chain(&j.failed_targets)
+                .copied()
+                .collect();
+            let cols: Vec<Col> = Col::of_table(Table::Receipts).collect();
+            let (lookup, _) = pass(
+                plan,
+                &cols,
+                &|_, _, _| {},
+                || reconciliation::Lookup::new(all.clone()),
+                |l, b| l.update(&ctx, b),
+                reconciliation::Lookup::merge,
+            )?;
+            let mut samples = lookup.samples(&j.orphan_targets, "orphan");
+            samples.extend(lookup.samples(&j.failed_targets, "failed_request"));
+            samples
+        }
+        _ => Vec::new(),
+    };
+
     let summary = |files: &[ingest::SourceFile], counts: &[UnitCounts]| evidence::InputSummary {
         files: files.len() as u64,
         rows: counts.iter().map(|c| c.rows_read).sum(),
@@ -306,6 +344,11 @@ pub fn execute(
                 counts.max_ts,
                 flip_samples,
             ));
+            results.push(reconciliation::finish(
+                &ctx,
+                joined.as_ref(),
+                reconcile_samples,
+            ));
             results.push(error_recovery::finish(&req.errors, &ctx, counts));
             results.push(latency::finish(&req.latency, &ctx, counts));
             results.push(quality::finish(&req.quality, &ctx, counts));
@@ -315,6 +358,11 @@ pub fn execute(
             results.push(cache_isolation::finish(req.cache, &ctx));
             results.push(sticky_routing::finish(&req.users, &ctx, user_samples));
             results.push(duplicate_effects::finish(effects_ref, &ctx, dup_samples));
+            results.push(reconciliation::finish(
+                &ctx,
+                joined.as_ref(),
+                reconcile_samples,
+            ));
             results.push(error_rate::finish(&req.errors, &ctx, counts));
             results.push(latency::finish(&req.latency, &ctx, counts));
             results.push(quality::finish(&req.quality, &ctx, counts));

@@ -150,6 +150,10 @@ pub struct Faults {
     pub freeze_writes: usize,
     /// Keys executed by writer-a and writer-b within ±60 s of the flip.
     pub two_writer_keys: usize,
+    /// Receipts naming request ids that are not in the request logs.
+    pub orphan_receipts: usize,
+    /// Executions attached to requests that returned an error.
+    pub effects_on_failed_requests: usize,
     /// Canary: cache hits of the canary arm served from the stable namespace.
     pub foreign_cache_hits: usize,
     /// Canary: users routed to the other arm once.
@@ -437,7 +441,12 @@ fn generate_receipts(s: &Scenario, rng: &mut Rng, requests: &[Request]) -> Vec<R
     // Normal executions: a share of requests outside the freeze and away from the flip.
     let mut executed: Vec<usize> = Vec::new();
     for (i, r) in requests.iter().enumerate() {
-        if in_freeze(r.ts) || near_flip(r.ts) || rng.unit() >= s.receipt_share || r.status >= 500 {
+        if in_freeze(r.ts)
+            || near_flip(r.ts)
+            || rng.unit() >= s.receipt_share
+            || r.status >= 500
+            || r.status == 429
+        {
             continue;
         }
         let effect = EFFECTS[rng.below(3) as usize];
@@ -548,6 +557,47 @@ fn generate_receipts(s: &Scenario, rng: &mut Rng, requests: &[Request]) -> Vec<R
             &key,
             "payment.charge",
             "writer-b",
+            Some("new"),
+        );
+    }
+    // Orphans: receipts whose request is not in the logs (e.g. a region's logs were lost).
+    let quiet_from = s.freeze.map_or(s.post.0, |(_, end)| end.max(s.post.0));
+    let after: Vec<usize> = (0..requests.len())
+        .filter(|&i| requests[i].ts >= quiet_from)
+        .collect();
+    for (n, i) in pick(rng, &after, &mut used, f.orphan_receipts)
+        .into_iter()
+        .enumerate()
+    {
+        let mut ghost = requests[i].clone();
+        ghost.request_id = format!("r-lost-{n:03}");
+        push(
+            &mut receipts,
+            ghost.ts + 3_000,
+            &ghost,
+            &format!("k-{}", ghost.request_id),
+            "email.send",
+            writer(ghost.ts),
+            None,
+        );
+    }
+    // Executions for requests the user saw fail (a retry will follow).
+    let failed: Vec<usize> = (0..requests.len())
+        .filter(|&i| {
+            (requests[i].status >= 500 || requests[i].status == 429)
+                && !in_freeze(requests[i].ts)
+                && !near_flip(requests[i].ts)
+        })
+        .collect();
+    for i in pick(rng, &failed, &mut used, f.effects_on_failed_requests) {
+        let r = &requests[i];
+        push(
+            &mut receipts,
+            r.ts + 4_000,
+            r,
+            &format!("k-{}", r.request_id),
+            "ticket.create",
+            writer(r.ts),
             Some("new"),
         );
     }
@@ -812,6 +862,23 @@ pub fn expected(s: &Scenario, requests: &[Request], receipts: &[Receipt]) -> Val
         );
     }
     let _ = end_of_data;
+    let ids: HashMap<&str, &Request> = requests
+        .iter()
+        .map(|r| (r.request_id.as_str(), r))
+        .collect();
+    let scoped: Vec<&Receipt> = receipts.iter().filter(|r| in_scope(r)).collect();
+    let orphans = scoped
+        .iter()
+        .filter(|r| !ids.contains_key(r.request_id.as_str()))
+        .count();
+    let on_failed = executions
+        .iter()
+        .filter(|r| ids.get(r.request_id.as_str()).is_some_and(|q| is_error(q)))
+        .count();
+    checks.insert(
+        "reconciliation".into(),
+        json!({"orphan_receipts": orphans, "executions_on_failed_requests": on_failed}),
+    );
 
     let statuses: BTreeMap<&str, &str> = s.statuses.iter().copied().collect();
     let exit_code = match s.verdict {
@@ -1183,6 +1250,8 @@ pub fn fixture_scenarios() -> Vec<Scenario> {
         dedupe_hits: 6,
         freeze_writes: 2,
         two_writer_keys: 1,
+        orphan_receipts: 3,
+        effects_on_failed_requests: 2,
         ..Faults::default()
     };
     demo.statuses = &[
@@ -1191,6 +1260,7 @@ pub fn fixture_scenarios() -> Vec<Scenario> {
         ("mixed_versions", "warn"),
         ("duplicate_effects", "fail"),
         ("writer_freeze", "fail"),
+        ("reconciliation", "warn"),
         ("error_recovery", "pass"),
         ("latency", "pass"),
         ("quality", "pass"),
@@ -1206,6 +1276,7 @@ pub fn fixture_scenarios() -> Vec<Scenario> {
         ("mixed_versions", "pass"),
         ("duplicate_effects", "pass"),
         ("writer_freeze", "pass"),
+        ("reconciliation", "pass"),
         ("error_recovery", "pass"),
         ("latency", "pass"),
         ("quality", "pass"),
@@ -1239,7 +1310,13 @@ pub fn fixture_scenarios() -> Vec<Scenario> {
     s.faults.doubled_keys = 4;
     s.faults.tripled_keys = 2;
     s.faults.dedupe_hits = 10;
-    s.statuses = &[("duplicate_effects", "fail"), ("writer_freeze", "pass")];
+    s.faults.orphan_receipts = 4;
+    s.faults.effects_on_failed_requests = 3;
+    s.statuses = &[
+        ("duplicate_effects", "fail"),
+        ("writer_freeze", "pass"),
+        ("reconciliation", "warn"),
+    ];
     s.verdict = "fail";
     out.push(s);
 
@@ -1311,6 +1388,7 @@ pub fn fixture_scenarios() -> Vec<Scenario> {
         ("cache_isolation", "pass"),
         ("sticky_routing", "pass"),
         ("duplicate_effects", "pass"),
+        ("reconciliation", "pass"),
         ("error_rate", "pass"),
         ("latency", "pass"),
         ("quality", "pass"),

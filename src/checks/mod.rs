@@ -15,6 +15,7 @@ pub mod latency;
 pub mod mixed_versions;
 pub mod pins;
 pub mod quality;
+pub mod reconciliation;
 pub mod sticky_routing;
 pub mod writer_freeze;
 
@@ -22,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::columns::{CanonBatch, Col};
 use crate::incident::{Canary, Incident, Mode, PinSet, Thresholds, Window};
+use crate::stats::PrehashedMap;
 use crate::time::{Micros, MICROS_PER_MINUTE};
 
 /// How many samples a check keeps.
@@ -52,6 +54,7 @@ pub static REGISTRY: &[&CheckInfo] = &[
     &sticky_routing::INFO,
     &duplicate_effects::INFO,
     &writer_freeze::INFO,
+    &reconciliation::INFO,
     &error_recovery::INFO,
     &error_rate::INFO,
     &latency::INFO,
@@ -219,6 +222,9 @@ pub struct Ctx {
     /// `None` when no receipts were given.
     pub receipts_present: Option<BTreeSet<Col>>,
     pub root_cause_url: Option<String>,
+    /// Request ids the receipts name (64-bit hashes), for the reconciliation join. Set after the
+    /// receipts pass, before the request pass.
+    pub receipt_requests: Option<std::sync::Arc<PrehashedMap<u64, (u32, u32)>>>,
 }
 
 impl Ctx {
@@ -251,6 +257,7 @@ impl Ctx {
             requests_present,
             receipts_present,
             root_cause_url: incident.root_cause_url.clone(),
+            receipt_requests: None,
         }
     }
 
@@ -473,6 +480,7 @@ pub struct RequestPartial {
     pub errors: error_recovery::Partial,
     pub latency: latency::Partial,
     pub quality: quality::Partial,
+    pub reconcile: reconciliation::RequestSide,
 }
 
 impl RequestPartial {
@@ -485,6 +493,7 @@ impl RequestPartial {
             errors: error_recovery::Partial::default(),
             latency: latency::Partial::new(),
             quality: quality::Partial::new(),
+            reconcile: reconciliation::RequestSide::default(),
         }
     }
 
@@ -497,6 +506,7 @@ impl RequestPartial {
         self.errors.update(ctx, batch, &rows);
         self.latency.update(ctx, batch, &rows);
         self.quality.update(ctx, batch, &rows);
+        self.reconcile.update(ctx, batch);
     }
 
     pub fn merge(mut self, other: RequestPartial) -> RequestPartial {
@@ -507,6 +517,7 @@ impl RequestPartial {
         self.errors.merge(other.errors);
         self.latency.merge(other.latency);
         self.quality.merge(other.quality);
+        self.reconcile.merge(other.reconcile);
         self
     }
 }
@@ -515,6 +526,7 @@ impl RequestPartial {
 pub struct ReceiptPartial {
     pub rows: u64,
     pub effects: duplicate_effects::Partial,
+    pub requests: reconciliation::ReceiptSide,
 }
 
 impl ReceiptPartial {
@@ -522,17 +534,20 @@ impl ReceiptPartial {
         ReceiptPartial {
             rows: 0,
             effects: duplicate_effects::Partial::default(),
+            requests: reconciliation::ReceiptSide::default(),
         }
     }
 
     pub fn update(&mut self, ctx: &Ctx, batch: &CanonBatch) {
         self.rows += batch.len() as u64;
         self.effects.update(ctx, batch);
+        self.requests.update(ctx, batch);
     }
 
     pub fn merge(mut self, other: ReceiptPartial) -> ReceiptPartial {
         self.rows += other.rows;
         self.effects.merge(other.effects);
+        self.requests.merge(other.requests);
         self
     }
 }

@@ -45,7 +45,8 @@ pub fn finish(
     if two_writers > 0 {
         status = Status::Fail;
         parts.push(format!(
-            "{two_writers} side effects executed by two or more writers within ±60 s of the flip"
+            "{two_writers} side effect{} executed by two or more writers within ±60 s of the flip",
+            if two_writers == 1 { "" } else { "s" }
         ));
     }
     let never_unfrozen = match (ctx.freeze, end_of_data) {

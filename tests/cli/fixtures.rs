@@ -134,4 +134,11 @@ fn demo_figures_are_the_planted_ones() {
     assert_eq!(c["writer_freeze"]["metrics"]["writes_during_freeze"], 4);
     assert_eq!(c["writer_freeze"]["metrics"]["two_writer_effects"], 1);
     assert_eq!(c["error_recovery"]["metrics"]["recovery_minutes"], 3);
+    // 3 receipts whose requests are not in the logs, 2 executions for requests that failed.
+    assert_eq!(c["reconciliation"]["metrics"]["orphan_receipts"], 3);
+    assert_eq!(
+        c["reconciliation"]["metrics"]["executions_on_failed_requests"],
+        2
+    );
+    assert_eq!(c["reconciliation"]["status"], "warn");
 }

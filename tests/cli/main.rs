@@ -6,5 +6,6 @@ mod canary;
 mod determinism;
 mod fixtures;
 mod formats;
+mod receipts;
 mod snapshots;
 mod util;
