@@ -21,10 +21,29 @@ enum Command {
         #[arg(long, default_value = "fixtures")]
         out: PathBuf,
     },
+    /// Write benchmark data: requests.parquet (~1M-row row groups, zstd), receipts.parquet, incident.toml
+    Bench {
+        /// Number of requests (e.g. 1000000, 10000000, 100000000)
+        #[arg(long)]
+        requests: u64,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Fixtures { out } => rollproof::generate::write_fixtures(&out),
+        Command::Bench {
+            requests,
+            out,
+            seed,
+        } => {
+            let mut spec = rollproof::generate::bench::BenchSpec::new(requests);
+            spec.seed = seed;
+            rollproof::generate::bench::write_bench(&spec, &out)
+        }
     }
 }

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: rollproof against the same figures in DuckDB SQL, on the same files, run
+# alternately. Prints median wall time, CPU time and peak RSS of each, and the ratios.
+#
+#   benches/compare.sh SIZE [RUNS]      SIZE: 1m, 10m, 100m (or a number of requests)
+#
+# Generates bench-data/SIZE with the project's seeded generator when missing. Needs Python with
+# duckdb (`pip install duckdb`), used by the benchmark only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+size=${1:-10m}
+runs=${2:-5}
+case "$size" in
+  *m) requests=$(( ${size%m} * 1000000 )) ;;
+  *) requests=$size ;;
+esac
+data="bench-data/$size"
+threads=${THREADS:-$(nproc)}
+
+cargo build --release --quiet --bin rollproof --bin rollproof-gen
+python3 -c 'import duckdb' 2>/dev/null || pip install --quiet duckdb
+if [ ! -f "$data/incident.toml" ]; then
+  echo "generating $requests requests into $data" >&2
+  ./target/release/rollproof-gen bench --requests "$requests" --out "$data"
+fi
+
+measure() { # prints "wall user+sys maxrss_kb"
+  local t
+  t=$(mktemp)
+  /usr/bin/time -f '%e %U %S %M' -o "$t" "$@" > /dev/null 2>/dev/null || true
+  awk '{ printf "%s %.2f %s\n", $1, $2 + $3, $4 }' "$t"
+  rm -f "$t"
+}
+
+median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+rp=$(mktemp); db=$(mktemp)
+for i in $(seq "$runs"); do
+  measure ./target/release/rollproof audit "$data/incident.toml" --format json --quiet --threads "$threads" >> "$rp" || true
+  measure python3 benches/reference.py "$data" >> "$db" || true
+done
+
+col() { awk -v c="$1" '{ print $c }' "$2" | median; }
+rp_wall=$(col 1 "$rp"); rp_cpu=$(col 2 "$rp"); rp_rss=$(col 3 "$rp")
+db_wall=$(col 1 "$db"); db_cpu=$(col 2 "$db"); db_rss=$(col 3 "$db")
+
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ { print $2 }') GiB; $requests requests, $runs runs each, medians; rollproof --threads $threads"
+printf '%-10s %10s %10s %12s\n' "" "wall s" "cpu s" "peak RSS MB"
+printf '%-10s %10s %10s %12d\n' rollproof "$rp_wall" "$rp_cpu" $(( rp_rss / 1024 ))
+printf '%-10s %10s %10s %12d\n' duckdb "$db_wall" "$db_cpu" $(( db_rss / 1024 ))
+awk -v a="$rp_wall" -v b="$db_wall" -v c="$rp_rss" -v d="$db_rss" \
+  'BEGIN { printf "ratio rollproof/duckdb: wall %.2f, peak RSS %.2f\n", a / b, c / d }'
+
+./target/release/rollproof audit "$data/incident.toml" --format json --quiet > "$rp.json" || true
+python3 benches/reference.py "$data" > "$db.json"
+python3 benches/agree.py "$db.json" "$rp.json"
+rm -f "$rp" "$db" "$rp.json" "$db.json"
