@@ -29,7 +29,9 @@ measure() { # prints "wall user+sys maxrss_kb"
   local t
   t=$(mktemp)
   /usr/bin/time -f '%e %U %S %M' -o "$t" "$@" > /dev/null 2>/dev/null || true
-  awk '{ printf "%s %.2f %s\n", $1, $2 + $3, $4 }' "$t"
+  # GNU time writes "Command exited with non-zero status N" first when the exit code is not 0
+  # (rollproof exits 1 on a failing verdict): the figures are on the last line.
+  tail -n 1 "$t" | awk '{ printf "%s %.2f %s\n", $1, $2 + $3, $4 }'
   rm -f "$t"
 }
 

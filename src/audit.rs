@@ -27,6 +27,12 @@ pub struct InputOverrides {
     pub mapping: Option<PathBuf>,
 }
 
+/// The targeted pass over the receipts: samples for duplicate keys and for reconciliation.
+struct ReceiptLookup {
+    keys: duplicate_effects::Lookup,
+    requests: reconciliation::Lookup,
+}
+
 /// A resolved input file: its path, and the path as shown in reports.
 type ResolvedFile = (PathBuf, String);
 
@@ -58,7 +64,6 @@ fn pass<P: Send>(
     };
     let result = units
         .par_iter()
-        .with_max_len(1)
         .fold(empty, |mut acc, unit| {
             match plan.read_unit(*unit, wanted, |batch| update(&mut acc.partial, batch)) {
                 Ok(c) => {
@@ -143,12 +148,38 @@ fn resolve_inputs(
     (request_files, receipt_files, mapping)
 }
 
+/// Phase timings on stderr when `ROLLPROOF_TIMINGS` is set: a diagnostic for benchmarking, never
+/// part of a report.
+struct Timings {
+    on: bool,
+    start: std::time::Instant,
+}
+
+impl Timings {
+    fn new() -> Timings {
+        Timings {
+            on: std::env::var_os("ROLLPROOF_TIMINGS").is_some(),
+            start: std::time::Instant::now(),
+        }
+    }
+
+    fn mark(&self, phase: &str) {
+        if self.on {
+            eprintln!(
+                "timing: {:>8.3} s  {phase}",
+                self.start.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
 /// Runs the audit. Input problems of all files are reported together.
 pub fn execute(
     incident: &Incident,
     overrides: &InputOverrides,
     progress: Progress<'_>,
 ) -> Result<Report, InputError> {
+    let timings = Timings::new();
     let mut problems = Vec::new();
     let (request_files, receipt_files, mapping) =
         resolve_inputs(incident, overrides, &mut problems);
@@ -205,11 +236,13 @@ pub fn execute(
                 }
                 None => None,
             };
+            timings.mark("receipts pass");
             let mut ctx = ctx.clone();
-            if let Some((partial, _)) = &rec {
+            let mut rec = rec;
+            if let Some((partial, _)) = &mut rec {
                 if reconciliation::applies(&ctx) {
-                    ctx.receipt_requests =
-                        Some(std::sync::Arc::new(partial.requests.by_request.clone()));
+                    let side = std::mem::take(&mut partial.requests);
+                    ctx.receipt_requests = Some(std::sync::Arc::new(side.into_table()));
                 }
             }
             let request_cols = ctx.request_columns();
@@ -221,10 +254,12 @@ pub fn execute(
                 |p, b| p.update(&ctx, b),
                 RequestPartial::merge,
             )?;
-            Ok((req, req_counts, rec))
+            timings.mark("requests pass");
+            Ok((req, req_counts, rec, ctx.receipt_requests.clone()))
         },
     );
-    let (req, req_counts, rec) = passes?;
+    let (req, req_counts, rec, receipt_table) = passes?;
+    timings.mark("passes and hashes");
     let mut hash_problems = Vec::new();
     let hashes: Vec<String> = hashes
         .into_iter()
@@ -241,81 +276,95 @@ pub fn execute(
         });
     }
 
-    // Targeted second passes, only when there are findings to show samples of.
-    let user_samples = {
-        let targets = req.users.sample_targets();
-        if targets.is_empty() {
-            Vec::new()
-        } else {
-            let mut cols = vec![Col::UserId, Col::RequestId, Col::Arm];
+    // Targeted second passes, only when there are findings to show samples of: the requests of
+    // the sampled users, and, in one pass, the receipts of the sampled keys and request ids. The
+    // two run side by side.
+    let mut rec = rec;
+    let key_summary = match &mut rec {
+        Some((partial, _)) => partial.effects.summarize(&ctx),
+        None => duplicate_effects::Summary::default(),
+    };
+    let joined = receipt_table
+        .as_ref()
+        .map(|table| reconciliation::join(table, &req.reconcile));
+    timings.mark("key summary and join");
+    let user_targets = req.users.sample_targets();
+    let key_targets: Vec<u128> = key_summary
+        .duplicate_targets
+        .iter()
+        .chain(&key_summary.flip_targets)
+        .copied()
+        .collect();
+    let request_targets: Vec<u64> = joined
+        .iter()
+        .flat_map(|j| j.orphan_targets.iter().chain(&j.failed_targets))
+        .copied()
+        .collect();
+    let (user_lookup, receipt_lookup) = rayon::join(
+        || -> Result<Option<mixed_versions::Lookup>, InputError> {
+            if user_targets.is_empty() {
+                return Ok(None);
+            }
+            // Without request ids: decoding them again would double the cost of this pass, and
+            // the `pins` samples already carry them.
+            let mut cols = vec![Col::UserId, Col::Arm];
             cols.extend(crate::incident::pins_named_in(&ctx.pin_sets));
             let (lookup, _) = pass(
                 &requests,
                 &cols,
                 &|_, _, _| {},
-                || mixed_versions::Lookup::new(targets.clone()),
+                || mixed_versions::Lookup::new(user_targets.clone()),
                 |l, b| l.update(&ctx, b),
                 mixed_versions::Lookup::merge,
             )?;
-            lookup.samples()
-        }
-    };
-    let (dup_samples, flip_samples) = match (&receipts, &rec) {
-        (Some(plan), Some((partial, _))) => {
-            let dup = partial.effects.sample_targets();
-            let flip = partial.effects.flip_targets();
-            if dup.is_empty() && flip.is_empty() {
-                (Vec::new(), Vec::new())
-            } else {
-                let all: Vec<u128> = dup.iter().chain(&flip).copied().collect();
-                let cols: Vec<Col> = Col::of_table(Table::Receipts).collect();
-                let (lookup, _) = pass(
-                    plan,
-                    &cols,
-                    &|_, _, _| {},
-                    || duplicate_effects::Lookup::new(all.clone()),
-                    |l, b| l.update(&ctx, b),
-                    duplicate_effects::Lookup::merge,
-                )?;
-                (
-                    lookup.samples(&dup, &partial.effects),
-                    lookup.samples(&flip, &partial.effects),
-                )
+            Ok(Some(lookup))
+        },
+        || -> Result<Option<ReceiptLookup>, InputError> {
+            let Some(plan) = &receipts else {
+                return Ok(None);
+            };
+            if key_targets.is_empty() && request_targets.is_empty() {
+                return Ok(None);
             }
-        }
-        _ => (Vec::new(), Vec::new()),
-    };
-
-    let joined = match &rec {
-        Some((partial, _)) if reconciliation::applies(&ctx) => {
-            Some(reconciliation::join(&partial.requests, &req.reconcile))
-        }
-        _ => None,
-    };
-    let reconcile_samples = match (&receipts, &joined) {
-        (Some(plan), Some(j)) if !(j.orphan_targets.is_empty() && j.failed_targets.is_empty()) => {
-            let all: Vec<u64> = j
-                .orphan_targets
-                .iter()
-                .chain(&j.failed_targets)
-                .copied()
-                .collect();
             let cols: Vec<Col> = Col::of_table(Table::Receipts).collect();
             let (lookup, _) = pass(
                 plan,
                 &cols,
                 &|_, _, _| {},
-                || reconciliation::Lookup::new(all.clone()),
-                |l, b| l.update(&ctx, b),
-                reconciliation::Lookup::merge,
+                || ReceiptLookup {
+                    keys: duplicate_effects::Lookup::new(key_targets.clone()),
+                    requests: reconciliation::Lookup::new(request_targets.clone()),
+                },
+                |l, b| {
+                    l.keys.update(&ctx, b);
+                    l.requests.update(&ctx, b);
+                },
+                |a, b| ReceiptLookup {
+                    keys: a.keys.merge(b.keys),
+                    requests: a.requests.merge(b.requests),
+                },
             )?;
-            let mut samples = lookup.samples(&j.orphan_targets, "orphan");
-            samples.extend(lookup.samples(&j.failed_targets, "failed_request"));
+            Ok(Some(lookup))
+        },
+    );
+    let user_samples = user_lookup?.map(|l| l.samples()).unwrap_or_default();
+    let receipt_lookup = receipt_lookup?;
+    let (dup_samples, flip_samples) = match &receipt_lookup {
+        Some(l) => (
+            l.keys.samples(&key_summary.duplicate_targets, &key_summary),
+            l.keys.samples(&key_summary.flip_targets, &key_summary),
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
+    let reconcile_samples = match (&receipt_lookup, &joined) {
+        (Some(l), Some(j)) => {
+            let mut samples = l.requests.samples(&j.orphan_targets, "orphan");
+            samples.extend(l.requests.samples(&j.failed_targets, "failed_request"));
             samples
         }
         _ => Vec::new(),
     };
-
+    timings.mark("reconciliation samples");
     let summary = |files: &[ingest::SourceFile], counts: &[UnitCounts]| evidence::InputSummary {
         files: files.len() as u64,
         rows: counts.iter().map(|c| c.rows_read).sum(),
@@ -337,9 +386,15 @@ pub fn execute(
             results.push(req.pins.finish(&ctx, counts.other_arm));
             results.push(req.cache.finish(&ctx));
             results.push(mixed_versions::finish(&req.users, &ctx, user_samples));
-            results.push(duplicate_effects::finish(effects_ref, &ctx, dup_samples));
+            results.push(duplicate_effects::finish(
+                effects_ref,
+                &key_summary,
+                &ctx,
+                dup_samples,
+            ));
             results.push(writer_freeze::finish(
                 effects_ref,
+                &key_summary,
                 &ctx,
                 counts.max_ts,
                 flip_samples,
@@ -357,7 +412,12 @@ pub fn execute(
             results.push(req.pins.finish(&ctx, counts.other_arm));
             results.push(cache_isolation::finish(req.cache, &ctx));
             results.push(sticky_routing::finish(&req.users, &ctx, user_samples));
-            results.push(duplicate_effects::finish(effects_ref, &ctx, dup_samples));
+            results.push(duplicate_effects::finish(
+                effects_ref,
+                &key_summary,
+                &ctx,
+                dup_samples,
+            ));
             results.push(reconciliation::finish(
                 &ctx,
                 joined.as_ref(),

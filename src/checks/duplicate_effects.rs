@@ -12,7 +12,7 @@ use super::{
 };
 use crate::columns::{hash_str, hash_str_128, CanonBatch, Col};
 use crate::incident::Mode;
-use crate::stats::PrehashedMap;
+use crate::stats::Samples;
 use crate::time::{format_millis, Micros, MICROS_PER_SECOND};
 
 pub static INFO: CheckInfo = CheckInfo {
@@ -37,22 +37,17 @@ pub static INFO: CheckInfo = CheckInfo {
 pub const PHASES_FREEZE: [&str; 3] = ["before_freeze", "during_freeze", "after_freeze"];
 pub const PHASES_FLIP: [&str; 3] = ["before_flip", "after_flip", "unused"];
 
-const MULTI_WRITER: u8 = 1;
-const MULTI_FLIP_WRITER: u8 = 2;
-const MULTI_EFFECT_ID: u8 = 4;
-
-/// One idempotency key: 56 bytes with its 16-byte key hash.
+/// One execution: 40 bytes, sorted by key at the end of the pass (no per-key hash map, whose
+/// power-of-two growth would cost ~2× the memory at tens of millions of keys).
 #[derive(Debug, Clone, Copy)]
-pub struct KeyEntry {
-    first_ts: Micros,
-    count: u32,
-    /// 32-bit hashes of names (0 = none seen); names themselves are kept once per distinct value.
+struct Exec {
+    key: [u64; 2],
+    ts: Micros,
+    /// 32-bit hashes of names (0 = none); names are kept once per distinct value.
     writer: u32,
-    flip_writer: u32,
-    effect_id: u32,
     effect: u32,
-    phase_counts: [u16; 3],
-    flags: u8,
+    effect_id: u32,
+    near_flip: bool,
 }
 
 #[inline]
@@ -63,53 +58,27 @@ fn small_hash(s: Option<&str>) -> u32 {
     }
 }
 
-/// Combines two 32-bit name hashes: same, one side unknown, or different (sets `flag`).
 #[inline]
-fn join(a: &mut u32, b: u32, flags: &mut u8, flag: u8) {
-    if *a == 0 {
-        *a = b;
-    } else if b != 0 && *a != b {
-        *flags |= flag;
-    }
+fn split(h: u128) -> [u64; 2] {
+    [(h >> 64) as u64, h as u64]
 }
 
-impl KeyEntry {
-    fn merge(&mut self, o: &KeyEntry) {
-        self.first_ts = self.first_ts.min(o.first_ts);
-        self.count = self.count.saturating_add(o.count);
-        self.flags |= o.flags;
-        join(&mut self.writer, o.writer, &mut self.flags, MULTI_WRITER);
-        join(
-            &mut self.flip_writer,
-            o.flip_writer,
-            &mut self.flags,
-            MULTI_FLIP_WRITER,
-        );
-        join(
-            &mut self.effect_id,
-            o.effect_id,
-            &mut self.flags,
-            MULTI_EFFECT_ID,
-        );
-        let mut ignored = 0;
-        join(&mut self.effect, o.effect, &mut ignored, 0);
-        for p in 0..3 {
-            self.phase_counts[p] = self.phase_counts[p].saturating_add(o.phase_counts[p]);
-        }
-    }
+#[inline]
+fn join(k: [u64; 2]) -> u128 {
+    ((k[0] as u128) << 64) | k[1] as u128
 }
 
 /// Partial state of the receipt checks.
 #[derive(Default)]
 pub struct Partial {
-    keys: PrehashedMap<u128, KeyEntry>,
+    runs: Vec<Vec<Exec>>,
     pub receipts: u64,
     pub receipts_in_scope: u64,
     pub executions: u64,
     pub dedupe_hits: u64,
     pub unknown_decisions: u64,
     pub executions_without_key: u64,
-    /// 32-bit hash → name, once per distinct effect / writer.
+    /// 32-bit hash → name, once per distinct effect.
     effect_names: HashMap<u32, String>,
     /// Executions inside the freeze window, by writer and by effect.
     pub freeze_by_writer: HashMap<String, u64>,
@@ -135,6 +104,24 @@ fn phase(ctx: &Ctx, ts: Micros) -> usize {
 #[inline]
 fn in_scope(ctx: &Ctx, ts: Micros) -> bool {
     ctx.mode == Mode::Rollback || ctx.canary_window_contains(ts)
+}
+
+/// What the executions of all keys add up to; computed once, after the pass.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub keys: u64,
+    pub duplicate_keys: u64,
+    pub extra_executions: u64,
+    pub multi_writer_keys: u64,
+    pub multi_effect_id_keys: u64,
+    pub two_writer_effects: u64,
+    pub extra_by_phase: [u64; 3],
+    pub extra_by_effect: BTreeMap<String, u64>,
+    /// Smallest hashes of keys executed more than once / by two writers at the flip.
+    pub duplicate_targets: Vec<u128>,
+    pub flip_targets: Vec<u128>,
+    /// Executions of the keys above.
+    pub target_executions: BTreeMap<u128, u64>,
 }
 
 impl Partial {
@@ -181,6 +168,7 @@ impl Partial {
         let flip_range = ctx
             .flip_at
             .map(|f| (f - 60 * MICROS_PER_SECOND, f + 60 * MICROS_PER_SECOND));
+        let mut run = Vec::with_capacity(n);
         for i in 0..n {
             if !in_scope(ctx, ts[i]) {
                 continue;
@@ -198,7 +186,6 @@ impl Partial {
                 _ => {}
             }
             self.executions += 1;
-            let w = writers.as_ref().map_or(0, |w| w[i]);
             if let (Some(e), Some(effect)) = (effects.as_ref(), effect.as_ref()) {
                 if e[i] != 0 && !self.effect_names.contains_key(&e[i]) {
                     self.effect_names
@@ -224,35 +211,20 @@ impl Partial {
                 self.executions_without_key += 1;
                 continue;
             };
-            let near_flip = flip_range.is_some_and(|(lo, hi)| ts[i] >= lo && ts[i] <= hi);
-            let mut entry = KeyEntry {
-                first_ts: ts[i],
-                count: 1,
-                writer: w,
-                flip_writer: if near_flip { w } else { 0 },
-                effect_id: effect_ids.as_ref().map_or(0, |e| e[i]),
+            run.push(Exec {
+                key: split(hash_str_128(k)),
+                ts: ts[i],
+                writer: writers.as_ref().map_or(0, |w| w[i]),
                 effect: effects.as_ref().map_or(0, |e| e[i]),
-                phase_counts: [0; 3],
-                flags: 0,
-            };
-            entry.phase_counts[phase(ctx, ts[i])] = 1;
-            self.keys
-                .entry(hash_str_128(k))
-                .and_modify(|e| e.merge(&entry))
-                .or_insert(entry);
+                effect_id: effect_ids.as_ref().map_or(0, |e| e[i]),
+                near_flip: flip_range.is_some_and(|(lo, hi)| ts[i] >= lo && ts[i] <= hi),
+            });
         }
+        self.runs.push(run);
     }
 
     pub fn merge(&mut self, other: Partial) {
-        let (mut big, small) = if other.keys.len() > self.keys.len() {
-            (other.keys, std::mem::take(&mut self.keys))
-        } else {
-            (std::mem::take(&mut self.keys), other.keys)
-        };
-        for (k, e) in small {
-            big.entry(k).and_modify(|m| m.merge(&e)).or_insert(e);
-        }
-        self.keys = big;
+        self.runs.extend(other.runs);
         self.receipts += other.receipts;
         self.receipts_in_scope += other.receipts_in_scope;
         self.executions += other.executions;
@@ -272,37 +244,76 @@ impl Partial {
         merge_map(&mut self.freeze_by_effect, other.freeze_by_effect);
     }
 
-    /// Keys with more than one execution, smallest hashes first: the ones shown as samples.
-    pub fn sample_targets(&self) -> Vec<u128> {
-        let mut dup: Vec<u128> = self
-            .keys
-            .iter()
-            .filter(|(_, e)| e.count > 1)
-            .map(|(k, _)| *k)
-            .collect();
-        dup.sort_unstable();
-        dup.truncate(SAMPLE_CAP);
-        dup
-    }
-
-    /// Keys executed by two or more writers within ±60 s of the flip, smallest hashes first.
-    pub fn flip_targets(&self) -> Vec<u128> {
-        let mut keys: Vec<u128> = self
-            .keys
-            .iter()
-            .filter(|(_, e)| e.flags & MULTI_FLIP_WRITER != 0)
-            .map(|(k, _)| *k)
-            .collect();
-        keys.sort_unstable();
-        keys.truncate(SAMPLE_CAP);
-        keys
-    }
-
-    pub fn two_writer_effects(&self) -> u64 {
-        self.keys
-            .values()
-            .filter(|e| e.flags & MULTI_FLIP_WRITER != 0)
-            .count() as u64
+    /// Sorts the executions by key and adds them up per key. Takes the runs (freeing them).
+    pub fn summarize(&mut self, ctx: &Ctx) -> Summary {
+        let total = self.runs.iter().map(Vec::len).sum();
+        let mut all: Vec<Exec> = Vec::with_capacity(total);
+        for run in std::mem::take(&mut self.runs) {
+            all.extend_from_slice(&run);
+        }
+        {
+            use rayon::slice::ParallelSliceMut;
+            all.par_sort_unstable_by_key(|e| e.key);
+        }
+        let mut s = Summary::default();
+        let mut duplicates = Samples::new(SAMPLE_CAP);
+        let mut flips = Samples::new(SAMPLE_CAP);
+        for group in all.chunk_by(|a, b| a.key == b.key) {
+            s.keys += 1;
+            let distinct = |f: fn(&Exec) -> u32, only: fn(&Exec) -> bool| {
+                let mut first = 0;
+                group
+                    .iter()
+                    .filter(|e| only(e))
+                    .map(f)
+                    .filter(|&v| v != 0)
+                    .any(|v| {
+                        if first == 0 {
+                            first = v;
+                        }
+                        v != first
+                    })
+            };
+            let multi_writer = distinct(|e| e.writer, |_| true);
+            s.multi_writer_keys += multi_writer as u64;
+            s.multi_effect_id_keys += distinct(|e| e.effect_id, |_| true) as u64;
+            let key = join(group[0].key);
+            if distinct(|e| e.writer, |e| e.near_flip) {
+                s.two_writer_effects += 1;
+                flips.push(key);
+            }
+            let count = group.len() as u64;
+            if count < 2 {
+                continue;
+            }
+            s.duplicate_keys += 1;
+            s.extra_executions += count - 1;
+            duplicates.push(key);
+            let first = group
+                .iter()
+                .min_by_key(|e| (e.ts, e.effect))
+                .expect("non-empty group");
+            let effect = self
+                .effect_names
+                .get(&first.effect)
+                .cloned()
+                .unwrap_or_else(|| "unknown".to_string());
+            *s.extra_by_effect.entry(effect).or_insert(0) += count - 1;
+            let first_phase = phase(ctx, first.ts);
+            for e in group {
+                s.extra_by_phase[phase(ctx, e.ts)] += 1;
+            }
+            s.extra_by_phase[first_phase] -= 1;
+        }
+        s.duplicate_targets = duplicates.into_vec();
+        s.flip_targets = flips.into_vec();
+        for target in s.duplicate_targets.iter().chain(&s.flip_targets) {
+            let k = split(*target);
+            let start = all.partition_point(|e| e.key < k);
+            let end = all.partition_point(|e| e.key <= k);
+            s.target_executions.insert(*target, (end - start) as u64);
+        }
+        s
     }
 }
 
@@ -384,17 +395,17 @@ impl Lookup {
     }
 
     /// Samples for the given keys (in key order).
-    pub fn samples(&self, keys: &[u128], partial: &Partial) -> Vec<Fields> {
+    pub fn samples(&self, keys: &[u128], summary: &Summary) -> Vec<Fields> {
         let mut out: Vec<(String, Fields)> = keys
             .iter()
             .filter_map(|h| self.found.get(h).map(|f| (h, f)))
             .map(|(h, (key, execs))| {
-                let entry = partial.keys.get(h);
+                let count = summary.target_executions.get(h);
                 let mut f = Fields::new();
                 f.insert("idempotency_key".into(), Metric::Text(Some(key.clone())));
                 f.insert(
                     "executions".into(),
-                    Metric::Count(entry.map_or(execs.len() as u64, |e| e.count as u64)),
+                    Metric::Count(count.copied().unwrap_or(execs.len() as u64)),
                 );
                 f.insert(
                     "receipt_ids".into(),
@@ -420,7 +431,12 @@ impl Lookup {
     }
 }
 
-pub fn finish(partial: &Partial, ctx: &Ctx, samples: Vec<Fields>) -> CheckResult {
+pub fn finish(
+    partial: &Partial,
+    summary: &Summary,
+    ctx: &Ctx,
+    samples: Vec<Fields>,
+) -> CheckResult {
     if let Some(reason) = Partial::skip_reason(ctx) {
         return CheckResult::skip(INFO.id, reason);
     }
@@ -431,30 +447,12 @@ pub fn finish(partial: &Partial, ctx: &Ctx, samples: Vec<Fields>) -> CheckResult
     } else {
         &[]
     };
-    let mut duplicate_keys = 0u64;
-    let mut extra = 0u64;
-    let mut multi_writer = 0u64;
-    let mut multi_effect_id = 0u64;
-    let mut by_effect: BTreeMap<String, u64> = BTreeMap::new();
-    let mut by_phase = [0u64; 3];
-    for e in partial.keys.values() {
-        multi_writer += (e.flags & MULTI_WRITER != 0) as u64;
-        multi_effect_id += (e.flags & MULTI_EFFECT_ID != 0) as u64;
-        if e.count > 1 {
-            duplicate_keys += 1;
-            extra += e.count as u64 - 1;
-            let effect = partial
-                .effect_names
-                .get(&e.effect)
-                .cloned()
-                .unwrap_or_else(|| "unknown".to_string());
-            *by_effect.entry(effect).or_insert(0) += e.count as u64 - 1;
-            let first = phase(ctx, e.first_ts);
-            for (p, n) in e.phase_counts.iter().enumerate() {
-                by_phase[p] += *n as u64 - (p == first) as u64;
-            }
-        }
-    }
+    let duplicate_keys = summary.duplicate_keys;
+    let extra = summary.extra_executions;
+    let multi_writer = summary.multi_writer_keys;
+    let multi_effect_id = summary.multi_effect_id_keys;
+    let by_effect = summary.extra_by_effect.clone();
+    let by_phase = summary.extra_by_phase;
     let mut status = Status::Pass;
     let mut parts = Vec::new();
     if extra > 0 {
@@ -490,7 +488,7 @@ pub fn finish(partial: &Partial, ctx: &Ctx, samples: Vec<Fields>) -> CheckResult
         .metric("receipts", Metric::Count(partial.receipts_in_scope))
         .metric("executions", Metric::Count(partial.executions))
         .metric("dedupe_hits", Metric::Count(partial.dedupe_hits))
-        .metric("keys", Metric::Count(partial.keys.len() as u64))
+        .metric("keys", Metric::Count(summary.keys))
         .metric("duplicate_keys", Metric::Count(duplicate_keys))
         .metric("extra_executions", Metric::Count(extra))
         .metric("multi_writer_keys", Metric::Count(multi_writer))

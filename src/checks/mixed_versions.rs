@@ -26,16 +26,13 @@ pub static INFO: CheckInfo = CheckInfo {
     columns_it_needs: "ts, user_id and the pin columns named in [expected_pins]; request_id for samples.",
 };
 
-#[derive(Debug, Clone, Copy)]
-pub struct Entry {
-    value: u64,
-    mixed: bool,
-}
+/// A user's one value so far, or `MIXED` (16 bytes a user with the key).
+const MIXED: u64 = u64::MAX;
 
-/// Users → the one value seen so far, or mixed.
+/// Users → the one value seen so far, or `MIXED`.
 #[derive(Default)]
 pub struct Partial {
-    users: PrehashedMap<u64, Entry>,
+    users: PrehashedMap<u64, u64>,
     requests_without_user: u64,
 }
 
@@ -83,14 +80,15 @@ impl Partial {
                 self.requests_without_user += 1;
                 continue;
             };
-            let value = values[i];
+            let value = values[i].min(MIXED - 1);
             self.users
                 .entry(u)
-                .and_modify(|e| e.mixed |= e.value != value)
-                .or_insert(Entry {
-                    value,
-                    mixed: false,
-                });
+                .and_modify(|e| {
+                    if *e != value {
+                        *e = MIXED;
+                    }
+                })
+                .or_insert(value);
         }
     }
 
@@ -106,7 +104,11 @@ impl Partial {
         for (u, e) in other.users {
             self.users
                 .entry(u)
-                .and_modify(|m| m.mixed |= e.mixed || m.value != e.value)
+                .and_modify(|m| {
+                    if *m != e {
+                        *m = MIXED;
+                    }
+                })
                 .or_insert(e);
         }
     }
@@ -116,7 +118,7 @@ impl Partial {
     }
 
     pub fn users_mixed(&self) -> u64 {
-        self.users.values().filter(|e| e.mixed).count() as u64
+        self.users.values().filter(|e| **e == MIXED).count() as u64
     }
 
     /// The mixed users to show as samples: the smallest hashes, so the choice is deterministic.
@@ -124,7 +126,7 @@ impl Partial {
         let mut mixed: Vec<u64> = self
             .users
             .iter()
-            .filter(|(_, e)| e.mixed)
+            .filter(|(_, e)| **e == MIXED)
             .map(|(u, _)| *u)
             .collect();
         mixed.sort_unstable();
@@ -243,8 +245,9 @@ impl Lookup {
                     "seen".into(),
                     Metric::Texts(
                         seen.iter()
-                            .map(|(ts, id, shown)| {
-                                format!("{} {} ({})", format_millis(*ts), shown, id)
+                            .map(|(ts, id, shown)| match id.as_str() {
+                                "" => format!("{} {}", format_millis(*ts), shown),
+                                id => format!("{} {} ({})", format_millis(*ts), shown, id),
                             })
                             .collect(),
                     ),

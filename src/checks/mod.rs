@@ -17,13 +17,13 @@ pub mod pins;
 pub mod quality;
 pub mod reconciliation;
 pub mod sticky_routing;
+pub mod timeline;
 pub mod writer_freeze;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::columns::{CanonBatch, Col};
 use crate::incident::{Canary, Incident, Mode, PinSet, Thresholds, Window};
-use crate::stats::PrehashedMap;
 use crate::time::{Micros, MICROS_PER_MINUTE};
 
 /// How many samples a check keeps.
@@ -224,7 +224,9 @@ pub struct Ctx {
     pub root_cause_url: Option<String>,
     /// Request ids the receipts name (64-bit hashes), for the reconciliation join. Set after the
     /// receipts pass, before the request pass.
-    pub receipt_requests: Option<std::sync::Arc<PrehashedMap<u64, (u32, u32)>>>,
+    pub receipt_requests: Option<std::sync::Arc<reconciliation::ReceiptTable>>,
+    /// Whether to build the per-minute series (only the HTML report draws it).
+    pub timeline: bool,
 }
 
 impl Ctx {
@@ -258,6 +260,7 @@ impl Ctx {
             receipts_present,
             root_cause_url: incident.root_cause_url.clone(),
             receipt_requests: None,
+            timeline: false,
         }
     }
 
@@ -481,6 +484,7 @@ pub struct RequestPartial {
     pub latency: latency::Partial,
     pub quality: quality::Partial,
     pub reconcile: reconciliation::RequestSide,
+    pub timeline: timeline::Partial,
 }
 
 impl RequestPartial {
@@ -494,6 +498,7 @@ impl RequestPartial {
             latency: latency::Partial::new(),
             quality: quality::Partial::new(),
             reconcile: reconciliation::RequestSide::default(),
+            timeline: timeline::Partial::default(),
         }
     }
 
@@ -507,6 +512,7 @@ impl RequestPartial {
         self.latency.update(ctx, batch, &rows);
         self.quality.update(ctx, batch, &rows);
         self.reconcile.update(ctx, batch);
+        self.timeline.update(ctx, batch);
     }
 
     pub fn merge(mut self, other: RequestPartial) -> RequestPartial {
@@ -518,6 +524,7 @@ impl RequestPartial {
         self.latency.merge(other.latency);
         self.quality.merge(other.quality);
         self.reconcile.merge(other.reconcile);
+        self.timeline.merge(other.timeline);
         self
     }
 }

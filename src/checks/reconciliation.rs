@@ -11,7 +11,8 @@ use arrow::array::Array;
 use super::{CheckInfo, CheckResult, Ctx, Fields, Metric, Status, BOTH, SAMPLE_CAP};
 use crate::columns::{hash_str, CanonBatch, Col};
 use crate::incident::Mode;
-use crate::stats::PrehashedMap;
+use crate::stats::hash_index::{Bits, HashIndex};
+use crate::stats::Samples;
 use crate::time::{format_millis, Micros};
 
 pub static INFO: CheckInfo = CheckInfo {
@@ -31,16 +32,26 @@ pub static INFO: CheckInfo = CheckInfo {
         requests: request_id, status.",
 };
 
-/// Receipt side: request id hash → (receipts, executions).
+/// Receipt side, during the receipts pass: (request id hash, is execution) per receipt, in runs
+/// that merge by concatenation.
 #[derive(Default)]
 pub struct ReceiptSide {
-    pub by_request: PrehashedMap<u64, (u32, u32)>,
+    runs: Vec<Vec<(u64, bool)>>,
 }
 
-/// Request side: which of the receipts' request ids were seen, and which failed.
+/// The receipts' request ids, indexed once after the receipts pass, with their counts per slot.
+#[derive(Debug)]
+pub struct ReceiptTable {
+    pub index: HashIndex,
+    receipts: Vec<u32>,
+    executions: Vec<u32>,
+}
+
+/// Request side: which of the receipts' request ids were seen, and which failed (bits by slot).
 #[derive(Default)]
 pub struct RequestSide {
-    seen: PrehashedMap<u64, bool>,
+    seen: Bits,
+    failed: Bits,
 }
 
 pub fn applies(ctx: &Ctx) -> bool {
@@ -66,56 +77,78 @@ impl ReceiptSide {
         let hashes = request.map_rows(|r| r.map(|r| hash_str(Some(r))));
         let decision = batch.str(Col::Decision);
         let ts = batch.ts();
+        let mut run = Vec::with_capacity(batch.len());
         for i in 0..batch.len() {
             let Some(h) = hashes[i] else { continue };
-            if !in_scope(ctx, ts[i]) {
-                continue;
+            if in_scope(ctx, ts[i]) {
+                run.push((h, is_execution(decision.as_ref().and_then(|d| d.get(i)))));
             }
-            let exec = is_execution(decision.as_ref().and_then(|d| d.get(i))) as u32;
-            let e = self.by_request.entry(h).or_insert((0, 0));
-            e.0 += 1;
-            e.1 += exec;
         }
+        self.runs.push(run);
     }
 
     pub fn merge(&mut self, other: ReceiptSide) {
-        for (h, (r, x)) in other.by_request {
-            let e = self.by_request.entry(h).or_insert((0, 0));
-            e.0 += r;
-            e.1 += x;
+        self.runs.extend(other.runs);
+    }
+
+    /// Indexes the request ids; the runs are freed as they are counted.
+    pub fn into_table(self) -> ReceiptTable {
+        let total: usize = self.runs.iter().map(Vec::len).sum();
+        let index = HashIndex::build(self.runs.iter().flatten().map(|(h, _)| *h), total);
+        let mut receipts = vec![0u32; index.capacity()];
+        let mut executions = vec![0u32; index.capacity()];
+        for run in self.runs {
+            for (h, exec) in run {
+                let slot = index.find(h).expect("indexed above");
+                receipts[slot] = receipts[slot].saturating_add(1);
+                executions[slot] = executions[slot].saturating_add(exec as u32);
+            }
+        }
+        ReceiptTable {
+            index,
+            receipts,
+            executions,
         }
     }
 }
 
 impl RequestSide {
     pub fn update(&mut self, ctx: &Ctx, batch: &CanonBatch) {
-        let Some(targets) = ctx.receipt_requests.as_ref() else {
+        let Some(table) = ctx.receipt_requests.as_ref() else {
             return;
         };
         let Some(request) = batch.str(Col::RequestId) else {
             return;
         };
         let status = batch.int(Col::Status);
-        for i in 0..batch.len() {
-            let Some(id) = request.get(i) else { continue };
-            let h = hash_str(Some(id));
-            if !targets.contains_key(&h) {
+        let capacity = table.index.capacity();
+        // Three passes over the batch instead of one branchy loop: hash, test the filter (its
+        // loads are independent, so misses overlap), then probe the few candidates.
+        let hashes = request.map_rows(|v| v.map(|s| hash_str(Some(s))));
+        let candidates: Vec<bool> = hashes
+            .iter()
+            .map(|h| h.is_some_and(|h| table.index.may_contain(h)))
+            .collect();
+        for (i, _) in candidates.iter().enumerate().filter(|(_, c)| **c) {
+            let Some(slot) = hashes[i].and_then(|h| table.index.find(h)) else {
                 continue;
-            }
+            };
+            self.seen.set(slot, capacity);
             let failed = status.is_some_and(|s| {
                 s.is_valid(i) && {
                     let v = s.values()[i];
                     v >= 500 || v == 429
                 }
             });
-            *self.seen.entry(h).or_insert(false) |= failed;
+            if failed {
+                self.failed.set(slot, capacity);
+            }
         }
     }
 
     pub fn merge(&mut self, other: RequestSide) {
-        for (h, failed) in other.seen {
-            *self.seen.entry(h).or_insert(false) |= failed;
-        }
+        self.seen.merge(other.seen);
+        self.failed.merge(other.failed);
     }
 }
 
@@ -129,7 +162,7 @@ pub struct Joined {
     pub failed_targets: Vec<u64>,
 }
 
-pub fn join(receipts: &ReceiptSide, requests: &RequestSide) -> Joined {
+pub fn join(table: &ReceiptTable, requests: &RequestSide) -> Joined {
     let mut j = Joined {
         orphan_receipts: 0,
         orphan_request_ids: 0,
@@ -138,25 +171,21 @@ pub fn join(receipts: &ReceiptSide, requests: &RequestSide) -> Joined {
         orphan_targets: Vec::new(),
         failed_targets: Vec::new(),
     };
-    for (h, (count, executions)) in &receipts.by_request {
-        match requests.seen.get(h) {
-            None => {
-                j.orphan_receipts += *count as u64;
-                j.orphan_request_ids += 1;
-                j.orphan_targets.push(*h);
-            }
-            Some(true) if *executions > 0 => {
-                j.executions_on_failed_requests += *executions as u64;
-                j.failed_requests_with_executions += 1;
-                j.failed_targets.push(*h);
-            }
-            Some(_) => {}
+    let mut orphans = Samples::new(SAMPLE_CAP);
+    let mut failed = Samples::new(SAMPLE_CAP);
+    for (slot, h) in table.index.members() {
+        if !requests.seen.get(slot) {
+            j.orphan_receipts += table.receipts[slot] as u64;
+            j.orphan_request_ids += 1;
+            orphans.push(h);
+        } else if requests.failed.get(slot) && table.executions[slot] > 0 {
+            j.executions_on_failed_requests += table.executions[slot] as u64;
+            j.failed_requests_with_executions += 1;
+            failed.push(h);
         }
     }
-    for targets in [&mut j.orphan_targets, &mut j.failed_targets] {
-        targets.sort_unstable();
-        targets.truncate(SAMPLE_CAP);
-    }
+    j.orphan_targets = orphans.into_vec();
+    j.failed_targets = failed.into_vec();
     j
 }
 

@@ -25,6 +25,7 @@ pub static INFO: CheckInfo = CheckInfo {
 
 pub fn finish(
     partial: &duplicate_effects::Partial,
+    summary: &duplicate_effects::Summary,
     ctx: &Ctx,
     end_of_data: Option<i64>,
     samples: Vec<Fields>,
@@ -32,7 +33,7 @@ pub fn finish(
     if let Some(reason) = duplicate_effects::Partial::skip_reason(ctx) {
         return CheckResult::skip(INFO.id, reason);
     }
-    let two_writers = partial.two_writer_effects();
+    let two_writers = summary.two_writer_effects;
     let mut status = Status::Pass;
     let mut parts = Vec::new();
     if partial.writes_during_freeze > 0 {

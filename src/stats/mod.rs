@@ -3,6 +3,7 @@
 //! Every type here merges exactly, so partial states built per batch, per thread or per shard give
 //! the same figures whatever the order they are merged in.
 
+pub mod hash_index;
 mod quantiles;
 mod samples;
 
@@ -22,7 +23,8 @@ const SCALE: f64 = (1u64 << 40) as f64;
 impl ExactSum {
     #[inline]
     pub fn add(&mut self, v: f64) {
-        self.scaled += (v * SCALE).round() as i128;
+        // Values are in [0, 1] here: +0.5 then truncation rounds without a libm call.
+        self.scaled += (v * SCALE + 0.5) as i64 as i128;
         self.count += 1;
     }
 
