@@ -36,6 +36,13 @@ struct ReceiptLookup {
 /// A resolved input file: its path, and the path as shown in reports.
 type ResolvedFile = (PathBuf, String);
 
+/// What the run computes besides the checks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuditOptions {
+    /// Build the per-minute series the HTML report draws.
+    pub timeline: bool,
+}
+
 /// Called with progress: (table, units done, units total).
 pub type Progress<'a> = &'a (dyn Fn(Table, u64, u64) + Sync);
 
@@ -177,6 +184,7 @@ impl Timings {
 pub fn execute(
     incident: &Incident,
     overrides: &InputOverrides,
+    options: AuditOptions,
     progress: Progress<'_>,
 ) -> Result<Report, InputError> {
     let timings = Timings::new();
@@ -202,11 +210,13 @@ pub fn execute(
     if !problems.is_empty() {
         return Err(InputError { problems });
     }
-    let ctx = Ctx::new(
+    let mut ctx = Ctx::new(
         incident,
         requests.present.clone(),
         receipts.as_ref().map(|r| r.present.clone()),
     );
+    ctx.timeline = options.timeline;
+    let ctx = ctx;
 
     let all_files: Vec<&ingest::SourceFile> = requests
         .files
@@ -464,6 +474,7 @@ pub fn execute(
             rows,
             data_start: counts.min_ts,
             data_end: counts.max_ts,
+            timeline: req.timeline.finish(&ctx),
         },
     ))
 }

@@ -24,12 +24,22 @@ pub enum Command {
         /// Check id, e.g. `pins`; without it, list every check
         check: Option<String>,
     },
+    /// Print a shell completion script (e.g. `rollproof completions bash > /etc/bash_completion.d/rollproof`)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `rollproof man > rollproof.1`
+    Man,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Text,
     Json,
+    Markdown,
+    Junit,
+    Html,
 }
 
 #[derive(Debug, clap::Args)]
@@ -45,6 +55,18 @@ pub struct AuditArgs {
     /// Also write the JSON report to FILE
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Also write the HTML postmortem (self-contained, no script) to FILE
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Also write the Markdown summary (for a PR comment) to FILE
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Also write JUnit XML (one test case per check) to FILE
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Print GitHub Actions annotations and append to $GITHUB_STEP_SUMMARY (on by default when GITHUB_ACTIONS=true)
+    #[arg(long)]
+    pub github: bool,
     /// Request logs (globs allowed), replacing [inputs] requests; relative to the current folder
     #[arg(long, value_name = "PATH")]
     pub requests: Vec<String>,

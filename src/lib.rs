@@ -22,7 +22,10 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::incident::Incident;
-use crate::report::{json::Json, text::Text, Renderer, Report};
+use crate::report::{
+    github::Annotations, html::Html, json::Json, junit::Junit, markdown::Markdown, text::Text,
+    Renderer, Report,
+};
 use crate::settings::{AuditSettings, OutputFormat, Settings};
 
 /// How the process ends. `From<ExitStatus> for ExitCode` gives the contract's codes.
@@ -53,6 +56,22 @@ pub fn run(settings: Settings) -> anyhow::Result<ExitStatus> {
     match settings {
         Settings::Explain(check) => explain(check.as_deref()),
         Settings::Audit(settings) => audit(&settings),
+        Settings::Completions(shell) => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cli::Cli::command(), "rollproof", &mut out);
+            write_stdout(&String::from_utf8_lossy(&out))?;
+            Ok(ExitStatus::Success)
+        }
+        Settings::Man => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_mangen::Man::new(cli::Cli::command())
+                .render(&mut out)
+                .context("could not render the man page")?;
+            write_stdout(&String::from_utf8_lossy(&out))?;
+            Ok(ExitStatus::Success)
+        }
     }
 }
 
@@ -94,15 +113,43 @@ fn audit(settings: &AuditSettings) -> anyhow::Result<ExitStatus> {
         .build()
         .context("could not start the worker threads")?;
     let show_progress = settings.progress && std::io::stderr().is_terminal();
-    let progress = move |table: columns::Table, done: u64, total: u64| {
-        if show_progress {
-            eprint!("\rreading {}: {done}/{total} units", table.name());
-            if done == total {
-                eprintln!();
+    let bar: std::sync::Mutex<Option<(columns::Table, indicatif::ProgressBar)>> =
+        std::sync::Mutex::new(None);
+    let progress = |table: columns::Table, done: u64, total: u64| {
+        if !show_progress {
+            return;
+        }
+        let mut bar = bar.lock().unwrap_or_else(|e| e.into_inner());
+        if bar.as_ref().is_none_or(|(t, _)| *t != table) {
+            if let Some((_, old)) = bar.take() {
+                old.finish_and_clear();
             }
+            let pb = indicatif::ProgressBar::with_draw_target(
+                Some(total),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            pb.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg:>9} [{bar:32}] {pos}/{len} units {elapsed}",
+                )
+                .expect("valid progress template")
+                .progress_chars("=> "),
+            );
+            pb.set_message(table.name());
+            *bar = Some((table, pb));
+        }
+        if let Some((_, pb)) = bar.as_ref() {
+            pb.set_position(done);
         }
     };
-    let report = pool.install(|| audit::execute(&incident, &settings.inputs, &progress))?;
+    let options = audit::AuditOptions {
+        timeline: settings.html.is_some() || settings.format == OutputFormat::Html,
+    };
+    let report = pool.install(|| audit::execute(&incident, &settings.inputs, options, &progress));
+    if let Some((_, pb)) = bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        pb.finish_and_clear();
+    }
+    let report = report?;
     write_outputs(settings, &report)?;
     Ok(match report.status() {
         checks::Status::Fail => ExitStatus::Failed,
@@ -111,18 +158,58 @@ fn audit(settings: &AuditSettings) -> anyhow::Result<ExitStatus> {
     })
 }
 
-fn write_outputs(settings: &AuditSettings, report: &Report) -> anyhow::Result<()> {
-    let main = match settings.format {
+fn render(format: OutputFormat, report: &Report) -> String {
+    match format {
         OutputFormat::Text => Text.render(report),
         OutputFormat::Json => Json.render(report),
-    };
-    if let Some(path) = &settings.json {
-        write_file(path, &Json.render(report))?;
+        OutputFormat::Markdown => Markdown.render(report),
+        OutputFormat::Junit => Junit.render(report),
+        OutputFormat::Html => Html.render(report),
     }
+}
+
+fn write_outputs(settings: &AuditSettings, report: &Report) -> anyhow::Result<()> {
+    let files = [
+        (&settings.json, OutputFormat::Json),
+        (&settings.html, OutputFormat::Html),
+        (&settings.markdown, OutputFormat::Markdown),
+        (&settings.junit, OutputFormat::Junit),
+    ];
+    for (path, format) in files {
+        if let Some(path) = path {
+            write_file(path, &render(format, report))?;
+        }
+    }
+    if let Some(summary) = &settings.step_summary {
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(summary)
+            .with_context(|| {
+                format!(
+                    "could not open $GITHUB_STEP_SUMMARY `{}`",
+                    summary.display()
+                )
+            })?;
+        file.write_all(Markdown.render(report).as_bytes())
+            .with_context(|| format!("could not append to `{}`", summary.display()))?;
+    }
+    let main = render(settings.format, report);
     match &settings.output {
-        Some(path) => write_file(path, &main),
-        None => write_stdout(&main),
+        Some(path) => write_file(path, &main)?,
+        None => write_stdout(&main)?,
     }
+    if settings.github {
+        // Workflow commands: on stdout with the human summary; on stderr when stdout is data.
+        let annotations = Annotations.render(report);
+        if settings.format == OutputFormat::Text && settings.output.is_none() {
+            write_stdout(&annotations)?;
+        } else {
+            eprint!("{annotations}");
+        }
+    }
+    Ok(())
 }
 
 fn write_file(path: &Path, content: &str) -> anyhow::Result<()> {

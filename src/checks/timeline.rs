@@ -198,3 +198,34 @@ impl Partial {
         }
     }
 }
+
+impl Partial {
+    /// The series as the report shows it.
+    pub fn finish(self, ctx: &Ctx) -> Option<crate::report::Timeline> {
+        let r = range(ctx)?;
+        let points = self
+            .buckets
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let k = self.first + i as i64;
+                let rate = |num: u64, den: u64| (den > 0).then(|| num as f64 / den as f64);
+                crate::report::TimelinePoint {
+                    start: r.origin + k * r.bucket,
+                    minute: k * r.bucket / MICROS_PER_MINUTE,
+                    requests: b.requests,
+                    error_rate: rate(b.errors, b.with_status),
+                    p95_latency_ms: b.latency.as_ref().and_then(|q| q.quantile(950)),
+                    pins_ok_share: rate(b.pins_ok, b.pins_checked),
+                    stale_hits: b.stale_hits,
+                    delta_s_p95: b.delta_s.as_ref().and_then(|q| q.quantile(950)),
+                    coverage_mean: b.coverage.mean(),
+                }
+            })
+            .collect();
+        Some(crate::report::Timeline {
+            bucket_minutes: r.bucket / MICROS_PER_MINUTE,
+            points,
+        })
+    }
+}

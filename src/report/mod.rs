@@ -4,7 +4,11 @@
 //! renderer (text, JSON, and the others) reads. The model holds no wall-clock time, and every map
 //! in it is sorted, so the same inputs give byte-identical output.
 
+pub mod github;
+pub mod html;
 pub mod json;
+pub mod junit;
+pub mod markdown;
 pub mod text;
 
 use std::collections::BTreeMap;
@@ -33,6 +37,32 @@ pub struct Report {
     pub inputs: Vec<InputReport>,
     pub rows: RowAccounting,
     pub checks: Vec<CheckReport>,
+    /// Per-minute series for the HTML charts; built only when the HTML report is asked for, and
+    /// never part of the JSON (so the JSON does not depend on which reports a run writes).
+    #[serde(skip)]
+    pub timeline: Option<Timeline>,
+}
+
+/// Per-bucket figures around the flip.
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    pub bucket_minutes: i64,
+    pub points: Vec<TimelinePoint>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TimelinePoint {
+    /// Start of the bucket, epoch µs.
+    pub start: i64,
+    /// Minutes from the flip to the start of the bucket.
+    pub minute: i64,
+    pub requests: u64,
+    pub error_rate: Option<f64>,
+    pub p95_latency_ms: Option<f64>,
+    pub pins_ok_share: Option<f64>,
+    pub stale_hits: u64,
+    pub delta_s_p95: Option<f64>,
+    pub coverage_mean: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -185,6 +215,7 @@ pub struct ReportInputs {
     pub rows: RowAccounting,
     pub data_start: Option<i64>,
     pub data_end: Option<i64>,
+    pub timeline: Option<Timeline>,
 }
 
 impl Report {
@@ -280,6 +311,7 @@ impl Report {
             inputs: extra.inputs,
             rows: extra.rows,
             checks,
+            timeline: extra.timeline,
         }
     }
 

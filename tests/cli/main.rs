@@ -7,5 +7,6 @@ mod determinism;
 mod fixtures;
 mod formats;
 mod receipts;
+mod reports;
 mod snapshots;
 mod util;
