@@ -458,6 +458,7 @@ pub fn execute(
     let rows = RowAccounting {
         requests_read: req_summary.rows,
         requests_rejected: req_summary.rejected,
+        requests_used: counts.rows - counts.outside,
         requests_audited: counts.audited,
         requests_baseline: counts.side_rows[0],
         requests_subject: counts.side_rows[1],

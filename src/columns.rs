@@ -172,6 +172,12 @@ impl CanonBatch {
     }
 
     pub fn str(&self, col: Col) -> Option<StrCol<'_>> {
+        debug_assert_eq!(
+            col.kind(),
+            Kind::Str,
+            "`str` of the non-string column {}",
+            col.name()
+        );
         self.array(col).map(|a| StrCol::new(a.as_ref()))
     }
 

@@ -32,6 +32,7 @@ pub fn finish(partial: &error_recovery::Partial, ctx: &Ctx, counts: &RowCounts) 
             .metric("canary_errors", Metric::Count(partial.sides[1].hits))
             .metric("error_rate_max", Metric::Number(Some(max)))
             .metric("status_missing", Metric::Count(partial.status_missing))
+            .metric("status_invalid", Metric::Count(partial.status_invalid))
             .cells(
                 canary.map(pct).unwrap_or_else(|| "n/a".into()),
                 baseline.map(pct).unwrap_or_else(|| "n/a".into()),

@@ -36,6 +36,8 @@ pub struct Partial {
     pub sides: [Rate; 2],
     pub minutes: BTreeMap<i64, Rate>,
     pub status_missing: u64,
+    /// Status codes outside 100..=599 (e.g. 0 from a client that gave up): excluded, counted.
+    pub status_invalid: u64,
 }
 
 #[inline]
@@ -70,6 +72,10 @@ impl Partial {
                 self.status_missing += 1;
                 continue;
             }
+            if !(100..=599).contains(&values[i]) {
+                self.status_invalid += 1;
+                continue;
+            }
             let err = is_error(values[i]);
             let side = rows.side[i];
             if side != SIDE_NONE {
@@ -99,6 +105,7 @@ impl Partial {
         self.sides[0].merge(&other.sides[0]);
         self.sides[1].merge(&other.sides[1]);
         self.status_missing += other.status_missing;
+        self.status_invalid += other.status_invalid;
         for (k, rate) in other.minutes {
             self.minutes.entry(k).or_default().merge(&rate);
         }
@@ -159,6 +166,7 @@ pub fn finish(partial: &Partial, ctx: &Ctx, counts: &RowCounts) -> CheckResult {
                 Metric::MaybeCount(worst_minute.map(|w| w.1 as u64)),
             )
             .metric("status_missing", Metric::Count(partial.status_missing))
+            .metric("status_invalid", Metric::Count(partial.status_invalid))
             .cells(
                 match recovery {
                     Some(k) => format!(

@@ -213,7 +213,21 @@ impl Partial {
             .filter(|&&j| self.by_pin[j] > 0)
             .map(|&j| (PIN_COLUMNS[j].name().to_string(), self.by_pin[j]))
             .collect();
-        let (status, summary) = if self.violations > 0 {
+        let (status, summary) = if self.requests_checked == 0 {
+            (
+                Status::Inconclusive,
+                match ctx.mode {
+                    Mode::Rollback => {
+                        "no request after the flip: check `flip_at` against the data's time range"
+                            .to_string()
+                    }
+                    Mode::Canary => {
+                        "no request of either arm in the window: check `[canary]` arms and window"
+                            .to_string()
+                    }
+                },
+            )
+        } else if self.violations > 0 {
             let worst = by_pin
                 .iter()
                 .max_by_key(|(k, v)| (**v, std::cmp::Reverse(k.to_string())));

@@ -620,3 +620,54 @@ pub fn sha256_file(path: &Path) -> Result<String, Problem> {
         .map(|b| format!("{b:02x}"))
         .collect())
 }
+
+/// Fuzzing entry point: writes `data` to a file named `name` in a scratch folder, plans it as the
+/// requests table and reads it with every canonical column wanted. Errors are the expected
+/// outcome for most inputs; only a panic is a finding.
+#[doc(hidden)]
+pub fn fuzz_one_file(name: &str, data: &[u8]) {
+    thread_local! {
+        static DIR: PathBuf = {
+            let dir = std::env::temp_dir().join(format!("rollproof-fuzz-{}", std::process::id()));
+            let _ = std::fs::create_dir_all(&dir);
+            dir
+        };
+    }
+    let path = DIR.with(|d| d.join(name));
+    if std::fs::write(&path, data).is_err() {
+        return;
+    }
+    let mut problems = Vec::new();
+    let plan = plan(
+        Table::Requests,
+        vec![(path, name.to_string())],
+        &Mapping::default(),
+        &mut problems,
+    );
+    if !problems.is_empty() {
+        return;
+    }
+    let wanted: Vec<Col> = Col::of_table(Table::Requests).collect();
+    for unit in plan.units() {
+        let _ = plan.read_unit(unit, &wanted, |batch| {
+            // Touch every column through the views the checks use.
+            for &col in &wanted {
+                match col.kind() {
+                    crate::columns::Kind::Str => {
+                        let _ = batch.str(col).map(|s| s.map_rows(|v| v.map(str::len)));
+                    }
+                    crate::columns::Kind::Bool => {
+                        let _ = batch.bool(col).map(|a| a.true_count());
+                    }
+                    crate::columns::Kind::Int => {
+                        let _ = batch.int(col).map(|a| a.values().iter().sum::<i64>());
+                    }
+                    crate::columns::Kind::Float => {
+                        let _ = batch.float(col).map(|a| a.values().iter().sum::<f64>());
+                    }
+                    crate::columns::Kind::Time => {}
+                }
+            }
+        });
+    }
+}

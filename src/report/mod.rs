@@ -115,6 +115,8 @@ pub struct InputReport {
 pub struct RowAccounting {
     pub requests_read: u64,
     pub requests_rejected: u64,
+    /// Requests some check used: audited (after the flip / an arm in the window) or in a window.
+    pub requests_used: u64,
     pub requests_audited: u64,
     pub requests_baseline: u64,
     pub requests_subject: u64,

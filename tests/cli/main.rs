@@ -6,6 +6,8 @@ mod canary;
 mod determinism;
 mod fixtures;
 mod formats;
+mod malformed;
+mod properties;
 mod receipts;
 mod reports;
 mod snapshots;
