@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Renderer, Report, Timeline};
+use super::{display_value, Renderer, Report, Timeline};
 use crate::time::{format_seconds, parse_rfc3339, MICROS_PER_MINUTE};
 
 const TEMPLATE: &str = include_str!("../../templates/report.html");
@@ -122,20 +122,6 @@ fn count(report: &Report, check: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn shown(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "∅".to_string(),
-        Value::Array(items) => items.iter().map(shown).collect::<Vec<_>>().join(", "),
-        Value::Object(map) => map
-            .iter()
-            .map(|(k, v)| format!("{k}: {}", shown(v)))
-            .collect::<Vec<_>>()
-            .join(", "),
-        other => other.to_string(),
-    }
-}
-
 /// Strings from the logs can be long: a report stays readable.
 fn clip(s: String) -> String {
     const MAX: usize = 160;
@@ -168,7 +154,7 @@ fn sample_size(c: &super::CheckReport) -> String {
             .iter()
             .find(|(k, _)| k.ends_with("_samples") && !k.starts_with("baseline")),
     ) {
-        (Some(b), Some((_, s))) => format!("{} / {}", shown(b), shown(s)),
+        (Some(b), Some((_, s))) => format!("{} / {}", display_value(b), display_value(s)),
         _ => String::new(),
     }
 }
@@ -218,7 +204,7 @@ impl<'a> View<'a> {
                     .map(|s| {
                         columns
                             .iter()
-                            .map(|k| clip(s.get(k).map(shown).unwrap_or_default()))
+                            .map(|k| clip(s.get(k).map(display_value).unwrap_or_default()))
                             .collect()
                     })
                     .collect();
@@ -229,7 +215,7 @@ impl<'a> View<'a> {
                     .filter(|(_, v)| v.as_object().is_some_and(|m| !m.is_empty()))
                     .map(|(k, v)| Breakdown {
                         name: k.clone(),
-                        value: clip(shown(v)),
+                        value: clip(display_value(v)),
                     })
                     .collect();
                 Finding {
@@ -295,7 +281,7 @@ impl<'a> View<'a> {
                     .iter()
                     .map(|(k, v)| match v {
                         Value::String(s) => format!("{k} = {s}"),
-                        other => format!("{k}: {}", shown(other)),
+                        other => format!("{k}: {}", display_value(other)),
                     })
                     .collect(),
                 _ => Vec::new(),

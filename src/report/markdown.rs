@@ -3,9 +3,7 @@
 
 use std::fmt::Write;
 
-use serde_json::Value;
-
-use super::{Renderer, Report};
+use super::{display_value, Renderer, Report};
 
 pub struct Markdown;
 
@@ -32,15 +30,6 @@ pub fn cell(s: &str) -> String {
         out.push('…');
     }
     out
-}
-
-fn value(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "∅".to_string(),
-        Value::Array(a) => a.iter().map(value).collect::<Vec<_>>().join(", "),
-        other => other.to_string(),
-    }
 }
 
 fn icon(status: &str) -> &'static str {
@@ -95,11 +84,7 @@ impl Renderer for Markdown {
                 cell(&check.summary)
             );
         }
-        let findings: Vec<_> = r
-            .checks
-            .iter()
-            .filter(|c| matches!(c.status, "fail" | "warn") && !c.samples.is_empty())
-            .collect();
+        let findings: Vec<_> = r.findings().collect();
         if !findings.is_empty() {
             let _ = writeln!(out, "\n### Top findings\n");
         }
@@ -113,7 +98,7 @@ impl Renderer for Markdown {
             for sample in check.samples.iter().take(SAMPLES_SHOWN) {
                 let line: Vec<String> = sample
                     .iter()
-                    .map(|(k, v)| format!("{k}={}", cell(&value(v))))
+                    .map(|(k, v)| format!("{k}={}", cell(&display_value(v))))
                     .collect();
                 let _ = writeln!(out, "- {}", line.join(" · "));
             }

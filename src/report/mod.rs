@@ -317,6 +317,13 @@ impl Report {
         }
     }
 
+    /// Checks that failed or warned and have samples: the "top findings" of the human formats.
+    pub fn findings(&self) -> impl Iterator<Item = &CheckReport> {
+        self.checks
+            .iter()
+            .filter(|c| matches!(c.status, "fail" | "warn") && !c.samples.is_empty())
+    }
+
     pub fn status(&self) -> Status {
         match self.verdict {
             "fail" => Status::Fail,
@@ -324,6 +331,26 @@ impl Report {
             "warn" => Status::Warn,
             _ => Status::Pass,
         }
+    }
+}
+
+/// A metric or sample value as text for the human formats: strings as they are, `∅` for null,
+/// lists joined with commas, maps as `key: value` pairs. Callers escape for their format.
+pub fn display_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "∅".to_string(),
+        Value::Array(items) => items
+            .iter()
+            .map(display_value)
+            .collect::<Vec<_>>()
+            .join(", "),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", display_value(v)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
     }
 }
 

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use super::{Renderer, Report};
+use super::{display_value, Renderer, Report};
 
 pub struct Text;
 
@@ -14,19 +14,7 @@ const FINDINGS_PER_CHECK: usize = 3;
 fn sample_line(sample: &std::collections::BTreeMap<String, Value>) -> String {
     sample
         .iter()
-        .map(|(k, v)| {
-            let shown = match v {
-                Value::String(s) => s.clone(),
-                Value::Array(items) => items
-                    .iter()
-                    .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                Value::Null => "∅".to_string(),
-                other => other.to_string(),
-            };
-            format!("{k}={}", sanitize(&shown))
-        })
+        .map(|(k, v)| format!("{k}={}", sanitize(&display_value(v))))
         .collect::<Vec<_>>()
         .join("  ")
 }
@@ -82,11 +70,7 @@ impl Renderer for Text {
                 sanitize(&check.summary)
             );
         }
-        let findings: Vec<_> = r
-            .checks
-            .iter()
-            .filter(|c| matches!(c.status, "fail" | "warn") && !c.samples.is_empty())
-            .collect();
+        let findings: Vec<_> = r.findings().collect();
         if !findings.is_empty() {
             let _ = writeln!(out, "\nfindings");
             for check in findings {
