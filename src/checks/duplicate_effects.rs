@@ -12,7 +12,7 @@ use super::{
 };
 use crate::columns::{hash_str, hash_str_128, CanonBatch, Col};
 use crate::incident::Mode;
-use crate::stats::Samples;
+use crate::stats::{Samples, Targets};
 use crate::time::{format_millis, Micros, MICROS_PER_SECOND};
 
 pub static INFO: CheckInfo = CheckInfo {
@@ -322,7 +322,7 @@ type Execution = (Micros, String, String, String);
 
 /// A second, targeted pass over the receipts: every execution of the sampled keys.
 pub struct Lookup {
-    targets: Vec<u128>,
+    targets: Targets<u128>,
     /// key hash → (key, executions as (ts, receipt id, writer, effect)).
     found: BTreeMap<u128, (String, Vec<Execution>)>,
 }
@@ -331,17 +331,11 @@ pub struct Lookup {
 const EXECUTIONS_SHOWN: usize = 5;
 
 impl Lookup {
-    pub fn new(mut targets: Vec<u128>) -> Lookup {
-        targets.sort_unstable();
-        targets.dedup();
+    pub fn new(targets: Vec<u128>) -> Lookup {
         Lookup {
-            targets,
+            targets: Targets::new(targets),
             found: BTreeMap::new(),
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.targets.is_empty()
     }
 
     pub fn update(&mut self, ctx: &Ctx, batch: &CanonBatch) {
@@ -366,7 +360,7 @@ impl Lookup {
             }
             let Some(k) = key.get(i) else { continue };
             let h = hash_str_128(k);
-            if self.targets.binary_search(&h).is_err() {
+            if !self.targets.contains(&h) {
                 continue;
             }
             let get = |c: &Option<crate::columns::StrCol<'_>>| {

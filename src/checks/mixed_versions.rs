@@ -10,7 +10,7 @@ use super::{
 };
 use crate::columns::{hash_str, CanonBatch, Col};
 use crate::incident::{pins_named_in, Mode};
-use crate::stats::PrehashedMap;
+use crate::stats::{PrehashedMap, Targets};
 use crate::time::format_millis;
 
 pub static INFO: CheckInfo = CheckInfo {
@@ -144,7 +144,7 @@ type FirstSeen = BTreeMap<String, (i64, String)>;
 
 /// A second, targeted pass: the requests of the sampled mixed users, to show what they saw.
 pub struct Lookup {
-    targets: Vec<u64>,
+    targets: Targets<u64>,
     /// user hash → (user id, value shown → earliest (ts, request id)).
     found: BTreeMap<u64, (String, FirstSeen)>,
 }
@@ -152,13 +152,9 @@ pub struct Lookup {
 impl Lookup {
     pub fn new(targets: Vec<u64>) -> Lookup {
         Lookup {
-            targets,
+            targets: Targets::new(targets),
             found: BTreeMap::new(),
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.targets.is_empty()
     }
 
     pub fn update(&mut self, ctx: &Ctx, batch: &CanonBatch) {
@@ -172,7 +168,7 @@ impl Lookup {
             }
             let Some(u) = user.get(i) else { continue };
             let h = hash_str(Some(u));
-            if self.targets.binary_search(&h).is_err() {
+            if !self.targets.contains(&h) {
                 continue;
             }
             let shown = match ctx.mode {

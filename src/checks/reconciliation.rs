@@ -12,7 +12,7 @@ use super::{CheckInfo, CheckResult, Ctx, Fields, Metric, Status, BOTH, SAMPLE_CA
 use crate::columns::{hash_str, CanonBatch, Col};
 use crate::incident::Mode;
 use crate::stats::hash_index::{Bits, HashIndex};
-use crate::stats::Samples;
+use crate::stats::{Samples, Targets};
 use crate::time::{format_millis, Micros};
 
 pub static INFO: CheckInfo = CheckInfo {
@@ -191,23 +191,17 @@ pub fn join(table: &ReceiptTable, requests: &RequestSide) -> Joined {
 
 /// Targeted pass over the receipts for the sampled request ids.
 pub struct Lookup {
-    targets: Vec<u64>,
+    targets: Targets<u64>,
     /// request id hash → receipts as (ts, receipt id, request id, key, effect, decision).
     found: BTreeMap<u64, Vec<[String; 5]>>,
 }
 
 impl Lookup {
-    pub fn new(mut targets: Vec<u64>) -> Lookup {
-        targets.sort_unstable();
-        targets.dedup();
+    pub fn new(targets: Vec<u64>) -> Lookup {
         Lookup {
-            targets,
+            targets: Targets::new(targets),
             found: BTreeMap::new(),
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.targets.is_empty()
     }
 
     pub fn update(&mut self, ctx: &Ctx, batch: &CanonBatch) {
@@ -225,7 +219,7 @@ impl Lookup {
         for i in 0..batch.len() {
             let Some(id) = request.get(i) else { continue };
             let h = hash_str(Some(id));
-            if self.targets.binary_search(&h).is_err() || !in_scope(ctx, ts[i]) {
+            if !self.targets.contains(&h) || !in_scope(ctx, ts[i]) {
                 continue;
             }
             let row = [

@@ -8,7 +8,7 @@ mod quantiles;
 mod samples;
 
 pub use quantiles::Quantiles;
-pub use samples::Samples;
+pub use samples::{Samples, Targets};
 
 /// Sum of values in `[0, 1]` (or any small non-negative range) as fixed-point integers, so that the
 /// sum does not depend on the order of additions. Resolution 2⁻⁴⁰ per value.

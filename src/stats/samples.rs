@@ -56,6 +56,23 @@ impl<T: Ord> Samples<T> {
     }
 }
 
+/// The hashes a targeted sample pass looks for: sorted once, searched per row.
+#[derive(Debug, Clone, Default)]
+pub struct Targets<T: Ord>(Vec<T>);
+
+impl<T: Ord> Targets<T> {
+    pub fn new(mut hashes: Vec<T>) -> Targets<T> {
+        hashes.sort_unstable();
+        hashes.dedup();
+        Targets(hashes)
+    }
+
+    #[inline]
+    pub fn contains(&self, hash: &T) -> bool {
+        self.0.binary_search(hash).is_ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
