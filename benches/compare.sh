@@ -18,7 +18,7 @@ esac
 data="bench-data/$size"
 threads=${THREADS:-$(nproc)}
 
-cargo build --release --quiet --bin rollproof --bin rollproof-gen
+cargo build --release --quiet -p rollproof-cli -p rollproof-gen
 python3 -c 'import duckdb' 2>/dev/null || pip install --quiet duckdb
 if [ ! -f "$data/incident.toml" ]; then
   echo "generating $requests requests into $data" >&2

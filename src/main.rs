@@ -1,20 +1,24 @@
 //! The `rollproof` binary: parse, run, map the result to an exit code.
 
+mod cli;
+mod run;
+mod settings;
+
 use std::process::ExitCode;
 
 use clap::Parser;
-use rollproof::cli::Cli;
-use rollproof::error::InputError;
-use rollproof::settings::{Settings, UsageError};
-use rollproof::ExitStatus;
+use rollproof::{ExitStatus, InputError};
+
+use crate::cli::Cli;
+use crate::settings::{Settings, UsageError};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = Settings::from_cli(cli)
         .map_err(anyhow::Error::from)
-        .and_then(rollproof::run);
-    match result {
-        Ok(status) => status.into(),
+        .and_then(run::run);
+    let status = match result {
+        Ok(status) => status,
         Err(err) => {
             if let Some(input) = err.downcast_ref::<InputError>() {
                 eprintln!("error: the input cannot be audited as given");
@@ -26,7 +30,8 @@ fn main() -> ExitCode {
             } else {
                 eprintln!("error: {err:#}");
             }
-            ExitStatus::Error.into()
+            ExitStatus::Error
         }
-    }
+    };
+    ExitCode::from(status.code())
 }

@@ -2,17 +2,9 @@
 
 use std::path::PathBuf;
 
-use crate::audit::InputOverrides;
-use crate::cli::{AuditArgs, Cli, Command, Format};
+use rollproof::{Format as OutputFormat, InputOverrides};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputFormat {
-    Text,
-    Json,
-    Markdown,
-    Junit,
-    Html,
-}
+use crate::cli::{AuditArgs, Cli, Command, Format};
 
 #[derive(Debug, Clone)]
 pub struct AuditSettings {

@@ -4,6 +4,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = rollproof::incident::Incident::parse(std::path::Path::new("incident.toml"), text);
+        let _ = rollproof::Incident::parse(std::path::Path::new("incident.toml"), text);
     }
 });

@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    rollproof::ingest::fuzz_one_file("requests.csv", data);
+    rollproof_gen::harness::audit_one_file("requests.csv", data);
 });

@@ -3,5 +3,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    rollproof::ingest::fuzz_one_file("requests.jsonl", data);
+    rollproof_gen::harness::audit_one_file("requests.jsonl", data);
 });

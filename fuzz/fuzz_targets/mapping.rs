@@ -4,6 +4,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = rollproof::ingest::Mapping::parse(std::path::Path::new("mapping.toml"), text);
+        let _ = rollproof::fuzzing::Mapping::parse(std::path::Path::new("mapping.toml"), text);
     }
 });

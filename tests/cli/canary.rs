@@ -1,6 +1,6 @@
 //! Canary mode runs on the same kernels as rollback mode.
 
-use rollproof::generate::{
+use rollproof_gen::{
     fixture_scenarios, incident_toml, receipts_batch, requests_batch, write_batches, Naming,
     OutFormat,
 };
@@ -13,7 +13,7 @@ fn a_canary_identical_to_stable_passes_with_ratio_one_and_zero_drift() {
         .into_iter()
         .find(|s| s.name == "canary-pass")
         .unwrap();
-    let (requests, receipts) = rollproof::generate::generate(&scenario);
+    let (requests, receipts) = rollproof_gen::generate(&scenario);
     // Every stable request again, relabelled as the canary arm with the canary's pins.
     let mut both: Vec<_> = requests
         .iter()

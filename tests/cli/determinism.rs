@@ -1,6 +1,6 @@
 //! Byte-identical JSON whatever the thread count, the row order or the batching.
 
-use rollproof::generate::{
+use rollproof_gen::{
     fixture_scenarios, incident_toml, receipts_batch, requests_batch, write_batches, Naming,
     OutFormat,
 };
@@ -38,9 +38,9 @@ fn row_order_and_batch_size_do_not_change_the_report() {
         .into_iter()
         .find(|s| s.name == "demo")
         .unwrap();
-    let (mut requests, mut receipts) = rollproof::generate::generate(&demo);
+    let (mut requests, mut receipts) = rollproof_gen::generate(&demo);
     // A deterministic shuffle, and different row group sizes.
-    let mut rng = rollproof::generate::Rng::new(99);
+    let mut rng = rollproof_gen::Rng::new(99);
     for i in (1..requests.len()).rev() {
         requests.swap(i, rng.below(i as u64 + 1) as usize);
     }

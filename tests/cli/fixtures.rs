@@ -95,7 +95,7 @@ fn every_fixture_matches_its_planted_figures() {
 #[test]
 fn fixtures_are_what_the_generator_writes() {
     let dir = tempfile::tempdir().unwrap();
-    rollproof::generate::write_fixtures(dir.path()).unwrap();
+    rollproof_gen::write_fixtures(dir.path()).unwrap();
     let mut compared = 0;
     for scenario in std::fs::read_dir(dir.path()).unwrap() {
         let scenario = scenario.unwrap().path();

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use rollproof::generate::{fixture_scenarios, write_scenario, Naming, OutFormat};
+use rollproof_gen::{fixture_scenarios, write_scenario, Naming, OutFormat};
 use serde_json::Value;
 
 use crate::util::audit_json;
@@ -71,7 +71,7 @@ fn globs_and_several_files_per_table() {
         .into_iter()
         .find(|s| s.name == "demo")
         .unwrap();
-    let (requests, receipts) = rollproof::generate::generate(&demo);
+    let (requests, receipts) = rollproof_gen::generate(&demo);
     let logs = tmp.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
     // Three request files in three formats, split at arbitrary rows.
@@ -81,8 +81,8 @@ fn globs_and_several_files_per_table() {
         (6100, requests.len(), OutFormat::Ndjson),
     ];
     for (i, (a, b, f)) in parts.iter().enumerate() {
-        let batch = rollproof::generate::requests_batch(&requests[*a..*b], Naming::Canonical);
-        rollproof::generate::write_batches(
+        let batch = rollproof_gen::requests_batch(&requests[*a..*b], Naming::Canonical);
+        rollproof_gen::write_batches(
             &logs.join(format!("requests-{i}.{}", f.extension())),
             *f,
             &[batch],
@@ -90,20 +90,16 @@ fn globs_and_several_files_per_table() {
         )
         .unwrap();
     }
-    let batch = rollproof::generate::receipts_batch(&receipts);
-    rollproof::generate::write_batches(
+    let batch = rollproof_gen::receipts_batch(&receipts);
+    rollproof_gen::write_batches(
         &tmp.path().join("receipts.parquet"),
         OutFormat::Parquet,
         &[batch],
         1000,
     )
     .unwrap();
-    let incident = rollproof::generate::incident_toml(
-        &demo,
-        "logs/requests-*",
-        Some("receipts.parquet"),
-        None,
-    );
+    let incident =
+        rollproof_gen::incident_toml(&demo, "logs/requests-*", Some("receipts.parquet"), None);
     std::fs::write(tmp.path().join("incident.toml"), incident).unwrap();
     let (_, split) = audit_json(&tmp.path().join("incident.toml"), &[]);
     let (_, whole) = audit_json(&crate::util::fixture("demo").join("incident.toml"), &[]);

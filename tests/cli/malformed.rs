@@ -268,7 +268,7 @@ fn fuzz_corpus_replays_without_panic() {
     ] {
         for entry in std::fs::read_dir(root.join(target)).unwrap() {
             let data = std::fs::read(entry.unwrap().path()).unwrap();
-            rollproof::ingest::fuzz_one_file(name, &data);
+            rollproof_gen::harness::audit_one_file(name, &data);
             replayed += 1;
         }
     }
@@ -276,14 +276,14 @@ fn fuzz_corpus_replays_without_panic() {
         (
             "incident",
             (|t: &str| {
-                drop(rollproof::incident::Incident::parse(
+                drop(rollproof::Incident::parse(
                     std::path::Path::new("i.toml"),
                     t,
                 ))
             }) as fn(&str),
         ),
         ("mapping", |t: &str| {
-            drop(rollproof::ingest::Mapping::parse(
+            drop(rollproof::fuzzing::Mapping::parse(
                 std::path::Path::new("m.toml"),
                 t,
             ))

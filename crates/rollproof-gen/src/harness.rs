@@ -1,0 +1,57 @@
+//! The fuzz targets' harness, shared with the tests that replay the committed fuzz seeds: one
+//! input file audited through the public API, as a user would run it. Errors are the expected
+//! outcome for most inputs; only a panic (or an abort) is a finding.
+
+use std::path::PathBuf;
+
+/// An incident that names every pin and a cache namespace, so that every check reads its columns.
+const INCIDENT: &str = r#"id = "FUZZ"
+flip_at = "2026-11-27T10:15:00Z"
+[inputs]
+requests = "REQUESTS"
+[windows]
+baseline = ["2026-11-27T08:30:00Z", "2026-11-27T09:00:00Z"]
+freeze = ["2026-11-27T10:10:00Z", "2026-11-27T10:40:00Z"]
+[expected_pins]
+build_id = "b-1041"
+git_sha = "9f2c1e0"
+model_ver = "m-2026-10"
+prompt_ver = "p-6"
+index_hash = "ih-a41f"
+rerank_conf = "r-1"
+tok_ver = "t-1"
+analyzer_conf = "a-1"
+[cache]
+namespace = "ns:{index_hash}:{prompt_ver}"
+"#;
+
+/// Writes `data` to a file named `name` in a scratch folder and audits it as the requests.
+pub fn audit_one_file(name: &str, data: &[u8]) {
+    thread_local! {
+        static DIR: PathBuf = {
+            let dir = std::env::temp_dir().join(format!("rollproof-fuzz-{}", std::process::id()));
+            let _ = std::fs::create_dir_all(&dir);
+            dir
+        };
+    }
+    let (path, incident) = DIR.with(|d| (d.join(name), d.join("incident.toml")));
+    if std::fs::write(&path, data).is_err()
+        || std::fs::write(&incident, INCIDENT.replace("REQUESTS", name)).is_err()
+    {
+        return;
+    }
+    let Ok(incident) = rollproof::Incident::load(&incident) else {
+        return;
+    };
+    let options = rollproof::AuditOptions { series: true };
+    if let Ok(report) = rollproof::audit(
+        &incident,
+        &rollproof::InputOverrides::default(),
+        options,
+        &|_, _, _| {},
+    ) {
+        for format in [rollproof::Format::Text, rollproof::Format::Html] {
+            let _ = rollproof::render(format, &report);
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! `rollproof-gen`: writes the committed fixtures and large benchmark data, deterministically.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "rollproof-gen",
+    about = "Deterministic, seeded incident generator for rollproof's fixtures and benchmarks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write every committed fixture (incident, logs, expected figures)
+    Fixtures {
+        #[arg(long, default_value = "fixtures")]
+        out: PathBuf,
+    },
+    /// Write benchmark data: requests.parquet (~1M-row row groups, zstd), receipts.parquet, incident.toml
+    Bench {
+        /// Number of requests (e.g. 1000000, 10000000, 100000000)
+        #[arg(long)]
+        requests: u64,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Fixtures { out } => rollproof_gen::write_fixtures(&out),
+        Command::Bench {
+            requests,
+            out,
+            seed,
+        } => {
+            let mut spec = rollproof_gen::bench::BenchSpec::new(requests);
+            spec.seed = seed;
+            rollproof_gen::bench::write_bench(&spec, &out)
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Kernel benchmarks (divan): each kernel's fold (init → update per batch → settle) over 200k
+//! generated requests and their receipts, decoded once through the real ingest.
+//!
+//!   cargo bench -p rollproof --features bench --bench kernels
+
+use std::sync::LazyLock;
+
+use rollproof::bench::{load, Loaded};
+use rollproof_gen::bench::{write_bench, BenchSpec};
+
+static DATA: LazyLock<Loaded> = LazyLock::new(|| {
+    let dir = std::env::temp_dir().join("rollproof-kernel-bench");
+    if !dir.join("incident.toml").exists() {
+        write_bench(&BenchSpec::new(200_000), &dir).unwrap();
+    }
+    load(&dir.join("incident.toml"))
+});
+
+/// The kernels of a rollback audit (the test below keeps this list in step with the registry).
+const KERNELS: &[&str] = &[
+    "rows",
+    "series",
+    "pins",
+    "cache",
+    "users",
+    "effects",
+    "receipt_requests",
+    "request_ids",
+    "errors",
+    "latency",
+    "quality",
+];
+
+fn main() {
+    assert_eq!(
+        DATA.kernel_names(),
+        KERNELS,
+        "benches/kernels.rs lists every kernel"
+    );
+    divan::main();
+}
+
+#[divan::bench]
+fn row_classification(bencher: divan::Bencher) {
+    bencher.bench(|| DATA.classify());
+}
+
+#[divan::bench(args = KERNELS)]
+fn kernel(bencher: divan::Bencher, name: &str) {
+    bencher.bench(|| DATA.run_kernel(name));
+}

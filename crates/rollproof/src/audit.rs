@@ -1,0 +1,379 @@
+//! The audit, as short phases: resolve the inputs → plan the tables → run the kernels of every
+//! check of the mode, stage by stage (hashing the files alongside) → finish each check from the
+//! registry → the report model with the inputs' evidence and the row accounting.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::checks::{self, CheckResult, Finish, InputTotals, TableTotals};
+use crate::columns::{Col, Table};
+use crate::engine::pass::{self, Progress};
+use crate::engine::{AnyKernel, Stage, States};
+use crate::error::{InputError, Problem};
+use crate::incident::Incident;
+use crate::ingest::{self, Mapping, TablePlan, UnitCounts};
+use crate::plan::{Columns, Ctx, Mode};
+use crate::report::{InputReport, Report, ReportInputs, RowAccounting};
+
+/// Input paths given on the command line, replacing the incident's (relative to the current folder).
+#[derive(Debug, Clone, Default)]
+pub struct InputOverrides {
+    pub requests: Vec<String>,
+    pub receipts: Vec<String>,
+    pub mapping: Option<PathBuf>,
+}
+
+/// What the run computes besides the checks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuditOptions {
+    /// Build the per-minute series the HTML report draws.
+    pub series: bool,
+}
+
+/// Runs the audit. Input problems of all files are reported together.
+pub fn audit(
+    incident: &Incident,
+    overrides: &InputOverrides,
+    options: AuditOptions,
+    progress: Progress<'_>,
+) -> Result<Report, InputError> {
+    let timings = Timings::new();
+    let (ctx, tables) = prepare(incident, overrides, options.series)?;
+    let kernels = kernels_of(&ctx);
+    let files: Vec<&ingest::SourceFile> = tables.all().flat_map(|t| t.files.iter()).collect();
+    let (hashes, run) = rayon::join(
+        || hash_files(&files),
+        || run_stages(&ctx, &tables, &kernels, progress, &timings),
+    );
+    let (states, counts) = run?;
+    let hashes = hashes?;
+    timings.mark("passes, samples and hashes");
+
+    let totals = InputTotals {
+        requests: totals(&tables.requests, &counts.requests),
+        receipts: tables
+            .receipts
+            .as_ref()
+            .map(|plan| totals(plan, &counts.receipts)),
+    };
+    let finish = Finish {
+        ctx: &ctx,
+        states: &states,
+        inputs: &totals,
+    };
+    let results: Vec<CheckResult> = checks::of_mode(ctx.plan.mode())
+        .map(|check| (check.finish)(&finish))
+        .collect();
+    let rows = states.get::<checks::rows::RowsKernel>();
+    let inputs = files
+        .iter()
+        .zip(counts.requests.iter().chain(&counts.receipts))
+        .zip(hashes)
+        .map(|((file, counts), sha256)| InputReport {
+            role: file.table.name(),
+            path: file.display.clone(),
+            format: file.format.name(),
+            compression: file.compression.map(|c| c.name()),
+            rows: counts.rows_read,
+            rows_rejected: counts.rejected_no_ts,
+            sha256,
+        })
+        .collect();
+    let accounting = RowAccounting {
+        requests_read: totals.requests.rows,
+        requests_rejected: totals.requests.rejected,
+        requests_used: rows.rows - rows.outside,
+        requests_audited: rows.audited,
+        requests_baseline: rows.side_rows[0],
+        requests_subject: rows.side_rows[1],
+        requests_outside: rows.outside,
+        requests_other_arm: rows.other_arm,
+        receipts_read: totals.receipts.map_or(0, |r| r.rows),
+        receipts_rejected: totals.receipts.map_or(0, |r| r.rejected),
+    };
+    let timeline = states
+        .try_get::<checks::series::SeriesKernel>()
+        .and_then(|s| s.timeline(&ctx));
+    Ok(Report::build(
+        incident,
+        results,
+        ReportInputs {
+            inputs,
+            rows: accounting,
+            data_start: rows.min_ts,
+            data_end: rows.max_ts,
+            timeline,
+        },
+    ))
+}
+
+/// Resolves and plans the inputs, and builds the context every kernel and check reads.
+pub(crate) fn prepare(
+    incident: &Incident,
+    overrides: &InputOverrides,
+    series: bool,
+) -> Result<(Ctx, Tables), InputError> {
+    let tables = plan_tables(incident, overrides)?;
+    let ctx = Ctx {
+        plan: incident.plan.clone(),
+        thresholds: incident.thresholds.clone(),
+        root_cause_url: incident.root_cause_url.clone(),
+        columns: Columns {
+            requests: tables.requests.present.clone(),
+            receipts: tables.receipts.as_ref().map(|r| r.present.clone()),
+        },
+        series,
+    };
+    Ok((ctx, tables))
+}
+
+/// The planned tables of a run.
+pub(crate) struct Tables {
+    requests: TablePlan,
+    /// `None` when no receipts were given.
+    receipts: Option<TablePlan>,
+}
+
+impl Tables {
+    pub(crate) fn get(&self, table: Table) -> Option<&TablePlan> {
+        match table {
+            Table::Requests => Some(&self.requests),
+            Table::Receipts => self.receipts.as_ref(),
+        }
+    }
+
+    /// Requests first, then receipts: the order of the report's `inputs`.
+    fn all(&self) -> impl Iterator<Item = &TablePlan> {
+        std::iter::once(&self.requests).chain(self.receipts.as_ref())
+    }
+}
+
+/// Per-file counts of the two main passes.
+#[derive(Default)]
+struct FileCounts {
+    requests: Vec<UnitCounts>,
+    receipts: Vec<UnitCounts>,
+}
+
+/// Resolves the inputs and reads their schemas: which files, which columns. Every problem of the
+/// incident's inputs, the mapping and the files is reported together.
+fn plan_tables(incident: &Incident, overrides: &InputOverrides) -> Result<Tables, InputError> {
+    let mut problems = Vec::new();
+    let (request_files, receipt_files, mapping) =
+        resolve_inputs(incident, overrides, &mut problems);
+    if !problems.is_empty() {
+        return Err(InputError { problems });
+    }
+    let requests = ingest::plan(Table::Requests, request_files, &mapping, &mut problems);
+    let receipts = (!receipt_files.is_empty())
+        .then(|| ingest::plan(Table::Receipts, receipt_files, &mapping, &mut problems));
+    if incident.plan.mode() == Mode::Canary
+        && !requests.present.contains(&Col::Arm)
+        && !requests.files.is_empty()
+    {
+        problems.push(
+            Problem::new("no `arm` column in the requests", "an `arm` column naming each request's arm")
+                .column("arm")
+                .hint("canary mode compares arms; map the column in the mapping file, e.g. [requests] arm = \"deployment\""),
+        );
+    }
+    if !problems.is_empty() {
+        return Err(InputError { problems });
+    }
+    Ok(Tables { requests, receipts })
+}
+
+/// A resolved input file: its path, and the path as shown in reports.
+type ResolvedFile = (PathBuf, String);
+
+fn resolve_inputs(
+    incident: &Incident,
+    overrides: &InputOverrides,
+    problems: &mut Vec<Problem>,
+) -> (Vec<ResolvedFile>, Vec<ResolvedFile>, Mapping) {
+    let base = incident
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let cwd = PathBuf::new();
+    let pick = |cli: &Vec<String>, file: &Vec<String>| {
+        if cli.is_empty() {
+            (file.clone(), base.clone())
+        } else {
+            (cli.clone(), cwd.clone())
+        }
+    };
+    let (requests, requests_base) = pick(&overrides.requests, &incident.inputs.requests);
+    let (receipts, receipts_base) = pick(&overrides.receipts, &incident.inputs.receipts);
+    if requests.is_empty() {
+        problems.push(
+            Problem::new(
+                "no requests input",
+                "[inputs] requests = \"…\" or `--requests PATH`",
+            )
+            .file(&incident.path)
+            .column("inputs.requests")
+            .hint("name the request log files (globs allowed) in the incident file"),
+        );
+    }
+    let request_files = ingest::resolve(Table::Requests, &requests, &requests_base, problems);
+    let receipt_files = ingest::resolve(Table::Receipts, &receipts, &receipts_base, problems);
+    let mapping_path = match (&overrides.mapping, &incident.inputs.mapping) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(p)) => Some(base.join(p)),
+        (None, None) => None,
+    };
+    let mapping = match mapping_path {
+        Some(p) => Mapping::load(&p).unwrap_or_else(|e| {
+            problems.extend(e.problems);
+            Mapping::default()
+        }),
+        None => Mapping::default(),
+    };
+    (request_files, receipt_files, mapping)
+}
+
+/// The kernels of every check of the mode (each once), and the ones every audit runs.
+pub(crate) fn kernels_of(ctx: &Ctx) -> Vec<&'static dyn AnyKernel> {
+    let mut kernels: Vec<&'static dyn AnyKernel> = checks::ALWAYS.to_vec();
+    if ctx.series {
+        kernels.push(&checks::series::SERIES);
+    }
+    for check in checks::of_mode(ctx.plan.mode()) {
+        for &k in check.kernels {
+            if !kernels.iter().any(|have| have.name() == k.name()) {
+                kernels.push(k);
+            }
+        }
+    }
+    kernels
+}
+
+/// Runs the kernels stage by stage; the passes of one stage (one per table) run side by side.
+fn run_stages(
+    ctx: &Ctx,
+    tables: &Tables,
+    kernels: &[&'static dyn AnyKernel],
+    progress: Progress<'_>,
+    timings: &Timings,
+) -> Result<(States, FileCounts), InputError> {
+    let mut states = States::default();
+    let mut counts = FileCounts::default();
+    for stage in Stage::ALL {
+        let passes: Vec<(Table, Vec<&dyn AnyKernel>)> = [Table::Receipts, Table::Requests]
+            .into_iter()
+            .map(|table| {
+                let of_pass = kernels
+                    .iter()
+                    .copied()
+                    .filter(|k| k.stage() == stage && k.table() == table)
+                    .collect();
+                (table, of_pass)
+            })
+            .filter(|(_, of_pass): &(Table, Vec<&dyn AnyKernel>)| !of_pass.is_empty())
+            .collect();
+        // Look-ups report no progress: they are short, and a second bar would confuse.
+        let quiet = |_: Table, _: u64, _: u64| {};
+        let progress = if stage == Stage::Samples {
+            &quiet
+        } else {
+            progress
+        };
+        let prior = &states;
+        let outputs: Vec<Result<pass::PassOutput, InputError>> = passes
+            .par_iter()
+            .map(|(table, of_pass)| {
+                let empty: Vec<_> = of_pass.iter().map(|k| k.init(ctx, prior)).collect();
+                let idle = of_pass
+                    .iter()
+                    .zip(&empty)
+                    .all(|(k, s)| k.is_idle(s.as_ref()));
+                match tables.get(*table) {
+                    Some(plan) if !idle => pass::run(ctx, plan, of_pass, prior, progress),
+                    // No input for this table, or nothing to look for: the kernels' states stay
+                    // empty (a table that was not given is empty).
+                    _ => Ok(pass::PassOutput {
+                        states: empty,
+                        counts: Vec::new(),
+                    }),
+                }
+            })
+            .collect();
+        for ((table, of_pass), output) in passes.iter().zip(outputs) {
+            let output = output?;
+            if stage != Stage::Samples {
+                match table {
+                    Table::Requests => counts.requests = output.counts,
+                    Table::Receipts => counts.receipts = output.counts,
+                }
+            }
+            for (kernel, mut state) in of_pass.iter().zip(output.states) {
+                kernel.settle(ctx, state.as_mut(), &states);
+                states.insert(*kernel, state);
+            }
+        }
+        timings.mark(match stage {
+            Stage::Receipts => "receipts pass",
+            Stage::Requests => "requests pass",
+            Stage::Samples => "sample look-ups",
+        });
+    }
+    Ok((states, counts))
+}
+
+fn hash_files(files: &[&ingest::SourceFile]) -> Result<Vec<String>, InputError> {
+    let hashes: Vec<Result<String, Problem>> = files
+        .par_iter()
+        .map(|f| ingest::sha256_file(&f.path))
+        .collect();
+    let mut problems = Vec::new();
+    let hashes = hashes
+        .into_iter()
+        .map(|h| {
+            h.unwrap_or_else(|p| {
+                problems.push(p);
+                String::new()
+            })
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(hashes)
+    } else {
+        Err(InputError { problems })
+    }
+}
+
+fn totals(plan: &TablePlan, counts: &[UnitCounts]) -> TableTotals {
+    TableTotals {
+        files: plan.files.len() as u64,
+        rows: counts.iter().map(|c| c.rows_read).sum(),
+        rejected: counts.iter().map(|c| c.rejected_no_ts).sum(),
+    }
+}
+
+/// Phase timings on stderr when `ROLLPROOF_TIMINGS` is set: a diagnostic for benchmarking, never
+/// part of a report.
+struct Timings {
+    on: bool,
+    start: std::time::Instant,
+}
+
+impl Timings {
+    fn new() -> Timings {
+        Timings {
+            on: std::env::var_os("ROLLPROOF_TIMINGS").is_some(),
+            start: std::time::Instant::now(),
+        }
+    }
+
+    fn mark(&self, phase: &str) {
+        if self.on {
+            eprintln!(
+                "timing: {:>8.3} s  {phase}",
+                self.start.elapsed().as_secs_f64()
+            );
+        }
+    }
+}

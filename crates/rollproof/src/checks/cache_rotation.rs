@@ -1,0 +1,263 @@
+//! `cache_rotation`: after the flip, no cache hit is served from a stale namespace.
+//!
+//! The kernel (cache hits whose namespace is not their pin set's rendered namespace) is shared
+//! with `cache_isolation`, which groups rows by arm instead of by time.
+
+use arrow::array::Array;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    region_of, CheckInfo, CheckResult, CheckSpec, Event, EventKind, Fields, Finish, Metric, Status,
+    ROLLBACK, SAMPLE_CAP,
+};
+use crate::columns::{Col, Table};
+use crate::engine::{Kernel, Rows, Stage, States};
+use crate::plan::Ctx;
+use crate::stats::{Counts, Samples};
+use crate::time::format_millis;
+
+pub(crate) static CHECK: CheckSpec = CheckSpec {
+    info: &INFO,
+    kernels: &[&CACHE],
+    finish,
+};
+
+pub(crate) static INFO: CheckInfo = CheckInfo {
+    id: "cache_rotation",
+    title: "Cache namespace rotation",
+    modes: ROLLBACK,
+    what_it_checks: "Every cache hit after the flip was served from the namespace rendered from [cache].namespace \
+        with the expected pins (e.g. ns:{index_hash}:{prompt_ver}). A hit from any other namespace is stale; a \
+        stale namespace on a cache miss does not count.",
+    why_it_matters: "Answers cached by the bad build keep reaching users after the rollback until the cache \
+        namespace rotates. Rolling back the code without rotating the cache serves the regression from memory.",
+    what_fails_it: "Any stale hit (stale_hits > 0). `last_stale_at` says when the last one was served.",
+    columns_it_needs: "ts, cache_hit, cache_ns, and a [cache] namespace template in the incident; region and \
+        request_id for breakdowns and samples.",
+    remediation: "purge or rotate the cache namespace in {regions}; make namespace rotation part of the rollback runbook",
+    region_column: Some("stale cache hits"),
+    impact: Some(|_, m| {
+        let s = m.get("stale_hits").and_then(Metric::as_count).unwrap_or(0);
+        (s > 0).then(|| {
+            format!("{s} cache hits after the flip served answers cached by the bad version.")
+        })
+    }),
+    events: Some(|m, _| {
+        m.get("last_stale_at")
+            .and_then(Metric::as_time)
+            .map(|at| Event {
+                at,
+                what: "last stale cache hit".into(),
+                kind: EventKind::Bad,
+            })
+            .into_iter()
+            .collect()
+    }),
+};
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub(crate) struct Sample {
+    ts: i64,
+    request_id: Option<String>,
+    found: Option<String>,
+    set: u8,
+    region: String,
+}
+
+/// Cache hits checked against their own set's namespace.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct State {
+    pub(crate) hits_checked: u64,
+    pub(crate) wrong_hits: u64,
+    pub(crate) by_region: Counts,
+    pub(crate) by_set: [u64; 2],
+    pub(crate) last_wrong_at: Option<i64>,
+    samples: Samples<Sample>,
+}
+
+/// Audited cache hits against their pin set's rendered namespace.
+pub(crate) struct CacheKernel;
+pub(crate) static CACHE: CacheKernel = CacheKernel;
+
+impl Kernel for CacheKernel {
+    type State = State;
+    const NAME: &'static str = "cache";
+    const TABLE: Table = Table::Requests;
+    const STAGE: Stage = Stage::Requests;
+
+    fn columns(&self, _ctx: &Ctx) -> Vec<Col> {
+        vec![Col::CacheHit, Col::CacheNs, Col::Region, Col::RequestId]
+    }
+
+    fn init(&self, _ctx: &Ctx, _prior: &States) -> State {
+        State {
+            hits_checked: 0,
+            wrong_hits: 0,
+            by_region: Counts::default(),
+            by_set: [0; 2],
+            last_wrong_at: None,
+            samples: Samples::new(SAMPLE_CAP),
+        }
+    }
+
+    fn update(&self, ctx: &Ctx, state: &mut State, rows: &Rows<'_>) {
+        state.update(ctx, rows)
+    }
+
+    fn merge(&self, state: &mut State, other: State) {
+        state.hits_checked += other.hits_checked;
+        state.wrong_hits += other.wrong_hits;
+        state.by_set[0] += other.by_set[0];
+        state.by_set[1] += other.by_set[1];
+        state.last_wrong_at = super::rows::max_option(state.last_wrong_at, other.last_wrong_at);
+        state.by_region.merge(other.by_region);
+        state.samples.merge(other.samples);
+    }
+}
+
+impl State {
+    /// Why the kernel cannot run, if it cannot.
+    pub(crate) fn skip_reason(ctx: &Ctx) -> Option<String> {
+        let mut missing = Vec::new();
+        for col in [Col::CacheHit, Col::CacheNs] {
+            if !ctx.has(col) {
+                missing.push(format!("`{}`", col.name()));
+            }
+        }
+        if !missing.is_empty() {
+            return Some(format!(
+                "the requests have no {} column",
+                missing.join(" or ")
+            ));
+        }
+        if ctx.plan.pin_sets().iter().any(|s| s.namespace.is_none()) {
+            return Some("the incident has no [cache] namespace template".to_string());
+        }
+        None
+    }
+
+    fn update(&mut self, ctx: &Ctx, rows: &Rows<'_>) {
+        if State::skip_reason(ctx).is_some() {
+            return;
+        }
+        let batch = rows.batch;
+        let hit = batch.bool(Col::CacheHit).expect("projected");
+        let ns = batch.str(Col::CacheNs).expect("projected");
+        let expected: Vec<&str> = ctx
+            .plan
+            .pin_sets()
+            .iter()
+            .map(|s| s.namespace.as_deref().expect("checked"))
+            .collect();
+        // Bit s: the namespace differs from set s's.
+        let wrong = ns.map_rows(|v| {
+            expected
+                .iter()
+                .enumerate()
+                .fold(0u8, |acc, (s, e)| acc | (((v != Some(*e)) as u8) << s))
+        });
+        let region = batch.str(Col::Region);
+        let request_id = batch.str(Col::RequestId);
+        let ts = batch.ts();
+        let hits = hit.values();
+        for i in 0..batch.len() {
+            let set = rows.set[i];
+            if set == 0 || !hit.is_valid(i) || !hits.value(i) {
+                continue;
+            }
+            self.hits_checked += 1;
+            if (wrong[i] >> (set - 1)) & 1 == 0 {
+                continue;
+            }
+            self.wrong_hits += 1;
+            self.by_set[set as usize - 1] += 1;
+            self.last_wrong_at = Some(self.last_wrong_at.map_or(ts[i], |t| t.max(ts[i])));
+            let r = region_of(region.as_ref(), i);
+            self.by_region.bump(r);
+            let id = request_id.as_ref().and_then(|c| c.get(i));
+            if self
+                .samples
+                .would_keep(|last| (ts[i], id) < (last.ts, last.request_id.as_deref()))
+            {
+                self.samples.push(Sample {
+                    ts: ts[i],
+                    request_id: id.map(str::to_string),
+                    found: ns.get(i).map(str::to_string),
+                    set,
+                    region: r.to_string(),
+                });
+            }
+        }
+    }
+
+    pub(crate) fn samples(&self, ctx: &Ctx) -> Vec<Fields> {
+        self.samples
+            .items()
+            .iter()
+            .cloned()
+            .map(|s| {
+                let mut f = Fields::new();
+                f.insert("request_id".into(), Metric::Text(s.request_id));
+                f.insert("ts".into(), Metric::Time(Some(s.ts)));
+                f.insert("cache_ns".into(), Metric::Text(s.found));
+                f.insert(
+                    "expected".into(),
+                    Metric::Text(ctx.plan.pin_sets()[s.set as usize - 1].namespace.clone()),
+                );
+                f.insert("region".into(), Metric::Text(Some(s.region)));
+                if ctx.plan.canary().is_some() {
+                    f.insert(
+                        "arm".into(),
+                        Metric::Text(Some(ctx.plan.set_label(s.set as usize - 1))),
+                    );
+                }
+                f
+            })
+            .collect()
+    }
+}
+
+/// The rollback rendering: stale hits after the flip.
+fn finish(f: &Finish<'_>) -> CheckResult {
+    let ctx = f.ctx;
+    let state = f.states.get::<CacheKernel>();
+    {
+        if let Some(reason) = State::skip_reason(ctx) {
+            return CheckResult::skip(INFO.id, reason);
+        }
+        let namespace = ctx.plan.pin_sets()[0].namespace.clone().unwrap_or_default();
+        let (status, summary) = if state.wrong_hits > 0 {
+            (
+                Status::Fail,
+                format!(
+                    "{} of {} post-flip cache hits came from a stale namespace (expected `{namespace}`; last at {})",
+                    state.wrong_hits,
+                    state.hits_checked,
+                    state.last_wrong_at.map(format_millis).unwrap_or_default()
+                ),
+            )
+        } else {
+            (
+                Status::Pass,
+                format!(
+                    "all {} post-flip cache hits came from `{namespace}`",
+                    state.hits_checked
+                ),
+            )
+        };
+        let mut result = CheckResult::new(INFO.id, status, summary)
+            .metric("hits_checked", Metric::Count(state.hits_checked))
+            .metric("stale_hits", Metric::Count(state.wrong_hits))
+            .metric("by_region", Metric::Counts(state.by_region.sorted()))
+            .metric("last_stale_at", Metric::Time(state.last_wrong_at))
+            .metric("expected_namespace", Metric::Text(Some(namespace)))
+            .cells(
+                format!("{} stale hits", state.wrong_hits),
+                "",
+                "0 stale hits",
+            )
+            .sample_size(state.hits_checked.to_string());
+        result.samples = state.samples(ctx);
+        result
+    }
+}

@@ -1,0 +1,84 @@
+//! `error_rate` (canary): the canary arm's user-visible error share stays under the threshold.
+//!
+//! Same kernel as `error_recovery`, over the whole window per arm instead of per minute.
+
+use super::error_recovery::{ErrorsKernel, ERRORS};
+use super::rows::{RowsKernel, ROWS};
+use super::{pct, CheckInfo, CheckResult, CheckSpec, Finish, Metric, Status, CANARY};
+use crate::columns::Col;
+
+pub(crate) static CHECK: CheckSpec = CheckSpec {
+    info: &INFO,
+    kernels: &[&ERRORS, &ROWS],
+    finish,
+};
+
+pub(crate) static INFO: CheckInfo = CheckInfo {
+    id: "error_rate",
+    title: "Canary error rate",
+    modes: CANARY,
+    what_it_checks: "The share of user-visible errors (status >= 500 or status == 429) of each arm over the \
+        whole window.",
+    why_it_matters: "A canary that errors more than the threshold must not graduate, whatever its other figures.",
+    what_fails_it: "canary_error_rate >= error_rate_max. Inconclusive when either arm has fewer than \
+        min_requests requests in the window.",
+    columns_it_needs: "ts, arm, status.",
+    remediation: "find what still errors after the flip (region, dependency, cache) before reopening writes",
+    region_column: None,
+    impact: None,
+    events: None,
+};
+
+fn finish(f: &Finish<'_>) -> CheckResult {
+    let ctx = f.ctx;
+    let partial = f.states.get::<ErrorsKernel>();
+    let counts = f.states.get::<RowsKernel>();
+    if !ctx.has(Col::Status) {
+        return CheckResult::skip(INFO.id, "the requests have no `status` column");
+    }
+    let max = ctx.thresholds.error_rate_max;
+    let baseline = partial.sides[0].value();
+    let canary = partial.sides[1].value();
+    let result = |status, summary: String| {
+        CheckResult::new(INFO.id, status, summary)
+            .metric("baseline_error_rate", Metric::Number(baseline))
+            .metric("canary_error_rate", Metric::Number(canary))
+            .metric("baseline_errors", Metric::Count(partial.sides[0].hits))
+            .metric("canary_errors", Metric::Count(partial.sides[1].hits))
+            .metric("error_rate_max", Metric::Number(Some(max)))
+            .metric("status_missing", Metric::Count(partial.status_missing))
+            .metric("status_invalid", Metric::Count(partial.status_invalid))
+            .cells(
+                canary.map(pct).unwrap_or_else(|| "n/a".into()),
+                baseline.map(pct).unwrap_or_else(|| "n/a".into()),
+                format!("< {}", pct(max)),
+            )
+    };
+    if let Some(reason) = counts.too_few(ctx) {
+        return result(Status::Inconclusive, reason);
+    }
+    match canary {
+        Some(rate) if rate >= max => result(
+            Status::Fail,
+            format!(
+                "canary error rate {} is at or over {} (baseline {})",
+                pct(rate),
+                pct(max),
+                baseline.map(pct).unwrap_or_default()
+            ),
+        ),
+        Some(rate) => result(
+            Status::Pass,
+            format!(
+                "canary error rate {} under {} (baseline {})",
+                pct(rate),
+                pct(max),
+                baseline.map(pct).unwrap_or_default()
+            ),
+        ),
+        None => result(
+            Status::Inconclusive,
+            "no canary request with a status".to_string(),
+        ),
+    }
+}

@@ -1,0 +1,320 @@
+//! `error_recovery`: after the flip, the user-visible error rate fell under the threshold and
+//! stayed there, within `recovery_within_minutes`.
+//!
+//! The kernel (error shares per side, and per minute after the flip) is shared with `error_rate`.
+
+use arrow::array::Array;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use super::rows::{RowsKernel, ROWS};
+use super::{
+    num, pct, CheckInfo, CheckResult, CheckSpec, Event, EventKind, Finish, Metric, Status, ROLLBACK,
+};
+use crate::columns::{Col, Table};
+use crate::engine::{Kernel, Rows, Stage, States, SIDE_NONE};
+use crate::plan::Ctx;
+use crate::stats::Rate;
+use crate::time::MICROS_PER_MINUTE;
+
+pub(crate) static CHECK: CheckSpec = CheckSpec {
+    info: &INFO,
+    kernels: &[&ERRORS, &ROWS],
+    finish,
+};
+
+pub(crate) static INFO: CheckInfo = CheckInfo {
+    id: "error_recovery",
+    title: "Error recovery",
+    modes: ROLLBACK,
+    what_it_checks: "User-visible errors (status >= 500 or status == 429) per minute after the flip, minute k \
+        being [flip_at + k min, flip_at + (k+1) min). recovery_minutes is the smallest k such that every \
+        non-empty minute from k to the end of data has an error rate under error_rate_max. Also reports the \
+        error share of the baseline and post windows.",
+    why_it_matters: "The rollback is done when users stop seeing errors, not when the deploy finished. A \
+        recovery that takes too long, or error rates that flap back up, mean the rollback did not fix the cause.",
+    what_fails_it: "recovery_minutes is null (the last minute of data is still over the threshold) or greater \
+        than recovery_within_minutes. Inconclusive when the baseline or post window has fewer than \
+        min_requests requests.",
+    columns_it_needs: "ts, status.",
+    remediation: "find what still errors after the flip (region, dependency, cache) before reopening writes",
+    region_column: None,
+    impact: Some(|status, m| {
+        match m.get("recovery_minutes").and_then(Metric::as_count) {
+            Some(k) if k > 0 => Some(format!(
+                "Users saw elevated errors for {k} minutes after the flip."
+            )),
+            Some(_) => None,
+            None if status == Status::Fail => {
+                Some("The error rate had not recovered by the end of the data.".to_string())
+            }
+            None => None,
+        }
+    }),
+    events: Some(|m, flip_at| {
+        match (flip_at, m.get("recovery_minutes").and_then(Metric::as_count)) {
+            (Some(flip), Some(k)) => vec![Event {
+                at: flip + k as i64 * MICROS_PER_MINUTE,
+                what: format!("errors back under the threshold for good ({k} min after the flip)"),
+                kind: EventKind::Good,
+            }],
+            _ => Vec::new(),
+        }
+    }),
+};
+
+/// Error shares per side, and per minute after the flip.
+#[derive(Default, Serialize, Deserialize)]
+pub(crate) struct State {
+    pub(crate) sides: [Rate; 2],
+    pub(crate) minutes: BTreeMap<i64, Rate>,
+    pub(crate) status_missing: u64,
+    /// Status codes outside 100..=599 (e.g. 0 from a client that gave up): excluded, counted.
+    pub(crate) status_invalid: u64,
+}
+
+/// A user-visible error: a 5xx, or 429 (throttled).
+#[inline]
+pub(crate) fn is_error(status: i64) -> bool {
+    status >= 500 || status == 429
+}
+
+/// Error shares per side, and per minute after the flip.
+pub(crate) struct ErrorsKernel;
+pub(crate) static ERRORS: ErrorsKernel = ErrorsKernel;
+
+impl Kernel for ErrorsKernel {
+    type State = State;
+    const NAME: &'static str = "errors";
+    const TABLE: Table = Table::Requests;
+    const STAGE: Stage = Stage::Requests;
+
+    fn columns(&self, _ctx: &Ctx) -> Vec<Col> {
+        vec![Col::Status]
+    }
+
+    fn init(&self, _ctx: &Ctx, _prior: &States) -> State {
+        State::default()
+    }
+
+    fn update(&self, ctx: &Ctx, state: &mut State, rows: &Rows<'_>) {
+        state.update(ctx, rows)
+    }
+
+    fn merge(&self, state: &mut State, other: State) {
+        state.sides[0].merge(&other.sides[0]);
+        state.sides[1].merge(&other.sides[1]);
+        state.status_missing += other.status_missing;
+        state.status_invalid += other.status_invalid;
+        for (k, rate) in other.minutes {
+            state.minutes.entry(k).or_default().merge(&rate);
+        }
+    }
+}
+
+impl State {
+    fn update(&mut self, ctx: &Ctx, rows: &Rows<'_>) {
+        let batch = rows.batch;
+        let Some(status) = batch.int(Col::Status) else {
+            return;
+        };
+        let values = status.values();
+        let ts = batch.ts();
+        // Minutes of one batch are few: count them densely, then merge into the map.
+        let mut dense: Vec<Rate> = Vec::new();
+        let mut first_minute = i64::MAX;
+        let flip_at = ctx.plan.flip_at();
+        if let Some(flip) = flip_at {
+            let (lo, hi) = ts
+                .iter()
+                .filter(|&&t| t >= flip)
+                .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+            if lo <= hi {
+                first_minute = (lo - flip) / MICROS_PER_MINUTE;
+                let last_minute = (hi - flip) / MICROS_PER_MINUTE;
+                dense =
+                    vec![Rate::default(); (last_minute - first_minute + 1).min(1 << 20) as usize];
+            }
+        }
+        for i in 0..batch.len() {
+            if status.is_null(i) {
+                self.status_missing += 1;
+                continue;
+            }
+            if !(100..=599).contains(&values[i]) {
+                self.status_invalid += 1;
+                continue;
+            }
+            let err = is_error(values[i]);
+            let side = rows.side[i];
+            if side != SIDE_NONE {
+                self.sides[side as usize - 1].add(err);
+            }
+            if let Some(flip) = flip_at {
+                if ts[i] >= flip {
+                    let k = (ts[i] - flip) / MICROS_PER_MINUTE;
+                    match dense.get_mut((k - first_minute) as usize) {
+                        Some(rate) => rate.add(err),
+                        None => self.minutes.entry(k).or_default().add(err),
+                    }
+                }
+            }
+        }
+        for (offset, rate) in dense.iter().enumerate() {
+            if rate.total > 0 {
+                self.minutes
+                    .entry(first_minute + offset as i64)
+                    .or_default()
+                    .merge(rate);
+            }
+        }
+    }
+
+    /// The smallest minute k from which every non-empty minute is under `max`; `None` when the last
+    /// non-empty minute is not (the service never recovered within the data).
+    pub(crate) fn recovery_minutes(&self, max: f64) -> Option<i64> {
+        let mut recovered_from = None;
+        for (&k, rate) in self.minutes.iter().rev() {
+            if rate.value().is_some_and(|r| r < max) {
+                recovered_from = Some(k);
+            } else {
+                // The first good minute after this bad one, or the next minute if it was empty.
+                return recovered_from.map(|_| k + 1);
+            }
+        }
+        recovered_from.map(|_| 0)
+    }
+}
+
+fn finish(f: &Finish<'_>) -> CheckResult {
+    let ctx = f.ctx;
+    let partial = f.states.get::<ErrorsKernel>();
+    let counts = f.states.get::<RowsKernel>();
+    if !ctx.has(Col::Status) {
+        return CheckResult::skip(INFO.id, "the requests have no `status` column");
+    }
+    let t = &ctx.thresholds;
+    let recovery = partial.recovery_minutes(t.error_rate_max);
+    let baseline = partial.sides[0].value();
+    let post = partial.sides[1].value();
+    let worst_minute = partial
+        .minutes
+        .iter()
+        .filter_map(|(k, r)| r.value().map(|v| (v, *k)))
+        .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
+    let result = |status, summary: String| {
+        CheckResult::new(INFO.id, status, summary)
+            .metric(
+                "recovery_minutes",
+                Metric::MaybeCount(recovery.map(|k| k as u64)),
+            )
+            .metric("baseline_error_rate", Metric::Number(baseline))
+            .metric("post_error_rate", Metric::Number(post))
+            .metric("error_rate_max", Metric::Number(Some(t.error_rate_max)))
+            .metric(
+                "recovery_within_minutes",
+                Metric::Count(t.recovery_within_minutes as u64),
+            )
+            .metric(
+                "minutes_observed",
+                Metric::Count(partial.minutes.len() as u64),
+            )
+            .metric(
+                "peak_minute_error_rate",
+                Metric::Number(worst_minute.map(|w| w.0)),
+            )
+            .metric(
+                "peak_minute",
+                Metric::MaybeCount(worst_minute.map(|w| w.1 as u64)),
+            )
+            .metric("status_missing", Metric::Count(partial.status_missing))
+            .metric("status_invalid", Metric::Count(partial.status_invalid))
+            .cells(
+                match recovery {
+                    Some(k) => format!(
+                        "recovered after {k} min (post {})",
+                        post.map(pct).unwrap_or("n/a".into())
+                    ),
+                    None => "never recovered".to_string(),
+                },
+                baseline.map(pct).unwrap_or_else(|| "n/a".into()),
+                format!(
+                    "≤ {} min, rate < {}",
+                    t.recovery_within_minutes,
+                    pct(t.error_rate_max)
+                ),
+            )
+    };
+    if let Some(reason) = counts.too_few(ctx) {
+        return result(Status::Inconclusive, reason);
+    }
+    if partial.minutes.is_empty() {
+        return result(
+            Status::Inconclusive,
+            "no request with a status after the flip".to_string(),
+        );
+    }
+    match recovery {
+        None => result(
+            Status::Fail,
+            format!(
+                "the error rate is still at or over {} in the last minute of data (peak {} at minute {})",
+                pct(t.error_rate_max),
+                worst_minute.map(|w| pct(w.0)).unwrap_or_default(),
+                worst_minute.map(|w| w.1).unwrap_or_default()
+            ),
+        ),
+        Some(k) if k > t.recovery_within_minutes as i64 => result(
+            Status::Fail,
+            format!(
+                "errors fell under {} only {k} min after the flip (allowed: {} min)",
+                pct(t.error_rate_max),
+                t.recovery_within_minutes
+            ),
+        ),
+        Some(k) => result(
+            Status::Pass,
+            format!(
+                "errors under {} from minute {k} after the flip on (post window {}, baseline {})",
+                pct(t.error_rate_max),
+                num(post.map(|v| v * 100.0), 2) + "%",
+                num(baseline.map(|v| v * 100.0), 2) + "%"
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(minutes: &[(i64, u64, u64)]) -> State {
+        let mut p = State::default();
+        for &(k, hits, total) in minutes {
+            p.minutes.insert(k, Rate { hits, total });
+        }
+        p
+    }
+
+    #[test]
+    fn recovery_is_the_minute_after_the_last_bad_one() {
+        let p = with(&[(0, 50, 100), (1, 10, 100), (2, 0, 100), (3, 0, 100)]);
+        assert_eq!(p.recovery_minutes(0.005), Some(2));
+        // An empty minute between the last bad and the first good minute counts as recovered.
+        let p = with(&[(0, 50, 100), (2, 0, 100)]);
+        assert_eq!(p.recovery_minutes(0.005), Some(1));
+        assert_eq!(
+            with(&[(0, 0, 100), (1, 0, 100)]).recovery_minutes(0.005),
+            Some(0)
+        );
+        assert_eq!(
+            with(&[(0, 0, 100), (1, 1, 100)]).recovery_minutes(0.005),
+            None
+        );
+        // A rate equal to the threshold is not under it.
+        assert_eq!(
+            with(&[(0, 1, 200), (1, 0, 200)]).recovery_minutes(0.005),
+            Some(1)
+        );
+    }
+}

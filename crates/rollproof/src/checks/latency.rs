@@ -1,0 +1,180 @@
+//! `latency`: p95 (and p99) latency of the subject side against the baseline.
+
+use arrow::array::Array;
+use serde::{Deserialize, Serialize};
+
+use super::rows::{RowsKernel, ROWS};
+use super::{num, CheckInfo, CheckResult, CheckSpec, Finish, Metric, Status, BOTH};
+use crate::columns::{Col, Table};
+use crate::engine::{Kernel, Rows, Stage, States, SIDE_NONE};
+use crate::plan::{Ctx, Mode};
+use crate::stats::Quantiles;
+
+pub(crate) static CHECK: CheckSpec = CheckSpec {
+    info: &INFO,
+    kernels: &[&LATENCY, &ROWS],
+    finish,
+};
+
+pub(crate) static INFO: CheckInfo = CheckInfo {
+    id: "latency",
+    title: "Latency against the baseline",
+    modes: BOTH,
+    what_it_checks: "p50, p95 and p99 latency of the baseline (window, or stable arm) and of the post window \
+        (or canary arm), nearest-rank quantiles from HDR histograms within 1% of the exact value, and the \
+        ratios post/baseline.",
+    why_it_matters: "A rollback that restores correctness but leaves the service slower (cold caches, a \
+        leftover feature flag, an index rebuilt without its tuning) is not back at baseline; a canary that \
+        is slower must not graduate.",
+    what_fails_it: "p95_ratio > p95_latency_ratio_max; in canary mode also p99_ratio > p99_latency_ratio_max. \
+        Inconclusive when a side has fewer than min_requests requests.",
+    columns_it_needs: "ts, latency_ms (or a duration mapped with a unit).",
+    remediation: "compare the slow path with the baseline (cold caches, leftover flags, index tuning)",
+    region_column: None,
+    impact: None,
+    events: None,
+};
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct State {
+    sides: [Quantiles; 2],
+    negative: u64,
+}
+
+/// Latency quantiles of the two sides.
+pub(crate) struct LatencyKernel;
+pub(crate) static LATENCY: LatencyKernel = LatencyKernel;
+
+impl Kernel for LatencyKernel {
+    type State = State;
+    const NAME: &'static str = "latency";
+    const TABLE: Table = Table::Requests;
+    const STAGE: Stage = Stage::Requests;
+
+    fn columns(&self, _ctx: &Ctx) -> Vec<Col> {
+        vec![Col::LatencyMs]
+    }
+
+    fn init(&self, _ctx: &Ctx, _prior: &States) -> State {
+        State {
+            sides: [Quantiles::latency_ms(), Quantiles::latency_ms()],
+            negative: 0,
+        }
+    }
+
+    fn update(&self, _ctx: &Ctx, state: &mut State, rows: &Rows<'_>) {
+        let Some(latency) = rows.batch.float(Col::LatencyMs) else {
+            return;
+        };
+        let values = latency.values();
+        for i in 0..rows.len() {
+            let side = rows.side[i];
+            if side == SIDE_NONE || latency.is_null(i) {
+                continue;
+            }
+            let v = values[i];
+            if v < 0.0 {
+                state.negative += 1;
+                continue;
+            }
+            state.sides[side as usize - 1].record(v);
+        }
+    }
+
+    fn merge(&self, state: &mut State, other: State) {
+        state.sides[0].merge(&other.sides[0]);
+        state.sides[1].merge(&other.sides[1]);
+        state.negative += other.negative;
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+fn finish(f: &Finish<'_>) -> CheckResult {
+    let ctx = f.ctx;
+    let partial = f.states.get::<LatencyKernel>();
+    let counts = f.states.get::<RowsKernel>();
+    if !ctx.has(Col::LatencyMs) {
+        return CheckResult::skip(INFO.id, "the requests have no `latency_ms` column");
+    }
+    let t = &ctx.thresholds;
+    let subject = ctx.plan.subject();
+    let q = |side: usize, p: u64| partial.sides[side].quantile(p);
+    let (b50, b95, b99) = (q(0, 500), q(0, 950), q(0, 990));
+    let (s50, s95, s99) = (q(1, 500), q(1, 950), q(1, 990));
+    let p95_ratio = ratio(s95, b95);
+    let p99_ratio = ratio(s99, b99);
+    let mut result = CheckResult::new(INFO.id, Status::Pass, String::new())
+        .metric("baseline_p50_ms", Metric::Number(b50))
+        .metric("baseline_p95_ms", Metric::Number(b95))
+        .metric("baseline_p99_ms", Metric::Number(b99))
+        .metric(&format!("{subject}_p50_ms"), Metric::Number(s50))
+        .metric(&format!("{subject}_p95_ms"), Metric::Number(s95))
+        .metric(&format!("{subject}_p99_ms"), Metric::Number(s99))
+        .metric("p95_ratio", Metric::Number(p95_ratio))
+        .metric("p99_ratio", Metric::Number(p99_ratio))
+        .metric("baseline_samples", Metric::Count(partial.sides[0].len()))
+        .metric(
+            &format!("{subject}_samples"),
+            Metric::Count(partial.sides[1].len()),
+        )
+        .metric("negative_latency_rejected", Metric::Count(partial.negative))
+        .cells(
+            format!("p95 {} ms (×{})", num(s95, 1), num(p95_ratio, 2)),
+            format!("p95 {} ms", num(b95, 1)),
+            match ctx.plan.mode() {
+                Mode::Rollback => format!("p95 ratio ≤ {}", t.p95_latency_ratio_max),
+                Mode::Canary => format!(
+                    "p95 ratio ≤ {}, p99 ratio ≤ {}",
+                    t.p95_latency_ratio_max, t.p99_latency_ratio_max
+                ),
+            },
+        )
+        .sample_size(format!(
+            "{} / {}",
+            partial.sides[0].len(),
+            partial.sides[1].len()
+        ));
+    if let Some(reason) = counts.too_few(ctx) {
+        result.status = Status::Inconclusive;
+        result.summary = reason;
+        return result;
+    }
+    let (Some(p95r), Some(b95), Some(s95)) = (p95_ratio, b95, s95) else {
+        result.status = Status::Inconclusive;
+        result.summary = "no latency on one side, or a baseline p95 of 0 ms".to_string();
+        return result;
+    };
+    let mut failures = Vec::new();
+    if p95r > t.p95_latency_ratio_max {
+        failures.push(format!(
+            "p95 {s95:.1} ms is ×{p95r:.2} the baseline {b95:.1} ms (max ×{})",
+            t.p95_latency_ratio_max
+        ));
+    }
+    if ctx.plan.mode() == Mode::Canary {
+        if let Some(p99r) = p99_ratio.filter(|r| *r > t.p99_latency_ratio_max) {
+            failures.push(format!(
+                "p99 {} ms is ×{p99r:.2} the baseline {} ms (max ×{})",
+                num(s99, 1),
+                num(b99, 1),
+                t.p99_latency_ratio_max
+            ));
+        }
+    }
+    if failures.is_empty() {
+        result.summary = format!(
+            "{subject} p95 {s95:.1} ms is ×{p95r:.2} the baseline {b95:.1} ms (max ×{})",
+            t.p95_latency_ratio_max
+        );
+    } else {
+        result.status = Status::Fail;
+        result.summary = failures.join("; ");
+    }
+    result
+}

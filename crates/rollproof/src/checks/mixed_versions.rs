@@ -1,0 +1,330 @@
+//! `mixed_versions`: no user sees more than one version tuple after the flip.
+//!
+//! The kernel — users whose audited requests carry more than one distinct value — is shared with
+//! `sticky_routing`, where the value is the arm instead of the tuple of expected pins.
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    CheckInfo, CheckResult, CheckSpec, Fields, Finish, Metric, Status, ROLLBACK, SAMPLE_CAP,
+};
+use crate::columns::{hash_str, Col, Table};
+use crate::engine::lookup::{Found, Lookup, LookupSpec};
+use crate::engine::{Kernel, Rows, Stage, States};
+use crate::plan::{Ctx, Plan};
+use crate::stats::{deserialize_prehashed, serialize_sorted, PrehashedMap, Targets};
+use crate::time::format_millis;
+
+pub(crate) static CHECK: CheckSpec = CheckSpec {
+    info: &INFO,
+    kernels: &[&USERS, &USER_LOOKUP],
+    finish,
+};
+
+pub(crate) static INFO: CheckInfo = CheckInfo {
+    id: "mixed_versions",
+    title: "Users on mixed versions",
+    modes: ROLLBACK,
+    what_it_checks: "For each user with post-flip requests, the distinct tuples of the expected pins their \
+        requests carried. A user whose post-flip requests carry more than one tuple is mixed.",
+    why_it_matters: "A user who gets answers from two builds in one session sees the product contradict itself, \
+        and sticky sessions or per-user caches can keep a user on the bad version long after the fleet moved. \
+        It also shows a rollout that is still converging.",
+    what_fails_it: "It warns when users_mixed > 0; it does not fail (the pins check fails the wrong pins).",
+    columns_it_needs: "ts, user_id and the pin columns named in [expected_pins]; request_id for samples.",
+    remediation: "find what keeps users on the old version (sticky sessions, per-user caches) and drain it",
+    region_column: None,
+    impact: None,
+    events: None,
+};
+
+/// A user's one value so far, or `MIXED` (16 bytes a user with the key).
+const MIXED: u64 = u64::MAX;
+
+/// Users → the one value seen so far, or `MIXED`.
+#[derive(Default, Serialize, Deserialize)]
+pub(crate) struct State {
+    #[serde(
+        serialize_with = "serialize_sorted",
+        deserialize_with = "deserialize_prehashed"
+    )]
+    users: PrehashedMap<u64, u64>,
+    requests_without_user: u64,
+}
+
+/// The value a row contributes: the hash of its tuple of expected pins (rollback) or its arm.
+fn row_values(ctx: &Ctx, rows: &Rows<'_>) -> Vec<u64> {
+    match &ctx.plan {
+        Plan::Canary(_) => rows.set.iter().map(|&s| s as u64).collect(),
+        Plan::Rollback(_) => {
+            let mut values = vec![0xcbf2_9ce4_8422_2325u64; rows.len()];
+            for col in ctx.plan.pins_named() {
+                let Some(arr) = rows.batch.str(col) else {
+                    continue;
+                };
+                let hashes = arr.map_rows(hash_str);
+                for (v, h) in values.iter_mut().zip(hashes) {
+                    *v = (v.rotate_left(23) ^ h).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                }
+            }
+            values
+        }
+    }
+}
+
+/// Why the kernel cannot run, if it cannot.
+pub(crate) fn skip_reason(ctx: &Ctx) -> Option<String> {
+    if !ctx.has(Col::UserId) {
+        return Some("the requests have no `user_id` column".to_string());
+    }
+    if matches!(ctx.plan, Plan::Rollback(_)) && !ctx.plan.pins_named().iter().any(|c| ctx.has(*c)) {
+        return Some("none of the expected pins is a column of the requests".to_string());
+    }
+    None
+}
+
+/// The distinct values (pin tuples, or arms) each user's audited requests carried.
+pub(crate) struct UsersKernel;
+pub(crate) static USERS: UsersKernel = UsersKernel;
+
+impl Kernel for UsersKernel {
+    type State = State;
+    const NAME: &'static str = "users";
+    const TABLE: Table = Table::Requests;
+    const STAGE: Stage = Stage::Requests;
+
+    fn columns(&self, ctx: &Ctx) -> Vec<Col> {
+        let mut cols = vec![Col::UserId];
+        cols.extend(ctx.plan.pins_named());
+        cols
+    }
+
+    fn init(&self, _ctx: &Ctx, _prior: &States) -> State {
+        State::default()
+    }
+
+    fn update(&self, ctx: &Ctx, state: &mut State, rows: &Rows<'_>) {
+        if skip_reason(ctx).is_some() {
+            return;
+        }
+        let user = rows.batch.str(Col::UserId).expect("projected");
+        let user_hashes = user.map_rows(|u| u.map(|u| hash_str(Some(u))));
+        let values = row_values(ctx, rows);
+        for i in 0..rows.len() {
+            if rows.set[i] == 0 {
+                continue;
+            }
+            let Some(u) = user_hashes[i] else {
+                state.requests_without_user += 1;
+                continue;
+            };
+            let value = values[i].min(MIXED - 1);
+            state
+                .users
+                .entry(u)
+                .and_modify(|e| {
+                    if *e != value {
+                        *e = MIXED;
+                    }
+                })
+                .or_insert(value);
+        }
+    }
+
+    fn merge(&self, state: &mut State, mut other: State) {
+        state.requests_without_user += other.requests_without_user;
+        // Fold the smaller map into the larger.
+        if other.users.len() > state.users.len() {
+            std::mem::swap(&mut state.users, &mut other.users);
+        }
+        for (u, e) in other.users {
+            state
+                .users
+                .entry(u)
+                .and_modify(|m| {
+                    if *m != e {
+                        *m = MIXED;
+                    }
+                })
+                .or_insert(e);
+        }
+    }
+}
+
+impl State {
+    pub(crate) fn users_checked(&self) -> u64 {
+        self.users.len() as u64
+    }
+
+    pub(crate) fn users_mixed(&self) -> u64 {
+        self.users.values().filter(|e| **e == MIXED).count() as u64
+    }
+
+    /// The mixed users to show as samples: the smallest hashes, so the choice is deterministic.
+    fn sample_targets(&self) -> Vec<u64> {
+        let mut mixed: Vec<u64> = self
+            .users
+            .iter()
+            .filter(|(_, e)| **e == MIXED)
+            .map(|(u, _)| *u)
+            .collect();
+        mixed.sort_unstable();
+        mixed.truncate(SAMPLE_CAP);
+        mixed
+    }
+
+    pub(crate) fn requests_without_user(&self) -> u64 {
+        self.requests_without_user
+    }
+}
+
+/// The requests of the sampled mixed users, to show what they saw: per user and value shown,
+/// the earliest (ts, request id).
+pub(crate) struct UserLookup;
+pub(crate) static USER_LOOKUP: Lookup<UserLookup> = Lookup(UserLookup);
+
+impl LookupSpec for UserLookup {
+    type Key = u64;
+    type Group = String;
+    type Item = (i64, String);
+    const NAME: &'static str = "user_lookup";
+    const TABLE: Table = Table::Requests;
+    const ITEMS: usize = 1;
+
+    fn columns(&self, ctx: &Ctx) -> Vec<Col> {
+        // Without request ids: decoding them again would double the cost of this pass, and the
+        // `pins` samples already carry them.
+        let mut cols = vec![Col::UserId, Col::Arm];
+        cols.extend(ctx.plan.pins_named());
+        cols
+    }
+
+    fn targets(&self, ctx: &Ctx, prior: &States) -> Vec<u64> {
+        if skip_reason(ctx).is_some() {
+            return Vec::new();
+        }
+        prior.get::<UsersKernel>().sample_targets()
+    }
+
+    fn scan(
+        &self,
+        ctx: &Ctx,
+        rows: &Rows<'_>,
+        targets: &Targets<u64>,
+        found: &mut Found<'_, Self>,
+    ) {
+        let batch = rows.batch;
+        let user = batch.str(Col::UserId).expect("projected");
+        let request_id = batch.str(Col::RequestId);
+        let ts = batch.ts();
+        for i in 0..batch.len() {
+            if rows.set[i] == 0 {
+                continue;
+            }
+            let Some(u) = user.get(i) else { continue };
+            let h = hash_str(Some(u));
+            if !targets.contains(&h) {
+                continue;
+            }
+            let shown = match &ctx.plan {
+                Plan::Canary(_) => ctx.plan.set_label(rows.set[i] as usize - 1),
+                Plan::Rollback(r) => {
+                    // Only the pins that differ from the expected set: the part that matters.
+                    let differing: Vec<String> = r.pins[0]
+                        .pins
+                        .iter()
+                        .filter_map(|(c, want)| {
+                            let got = batch.str(*c)?.get(i);
+                            (got != Some(want.as_str()))
+                                .then(|| format!("{}={}", c.name(), got.unwrap_or("∅")))
+                        })
+                        .collect();
+                    if differing.is_empty() {
+                        "expected pins".to_string()
+                    } else {
+                        differing.join(" ")
+                    }
+                }
+            };
+            let id = request_id
+                .as_ref()
+                .and_then(|c| c.get(i))
+                .unwrap_or("")
+                .to_string();
+            found(h, u, shown, (ts[i], id));
+        }
+    }
+}
+
+/// One sample per user, ordered by user id: the distinct values with their first request.
+pub(crate) fn user_samples(states: &States) -> Vec<Fields> {
+    let Some(lookup) = states.try_get::<Lookup<UserLookup>>() else {
+        return Vec::new();
+    };
+    // (user, [(first ts, request id, value shown)]) per user.
+    type Seen<'a> = Vec<(i64, &'a String, &'a String)>;
+    let mut users: Vec<(&String, Seen<'_>)> = lookup
+        .found
+        .values()
+        .map(|found| {
+            let mut seen: Vec<(i64, &String, &String)> = found
+                .groups
+                .iter()
+                .filter_map(|(shown, first)| first.items().first().map(|(ts, id)| (*ts, id, shown)))
+                .collect();
+            seen.sort();
+            (&found.text, seen)
+        })
+        .collect();
+    users.sort();
+    users
+        .into_iter()
+        .map(|(user, seen)| {
+            let mut f = Fields::new();
+            f.insert("user_id".into(), Metric::Text(Some(user.clone())));
+            f.insert(
+                "seen".into(),
+                Metric::Texts(
+                    seen.iter()
+                        .map(|(ts, id, shown)| match id.as_str() {
+                            "" => format!("{} {}", format_millis(*ts), shown),
+                            id => format!("{} {} ({})", format_millis(*ts), shown, id),
+                        })
+                        .collect(),
+                ),
+            );
+            f
+        })
+        .collect()
+}
+
+fn finish(f: &Finish<'_>) -> CheckResult {
+    if let Some(reason) = skip_reason(f.ctx) {
+        return CheckResult::skip(INFO.id, reason);
+    }
+    let partial = f.states.get::<UsersKernel>();
+    let checked = partial.users_checked();
+    let mixed = partial.users_mixed();
+    let (status, summary) = if mixed > 0 {
+        (
+            Status::Warn,
+            format!("{mixed} of {checked} users saw more than one version tuple after the flip"),
+        )
+    } else {
+        (
+            Status::Pass,
+            format!("each of {checked} users saw one version tuple after the flip"),
+        )
+    };
+    let mut result = CheckResult::new(INFO.id, status, summary)
+        .metric("users_checked", Metric::Count(checked))
+        .metric("users_mixed", Metric::Count(mixed))
+        .metric(
+            "requests_without_user",
+            Metric::Count(partial.requests_without_user()),
+        )
+        .cells(format!("{mixed} users mixed"), "", "0 users mixed (warn)")
+        .sample_size(checked.to_string());
+    result.samples = user_samples(f.states);
+    result
+}

@@ -1,0 +1,378 @@
+//! `pins`: every audited request carries its expected version pins.
+
+use serde::{Deserialize, Serialize};
+
+use super::rows::ROWS;
+use super::{
+    region_of, CheckInfo, CheckResult, CheckSpec, Fields, Finish, Metric, Status, BOTH, SAMPLE_CAP,
+};
+use crate::columns::{Col, Table, PIN_COLUMNS};
+use crate::engine::{Kernel, Rows, Stage, States};
+use crate::plan::{Ctx, Mode};
+use crate::stats::{Counts, Samples};
+
+pub(crate) static CHECK: CheckSpec = CheckSpec {
+    info: &INFO,
+    kernels: &[&PINS, &ROWS],
+    finish,
+};
+
+pub(crate) static INFO: CheckInfo = CheckInfo {
+    id: "pins",
+    title: "Version pins",
+    modes: BOTH,
+    what_it_checks: "Every request after the flip (canary mode: every request of either arm in the window) \
+        carries the expected value of each pin named in [expected_pins]: BUILD_ID, GIT_SHA, MODEL_VER, \
+        PROMPT_VER, INDEX_HASH, RERANK_CONF, TOK_VER, ANALYZER_CONF. A missing value (null or empty) is a \
+        violation too. Breaks the violations down by pin, by region and (canary) by arm.",
+    why_it_matters: "A rollback is only real when every replica, region and cache serves the last known good \
+        build, model, prompt and index. One region still on the bad prompt pack or index is the most common \
+        way a 'rolled back' incident keeps hurting users.",
+    what_fails_it: "Any violation (violations > 0). Pins named in [expected_pins] but absent from the logs \
+        cannot be verified: the check warns and names them.",
+    columns_it_needs: "ts and the pin columns named in [expected_pins]; region, request_id (and arm in \
+        canary mode) for breakdowns and samples.",
+    remediation: "redeploy the last known good pins to {regions}; add a pin check to the deploy gate",
+    region_column: Some("requests with a wrong pin"),
+    impact: Some(|_, m| {
+        let v = m.get("violations").and_then(Metric::as_count).unwrap_or(0);
+        (v > 0).then(|| {
+            format!("{v} requests after the flip were served with a wrong or missing version pin.")
+        })
+    }),
+    events: None,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub(crate) struct Sample {
+    ts: i64,
+    request_id: Option<String>,
+    pin: usize,
+    found: Option<String>,
+    set: u8,
+    region: String,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct State {
+    /// Pins (index into PIN_COLUMNS) that some set names and the logs have.
+    checked_pins: Vec<usize>,
+    requests_checked: u64,
+    violations: u64,
+    missing: u64,
+    by_pin: [u64; 8],
+    by_region: Counts,
+    by_arm: [u64; 2],
+    samples: Samples<Sample>,
+}
+
+/// Audited requests against their pin set.
+pub(crate) struct PinsKernel;
+pub(crate) static PINS: PinsKernel = PinsKernel;
+
+impl Kernel for PinsKernel {
+    type State = State;
+    const NAME: &'static str = "pins";
+    const TABLE: Table = Table::Requests;
+    const STAGE: Stage = Stage::Requests;
+
+    fn columns(&self, ctx: &Ctx) -> Vec<Col> {
+        let mut cols = vec![Col::Region, Col::RequestId];
+        cols.extend(ctx.plan.pins_named());
+        cols
+    }
+
+    fn init(&self, ctx: &Ctx, _prior: &States) -> State {
+        let checked_pins = (0..PIN_COLUMNS.len())
+            .filter(|&j| {
+                let col = PIN_COLUMNS[j];
+                ctx.has(col)
+                    && ctx
+                        .plan
+                        .pin_sets()
+                        .iter()
+                        .any(|s| s.pins.iter().any(|(c, _)| *c == col))
+            })
+            .collect();
+        State {
+            checked_pins,
+            requests_checked: 0,
+            violations: 0,
+            missing: 0,
+            by_pin: [0; 8],
+            by_region: Counts::default(),
+            by_arm: [0; 2],
+            samples: Samples::new(SAMPLE_CAP),
+        }
+    }
+
+    fn update(&self, ctx: &Ctx, state: &mut State, rows: &Rows<'_>) {
+        state.update(ctx, rows)
+    }
+
+    fn merge(&self, state: &mut State, other: State) {
+        state.requests_checked += other.requests_checked;
+        state.violations += other.violations;
+        state.missing += other.missing;
+        for j in 0..8 {
+            state.by_pin[j] += other.by_pin[j];
+        }
+        state.by_arm[0] += other.by_arm[0];
+        state.by_arm[1] += other.by_arm[1];
+        state.by_region.merge(other.by_region);
+        state.samples.merge(other.samples);
+    }
+}
+
+impl State {
+    fn update(&mut self, ctx: &Ctx, rows: &Rows<'_>) {
+        if self.checked_pins.is_empty() {
+            return;
+        }
+        let batch = rows.batch;
+        let n = batch.len();
+        // Bit j of `wrong[i]`: pin j differs or is missing; of `absent[i]`: pin j is missing.
+        let mut wrong = vec![0u8; n];
+        let mut absent = vec![0u8; n];
+        for &j in &self.checked_pins {
+            let col = PIN_COLUMNS[j];
+            let arr = batch.str(col).expect("present pin columns are projected");
+            let expected: Vec<Option<&str>> = ctx
+                .plan
+                .pin_sets()
+                .iter()
+                .map(|s| {
+                    s.pins
+                        .iter()
+                        .find(|(c, _)| *c == col)
+                        .map(|(_, v)| v.as_str())
+                })
+                .collect();
+            // Per distinct value (dictionary) or per row: 2 bits per pin set, 0 ok / 1 differs / 2 missing.
+            let codes = arr.map_rows(|v| {
+                let mut code = 0u8;
+                for (s, e) in expected.iter().enumerate() {
+                    if let Some(e) = e {
+                        let k = match v {
+                            None => 2,
+                            Some(x) if x == *e => 0,
+                            Some(_) => 1,
+                        };
+                        code |= k << (2 * s);
+                    }
+                }
+                code
+            });
+            for i in 0..n {
+                let set = rows.set[i];
+                if set == 0 {
+                    continue;
+                }
+                let k = (codes[i] >> (2 * (set - 1))) & 3;
+                if k != 0 {
+                    wrong[i] |= 1 << j;
+                    if k == 2 {
+                        absent[i] |= 1 << j;
+                    }
+                }
+            }
+        }
+        let region = batch.str(Col::Region);
+        let request_id = batch.str(Col::RequestId);
+        let ts = batch.ts();
+        for i in 0..n {
+            let set = rows.set[i];
+            if set == 0 {
+                continue;
+            }
+            self.requests_checked += 1;
+            let mask = wrong[i];
+            if mask == 0 {
+                continue;
+            }
+            self.violations += 1;
+            self.missing += (absent[i] != 0) as u64;
+            for (j, count) in self.by_pin.iter_mut().enumerate() {
+                *count += ((mask >> j) & 1) as u64;
+            }
+            self.by_arm[set as usize - 1] += 1;
+            let r = region_of(region.as_ref(), i);
+            self.by_region.bump(r);
+            let id = request_id.as_ref().and_then(|c| c.get(i));
+            if self
+                .samples
+                .would_keep(|last| (ts[i], id) < (last.ts, last.request_id.as_deref()))
+            {
+                let pin = mask.trailing_zeros() as usize;
+                let found = batch
+                    .str(PIN_COLUMNS[pin])
+                    .and_then(|c| c.get(i))
+                    .map(str::to_string);
+                self.samples.push(Sample {
+                    ts: ts[i],
+                    request_id: id.map(str::to_string),
+                    pin,
+                    found,
+                    set,
+                    region: r.to_string(),
+                });
+            }
+        }
+    }
+}
+
+fn finish(f: &Finish<'_>) -> CheckResult {
+    let ctx = f.ctx;
+    let state = f.states.get::<PinsKernel>();
+    let other_arm = f.states.get::<super::rows::RowsKernel>().other_arm;
+    {
+        let named: Vec<&str> = ctx
+            .plan
+            .pin_sets()
+            .iter()
+            .flat_map(|s| s.pins.iter().map(|(c, _)| c.name()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let unverified: Vec<&str> = named
+            .iter()
+            .copied()
+            .filter(|name| {
+                !state
+                    .checked_pins
+                    .iter()
+                    .any(|&j| PIN_COLUMNS[j].name() == *name)
+            })
+            .collect();
+        if state.checked_pins.is_empty() {
+            return CheckResult::skip(
+                INFO.id,
+                format!(
+                    "none of the expected pins ({}) is a column of the requests",
+                    named.join(", ")
+                ),
+            );
+        }
+        let by_pin: std::collections::BTreeMap<String, u64> = state
+            .checked_pins
+            .iter()
+            .filter(|&&j| state.by_pin[j] > 0)
+            .map(|&j| (PIN_COLUMNS[j].name().to_string(), state.by_pin[j]))
+            .collect();
+        let (status, summary) = if state.requests_checked == 0 {
+            (
+                Status::Inconclusive,
+                match ctx.plan.mode() {
+                    Mode::Rollback => {
+                        "no request after the flip: check `flip_at` against the data's time range"
+                            .to_string()
+                    }
+                    Mode::Canary => {
+                        "no request of either arm in the window: check `[canary]` arms and window"
+                            .to_string()
+                    }
+                },
+            )
+        } else if state.violations > 0 {
+            let worst = by_pin
+                .iter()
+                .max_by_key(|(k, v)| (**v, std::cmp::Reverse(k.to_string())));
+            let detail = worst
+                .map(|(k, v)| format!(" (most: `{k}` on {v})"))
+                .unwrap_or_default();
+            (
+                Status::Fail,
+                format!(
+                    "{} of {} {} carry a wrong or missing pin{}",
+                    state.violations,
+                    state.requests_checked,
+                    ctx.plan.audited_noun(),
+                    detail
+                ),
+            )
+        } else if !unverified.is_empty() {
+            (
+                Status::Warn,
+                format!(
+                    "all {} {} carry the expected pins, but {} cannot be verified (not in the logs)",
+                    state.requests_checked,
+                    ctx.plan.audited_noun(),
+                    unverified.join(", ")
+                ),
+            )
+        } else {
+            (
+                Status::Pass,
+                format!(
+                    "all {} {} carry the expected pins",
+                    state.requests_checked,
+                    ctx.plan.audited_noun()
+                ),
+            )
+        };
+        let mut result = CheckResult::new(INFO.id, status, summary)
+            .metric("requests_checked", Metric::Count(state.requests_checked))
+            .metric("violations", Metric::Count(state.violations))
+            .metric("missing", Metric::Count(state.missing))
+            .metric("by_pin", Metric::Counts(by_pin))
+            .metric("by_region", Metric::Counts(state.by_region.sorted()))
+            .metric(
+                "pins_checked",
+                Metric::Texts(
+                    state
+                        .checked_pins
+                        .iter()
+                        .map(|&j| PIN_COLUMNS[j].name().to_string())
+                        .collect(),
+                ),
+            )
+            .metric(
+                "pins_unverified",
+                Metric::Texts(unverified.iter().map(|s| s.to_string()).collect()),
+            )
+            .cells(
+                format!("{} violations", state.violations),
+                "",
+                "0 violations",
+            )
+            .sample_size(state.requests_checked.to_string());
+        if ctx.plan.mode() == Mode::Canary {
+            let by_arm = (0..2)
+                .filter(|&s| state.by_arm[s] > 0)
+                .map(|s| (ctx.plan.set_label(s), state.by_arm[s]))
+                .collect();
+            result = result
+                .metric("by_arm", Metric::Counts(by_arm))
+                .metric("other_arm", Metric::Count(other_arm));
+        }
+        result.samples = state
+            .samples
+            .items()
+            .iter()
+            .cloned()
+            .map(|s| {
+                let col = PIN_COLUMNS[s.pin];
+                let expected = ctx.plan.pin_sets()[s.set as usize - 1]
+                    .pins
+                    .iter()
+                    .find(|(c, _)| *c == col)
+                    .map(|(_, v)| v.clone());
+                let mut f = Fields::new();
+                f.insert("request_id".into(), Metric::Text(s.request_id));
+                f.insert("ts".into(), Metric::Time(Some(s.ts)));
+                f.insert("pin".into(), Metric::Text(Some(col.name().to_string())));
+                f.insert("found".into(), Metric::Text(s.found));
+                f.insert("expected".into(), Metric::Text(expected));
+                f.insert("region".into(), Metric::Text(Some(s.region)));
+                if ctx.plan.mode() == Mode::Canary {
+                    f.insert(
+                        "arm".into(),
+                        Metric::Text(Some(ctx.plan.set_label(s.set as usize - 1))),
+                    );
+                }
+                f
+            })
+            .collect();
+        result
+    }
+}

@@ -1,0 +1,423 @@
+//! `reconciliation`: receipts joined to requests — orphan receipts, and side effects executed for
+//! requests that failed (the retry-duplicate risk).
+//!
+//! The receipts are read first; the request ids they name (64-bit hashes) are indexed when their
+//! state settles, and the request pass looks each request id up in that index, keeping the ones
+//! it sees and whether they failed. The join itself happens when the request side settles.
+
+use std::sync::Arc;
+
+use arrow::array::Array;
+use serde::{Deserialize, Serialize};
+
+use super::{CheckInfo, CheckResult, CheckSpec, Fields, Finish, Metric, Status, BOTH, SAMPLE_CAP};
+use crate::columns::{hash_str, Col, Table};
+use crate::engine::lookup::{Found, Lookup, LookupSpec};
+use crate::engine::{Kernel, Rows, Stage, States};
+use crate::plan::Ctx;
+use crate::stats::hash_index::HashIndex;
+use crate::stats::{Samples, Targets};
+use crate::time::format_millis;
+
+pub(crate) static CHECK: CheckSpec = CheckSpec {
+    info: &INFO,
+    kernels: &[&RECEIPT_SIDE, &REQUEST_SIDE, &REQUEST_LOOKUP],
+    finish,
+};
+
+pub(crate) static INFO: CheckInfo = CheckInfo {
+    id: "reconciliation",
+    title: "Receipts reconciled with requests",
+    modes: BOTH,
+    what_it_checks: "Joins receipts to requests by request_id. Orphans: receipts whose request_id is not among \
+        the requests. Executions on failed requests: executions (decision missing or `new`) whose request \
+        returned a user-visible error (status >= 500 or 429).",
+    why_it_matters: "A side effect executed for a request the user saw fail is the classic retry-duplicate \
+        risk: the client retries, and unless the idempotency fence holds, the effect runs twice. Orphan \
+        receipts mean the request logs are incomplete (sampling, a missing region, a lost file), so every \
+        other figure may be missing evidence.",
+    what_fails_it: "It never fails: it warns when orphan receipts or executions on failed requests exist. \
+        Neither proves harm on its own; both are evidence a postmortem must explain.",
+    columns_it_needs: "receipts: ts, request_id (decision, receipt_id, idempotency_key, effect for samples); \
+        requests: request_id, status.",
+    remediation: "explain the orphan receipts (missing logs?) and check the effects of failed requests for retries",
+    region_column: None,
+    impact: None,
+    events: None,
+};
+
+/// The receipts' request ids: (request id hash, is execution) per receipt, in runs that merge by
+/// concatenation; indexed once settled.
+#[derive(Default, Serialize, Deserialize)]
+pub(crate) struct ReceiptSide {
+    runs: Vec<Vec<(u64, bool)>>,
+    #[serde(skip)]
+    table: Option<Arc<ReceiptTable>>,
+}
+
+/// The receipts' request ids, indexed, with their counts per slot.
+#[derive(Debug)]
+pub(crate) struct ReceiptTable {
+    index: HashIndex,
+    receipts: Vec<u32>,
+    executions: Vec<u32>,
+}
+
+/// Request side: the receipts' request ids the requests have, and whether they failed.
+#[derive(Default, Serialize, Deserialize)]
+pub(crate) struct RequestSide {
+    /// The receipts' index, to skip every other request id (not part of the state).
+    #[serde(skip)]
+    filter: Option<Arc<ReceiptTable>>,
+    /// (request id hash, failed) per matching request, in runs.
+    found: Vec<Vec<(u64, bool)>>,
+    /// The join, once settled.
+    #[serde(skip)]
+    joined: Option<Joined>,
+}
+
+fn applies(ctx: &Ctx) -> bool {
+    ctx.has_receipt(Col::RRequestId) && ctx.has(Col::RequestId)
+}
+
+#[inline]
+fn is_execution(decision: Option<&str>) -> bool {
+    decision.is_none_or(|d| d.trim().eq_ignore_ascii_case("new"))
+}
+
+pub(crate) struct ReceiptSideKernel;
+pub(crate) static RECEIPT_SIDE: ReceiptSideKernel = ReceiptSideKernel;
+
+impl Kernel for ReceiptSideKernel {
+    type State = ReceiptSide;
+    const NAME: &'static str = "receipt_requests";
+    const TABLE: Table = Table::Receipts;
+    const STAGE: Stage = Stage::Receipts;
+
+    fn columns(&self, _ctx: &Ctx) -> Vec<Col> {
+        vec![Col::RRequestId, Col::Decision]
+    }
+
+    fn init(&self, _ctx: &Ctx, _prior: &States) -> ReceiptSide {
+        ReceiptSide::default()
+    }
+
+    fn update(&self, ctx: &Ctx, state: &mut ReceiptSide, rows: &Rows<'_>) {
+        if !applies(ctx) {
+            return;
+        }
+        let batch = rows.batch;
+        let request = batch.str(Col::RRequestId).expect("projected");
+        let hashes = request.map_rows(|r| r.map(|r| hash_str(Some(r))));
+        let decision = batch.str(Col::Decision);
+        let ts = batch.ts();
+        let mut run = Vec::with_capacity(batch.len());
+        for i in 0..batch.len() {
+            let Some(h) = hashes[i] else { continue };
+            if ctx.plan.receipt_in_scope(ts[i]) {
+                run.push((h, is_execution(decision.as_ref().and_then(|d| d.get(i)))));
+            }
+        }
+        state.runs.push(run);
+    }
+
+    fn merge(&self, state: &mut ReceiptSide, other: ReceiptSide) {
+        state.runs.extend(other.runs);
+    }
+
+    /// Indexes the request ids; the runs are freed as they are counted.
+    fn settle(&self, ctx: &Ctx, state: &mut ReceiptSide, _prior: &States) {
+        if !applies(ctx) {
+            return;
+        }
+        let runs = std::mem::take(&mut state.runs);
+        let total: usize = runs.iter().map(Vec::len).sum();
+        let index = HashIndex::build(runs.iter().flatten().map(|(h, _)| *h), total);
+        let mut receipts = vec![0u32; index.capacity()];
+        let mut executions = vec![0u32; index.capacity()];
+        for run in runs {
+            for (h, exec) in run {
+                let slot = index.find(h).expect("indexed above");
+                receipts[slot] = receipts[slot].saturating_add(1);
+                executions[slot] = executions[slot].saturating_add(exec as u32);
+            }
+        }
+        state.table = Some(Arc::new(ReceiptTable {
+            index,
+            receipts,
+            executions,
+        }));
+    }
+}
+
+pub(crate) struct RequestSideKernel;
+pub(crate) static REQUEST_SIDE: RequestSideKernel = RequestSideKernel;
+
+impl Kernel for RequestSideKernel {
+    type State = RequestSide;
+    const NAME: &'static str = "request_ids";
+    const TABLE: Table = Table::Requests;
+    const STAGE: Stage = Stage::Requests;
+
+    fn columns(&self, _ctx: &Ctx) -> Vec<Col> {
+        vec![Col::RequestId, Col::Status]
+    }
+
+    fn init(&self, _ctx: &Ctx, prior: &States) -> RequestSide {
+        RequestSide {
+            filter: prior
+                .try_get::<ReceiptSideKernel>()
+                .and_then(|r| r.table.clone()),
+            found: Vec::new(),
+            joined: None,
+        }
+    }
+
+    fn update(&self, _ctx: &Ctx, state: &mut RequestSide, rows: &Rows<'_>) {
+        let Some(table) = state.filter.as_ref() else {
+            return;
+        };
+        let batch = rows.batch;
+        let Some(request) = batch.str(Col::RequestId) else {
+            return;
+        };
+        let status = batch.int(Col::Status);
+        // Three passes over the batch instead of one branchy loop: hash, test the filter (its
+        // loads are independent, so misses overlap), then probe the few candidates.
+        let hashes = request.map_rows(|v| v.map(|s| hash_str(Some(s))));
+        let candidates: Vec<bool> = hashes
+            .iter()
+            .map(|h| h.is_some_and(|h| table.index.may_contain(h)))
+            .collect();
+        let mut run = Vec::new();
+        for (i, _) in candidates.iter().enumerate().filter(|(_, c)| **c) {
+            let Some(h) = hashes[i].filter(|h| table.index.find(*h).is_some()) else {
+                continue;
+            };
+            let failed = status.is_some_and(|s| {
+                s.is_valid(i) && {
+                    let v = s.values()[i];
+                    v >= 500 || v == 429
+                }
+            });
+            run.push((h, failed));
+        }
+        if !run.is_empty() {
+            state.found.push(run);
+        }
+    }
+
+    fn merge(&self, state: &mut RequestSide, other: RequestSide) {
+        state.found.extend(other.found);
+    }
+
+    fn settle(&self, _ctx: &Ctx, state: &mut RequestSide, prior: &States) {
+        let Some(table) = prior
+            .try_get::<ReceiptSideKernel>()
+            .and_then(|r| r.table.as_ref())
+        else {
+            return;
+        };
+        let mut found: Vec<(u64, bool)> = std::mem::take(&mut state.found).concat();
+        found.sort_unstable();
+        state.joined = Some(join(table, &found));
+    }
+}
+
+/// Figures of the join, and the request ids to show as samples.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Joined {
+    pub(crate) orphan_receipts: u64,
+    pub(crate) orphan_request_ids: u64,
+    pub(crate) executions_on_failed_requests: u64,
+    pub(crate) failed_requests_with_executions: u64,
+    pub(crate) orphan_targets: Vec<u64>,
+    pub(crate) failed_targets: Vec<u64>,
+}
+
+/// `found`: (request id hash, failed) sorted, so that a request id's entries are adjacent.
+fn join(table: &ReceiptTable, found: &[(u64, bool)]) -> Joined {
+    let mut j = Joined::default();
+    let mut orphans = Samples::new(SAMPLE_CAP);
+    let mut failed = Samples::new(SAMPLE_CAP);
+    for (slot, h) in table.index.members() {
+        let start = found.partition_point(|(x, _)| *x < h);
+        let entries = &found[start..found.partition_point(|(x, _)| *x <= h)];
+        if entries.is_empty() {
+            j.orphan_receipts += table.receipts[slot] as u64;
+            j.orphan_request_ids += 1;
+            orphans.push(h);
+        } else if entries.iter().any(|(_, f)| *f) && table.executions[slot] > 0 {
+            j.executions_on_failed_requests += table.executions[slot] as u64;
+            j.failed_requests_with_executions += 1;
+            failed.push(h);
+        }
+    }
+    j.orphan_targets = orphans.into_vec();
+    j.failed_targets = failed.into_vec();
+    j
+}
+
+/// The receipts of the sampled request ids: (ts, receipt id, request id, key, effect).
+pub(crate) struct RequestLookup;
+pub(crate) static REQUEST_LOOKUP: Lookup<RequestLookup> = Lookup(RequestLookup);
+
+impl LookupSpec for RequestLookup {
+    type Key = u64;
+    type Group = ();
+    type Item = [String; 5];
+    const NAME: &'static str = "request_lookup";
+    const TABLE: Table = Table::Receipts;
+    const ITEMS: usize = 3;
+
+    fn columns(&self, _ctx: &Ctx) -> Vec<Col> {
+        Col::of_table(Table::Receipts).collect()
+    }
+
+    fn targets(&self, _ctx: &Ctx, prior: &States) -> Vec<u64> {
+        match prior
+            .try_get::<RequestSideKernel>()
+            .and_then(|r| r.joined.as_ref())
+        {
+            Some(j) => j
+                .orphan_targets
+                .iter()
+                .chain(&j.failed_targets)
+                .copied()
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    fn scan(
+        &self,
+        ctx: &Ctx,
+        rows: &Rows<'_>,
+        targets: &Targets<u64>,
+        found: &mut Found<'_, Self>,
+    ) {
+        let batch = rows.batch;
+        let Some(request) = batch.str(Col::RRequestId) else {
+            return;
+        };
+        let get = |c: Col, i: usize| {
+            batch
+                .str(c)
+                .and_then(|a| a.get(i))
+                .unwrap_or("")
+                .to_string()
+        };
+        let ts = batch.ts();
+        for i in 0..batch.len() {
+            let Some(id) = request.get(i) else { continue };
+            let h = hash_str(Some(id));
+            if !targets.contains(&h) || !ctx.plan.receipt_in_scope(ts[i]) {
+                continue;
+            }
+            let row = [
+                format_millis(ts[i]),
+                get(Col::ReceiptId, i),
+                id.to_string(),
+                get(Col::IdempotencyKey, i),
+                get(Col::Effect, i),
+            ];
+            found(h, id, (), row);
+        }
+    }
+}
+
+/// One sample per target request id (its first receipt), ordered by request id.
+fn request_samples(states: &States, targets: &[u64], kind: &str) -> Vec<Fields> {
+    let Some(lookup) = states.try_get::<Lookup<RequestLookup>>() else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, Fields)> = targets
+        .iter()
+        .filter_map(|h| lookup.found.get(h))
+        .filter_map(|found| found.groups.get(&()).and_then(|s| s.items().first()))
+        .map(|[ts, receipt, request, key, effect]| {
+            let mut f = Fields::new();
+            f.insert("kind".into(), Metric::Text(Some(kind.to_string())));
+            f.insert("request_id".into(), Metric::Text(Some(request.clone())));
+            f.insert("receipt_id".into(), Metric::Text(Some(receipt.clone())));
+            f.insert("idempotency_key".into(), Metric::Text(Some(key.clone())));
+            f.insert("effect".into(), Metric::Text(Some(effect.clone())));
+            f.insert("ts".into(), Metric::Text(Some(ts.clone())));
+            (request.clone(), f)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.into_iter().map(|(_, f)| f).collect()
+}
+
+fn finish(f: &Finish<'_>) -> CheckResult {
+    let ctx = f.ctx;
+    if !ctx.receipts_given() {
+        return CheckResult::skip(INFO.id, "no receipts were given");
+    }
+    if !ctx.has_receipt(Col::RRequestId) {
+        return CheckResult::skip(INFO.id, "the receipts have no `request_id` column");
+    }
+    if !ctx.has(Col::RequestId) {
+        return CheckResult::skip(INFO.id, "the requests have no `request_id` column");
+    }
+    let j = f
+        .states
+        .get::<RequestSideKernel>()
+        .joined
+        .as_ref()
+        .expect("joined when both tables have request_id");
+    let mut parts = Vec::new();
+    if j.orphan_receipts > 0 {
+        parts.push(format!(
+            "{} receipts name {} request ids that are not in the request logs",
+            j.orphan_receipts, j.orphan_request_ids
+        ));
+    }
+    if j.executions_on_failed_requests > 0 {
+        parts.push(format!(
+            "{} executions belong to {} requests that returned an error (retry-duplicate risk)",
+            j.executions_on_failed_requests, j.failed_requests_with_executions
+        ));
+    }
+    let status = if parts.is_empty() {
+        Status::Pass
+    } else {
+        Status::Warn
+    };
+    if parts.is_empty() {
+        parts.push(
+            "every receipt matches a request; no side effect ran for a failed request".to_string(),
+        );
+    }
+    if !ctx.has(Col::Status) {
+        parts.push("(no `status` column: failed requests not checked)".to_string());
+    }
+    let mut result = CheckResult::new(INFO.id, status, parts.join("; "))
+        .metric("orphan_receipts", Metric::Count(j.orphan_receipts))
+        .metric("orphan_request_ids", Metric::Count(j.orphan_request_ids))
+        .metric(
+            "executions_on_failed_requests",
+            Metric::Count(j.executions_on_failed_requests),
+        )
+        .metric(
+            "failed_requests_with_executions",
+            Metric::Count(j.failed_requests_with_executions),
+        )
+        .cells(
+            format!(
+                "{} orphans, {} on failed requests",
+                j.orphan_receipts, j.executions_on_failed_requests
+            ),
+            "",
+            "0 and 0 (warn)",
+        );
+    let mut samples = request_samples(f.states, &j.orphan_targets, "orphan");
+    samples.extend(request_samples(
+        f.states,
+        &j.failed_targets,
+        "failed_request",
+    ));
+    result.samples = samples;
+    result
+}

@@ -1,0 +1,60 @@
+//! `sticky_routing` (canary): each user stays on one arm.
+//!
+//! Same kernel as `mixed_versions`, with the arm as the value.
+
+use super::mixed_versions::{skip_reason, user_samples, UsersKernel, USERS, USER_LOOKUP};
+use super::{CheckInfo, CheckResult, CheckSpec, Finish, Metric, Status, CANARY};
+
+pub(crate) static CHECK: CheckSpec = CheckSpec {
+    info: &INFO,
+    kernels: &[&USERS, &USER_LOOKUP],
+    finish,
+};
+
+pub(crate) static INFO: CheckInfo = CheckInfo {
+    id: "sticky_routing",
+    title: "Sticky routing",
+    modes: CANARY,
+    what_it_checks:
+        "For each user with requests in the window, whether their requests went to both arms.",
+    why_it_matters:
+        "A canary comparison assumes independent populations. Users bouncing between arms see \
+        inconsistent answers and contaminate both arms' figures (caches, sessions, feedback).",
+    what_fails_it: "It warns when users_both_arms > 0.",
+    columns_it_needs: "ts, arm, user_id; request_id for samples.",
+    remediation: "make arm assignment sticky per user before comparing arms",
+    region_column: None,
+    impact: None,
+    events: None,
+};
+
+fn finish(f: &Finish<'_>) -> CheckResult {
+    if let Some(reason) = skip_reason(f.ctx) {
+        return CheckResult::skip(INFO.id, reason);
+    }
+    let partial = f.states.get::<UsersKernel>();
+    let checked = partial.users_checked();
+    let both = partial.users_mixed();
+    let (status, summary) = if both > 0 {
+        (
+            Status::Warn,
+            format!("{both} of {checked} users saw both arms"),
+        )
+    } else {
+        (
+            Status::Pass,
+            format!("each of {checked} users stayed on one arm"),
+        )
+    };
+    let mut result = CheckResult::new(INFO.id, status, summary)
+        .metric("users_checked", Metric::Count(checked))
+        .metric("users_both_arms", Metric::Count(both))
+        .metric(
+            "requests_without_user",
+            Metric::Count(partial.requests_without_user()),
+        )
+        .cells(format!("{both} users on both arms"), "", "0 (warn)")
+        .sample_size(checked.to_string());
+    result.samples = user_samples(f.states);
+    result
+}

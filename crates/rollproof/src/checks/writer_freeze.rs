@@ -1,0 +1,115 @@
+//! `writer_freeze` (rollback): no writes during the freeze, one writer at the flip, jobs unfrozen.
+//!
+//! Reads the same partial state as `duplicate_effects` (one pass over the receipts).
+
+use super::duplicate_effects::{key_samples, skip_reason, EffectsKernel, EFFECTS, KEY_LOOKUP};
+use super::rows::{RowsKernel, ROWS};
+use super::{CheckInfo, CheckResult, CheckSpec, Finish, Metric, Status, ROLLBACK};
+use crate::time::format_millis;
+
+pub(crate) static CHECK: CheckSpec = CheckSpec {
+    info: &INFO,
+    kernels: &[&EFFECTS, &KEY_LOOKUP, &ROWS],
+    finish,
+};
+
+pub(crate) static INFO: CheckInfo = CheckInfo {
+    id: "writer_freeze",
+    title: "Write freeze and writers at the flip",
+    modes: ROLLBACK,
+    what_it_checks: "Executions (receipts whose decision is missing or `new`) with ts inside the freeze window, \
+        by writer and effect; idempotency keys executed by two or more distinct writers within ±60 s of \
+        flip_at (two writers active during the flip); and whether any execution follows the end of the freeze.",
+    why_it_matters: "The runbook's pitfalls: \"two writers active during the flip\" and \"forgetting to unfreeze \
+        jobs after stability returns\". Writes during the freeze are side effects made while the system was \
+        declared read-only; two writers at the flip are how duplicates and lost updates happen.",
+    what_fails_it: "writes_during_freeze > 0 or two_writer_effects > 0. Warns when the freeze ended before the \
+        end of data and no execution has ts at or after the freeze end (jobs never unfrozen).",
+    columns_it_needs: "receipts: ts, idempotency_key, writer_id; decision and effect for breakdowns; a [windows] \
+        freeze for the freeze figures.",
+    remediation: "audit the writes made during the freeze and at the flip; make the freeze a hard fence and hand over writers with a lease",
+    region_column: None,
+    impact: Some(|_, m| {
+        let f = m.get("writes_during_freeze").and_then(Metric::as_count).unwrap_or(0);
+        (f > 0).then(|| format!("{f} side effects were executed during the write freeze."))
+    }),
+    events: None,
+};
+
+fn finish(f: &Finish<'_>) -> CheckResult {
+    let ctx = f.ctx;
+    if let Some(reason) = skip_reason(ctx) {
+        return CheckResult::skip(INFO.id, reason);
+    }
+    let partial = f.states.get::<EffectsKernel>();
+    let summary = &partial.summary;
+    let end_of_data = f.states.get::<RowsKernel>().max_ts;
+    let freeze = ctx.plan.freeze();
+    let two_writers = summary.two_writer_effects;
+    let mut status = Status::Pass;
+    let mut parts = Vec::new();
+    if partial.writes_during_freeze > 0 {
+        status = Status::Fail;
+        parts.push(format!(
+            "{} executions during the write freeze",
+            partial.writes_during_freeze
+        ));
+    }
+    if two_writers > 0 {
+        status = Status::Fail;
+        parts.push(format!(
+            "{two_writers} side effect{} executed by two or more writers within ±60 s of the flip",
+            if two_writers == 1 { "" } else { "s" }
+        ));
+    }
+    let never_unfrozen = match (freeze, end_of_data) {
+        (Some(f), Some(end)) => f.end <= end && partial.executions_after_freeze == 0,
+        _ => false,
+    };
+    if never_unfrozen {
+        status = status.worst(Status::Warn);
+        parts.push(format!(
+            "no execution since the freeze ended at {}: were the jobs unfrozen?",
+            freeze.map(|f| format_millis(f.end)).unwrap_or_default()
+        ));
+    }
+    if parts.is_empty() {
+        parts.push(match freeze {
+            Some(_) => format!(
+                "no execution during the freeze, one writer per side effect at the flip, {} executions after the freeze",
+                partial.executions_after_freeze
+            ),
+            None => "one writer per side effect at the flip (no freeze window given)".to_string(),
+        });
+    }
+    let mut result = CheckResult::new(INFO.id, status, parts.join("; "))
+        .metric(
+            "writes_during_freeze",
+            Metric::Count(partial.writes_during_freeze),
+        )
+        .metric("two_writer_effects", Metric::Count(two_writers))
+        .metric(
+            "freeze_by_writer",
+            Metric::Counts(partial.freeze_by_writer.sorted()),
+        )
+        .metric(
+            "freeze_by_effect",
+            Metric::Counts(partial.freeze_by_effect.sorted()),
+        )
+        .metric(
+            "executions_after_freeze",
+            Metric::Count(partial.executions_after_freeze),
+        )
+        .metric("never_unfrozen", Metric::Flag(never_unfrozen))
+        .metric("freeze_window", Metric::Flag(freeze.is_some()))
+        .cells(
+            format!(
+                "{} writes in freeze, {two_writers} two-writer effects",
+                partial.writes_during_freeze
+            ),
+            "",
+            "0 and 0",
+        );
+    result.samples = key_samples(f.states, &summary.flip_targets);
+    result
+}

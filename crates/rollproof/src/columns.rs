@@ -1,0 +1,326 @@
+//! The canonical columns of the two tables, and typed, zero-copy views of them.
+//!
+//! Ingest turns every input file into [`CanonBatch`]es whose columns have one canonical Arrow
+//! type each (see [`Kind`]); checks read them through the views here and never downcast again.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, DictionaryArray, Float64Array, Int64Array, StringArray,
+    StringViewArray,
+};
+use arrow::datatypes::Int32Type;
+
+/// The two input tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    Requests,
+    Receipts,
+}
+
+impl Table {
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Requests => "requests",
+            Table::Receipts => "receipts",
+        }
+    }
+}
+
+/// The canonical type a column is converted to at ingest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Int64 microseconds since the Unix epoch, UTC.
+    Time,
+    /// Utf8, Utf8View or Dictionary(Int32, Utf8): strings stay as they were read.
+    Str,
+    /// Boolean.
+    Bool,
+    /// Int64.
+    Int,
+    /// Float64.
+    Float,
+}
+
+impl Kind {
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Kind::Time => {
+                "a timestamp (Arrow timestamp, RFC 3339 string or integer epoch milliseconds)"
+            }
+            Kind::Str => "a string",
+            Kind::Bool => "a boolean (`true`/`false`)",
+            Kind::Int => "an integer",
+            Kind::Float => "a number",
+        }
+    }
+}
+
+macro_rules! columns {
+    ($( $variant:ident = ($table:ident, $name:literal, $kind:ident) ),* $(,)?) => {
+        /// A canonical column of one of the two tables.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub(crate) enum Col { $( $variant ),* }
+
+        impl Col {
+            pub(crate) const ALL: &'static [Col] = &[ $( Col::$variant ),* ];
+            pub(crate) fn name(self) -> &'static str {
+                match self { $( Col::$variant => $name ),* }
+            }
+            pub(crate) fn kind(self) -> Kind {
+                match self { $( Col::$variant => Kind::$kind ),* }
+            }
+            pub(crate) fn table(self) -> Table {
+                match self { $( Col::$variant => Table::$table ),* }
+            }
+        }
+    };
+}
+
+columns! {
+    Ts = (Requests, "ts", Time),
+    RequestId = (Requests, "request_id", Str),
+    Region = (Requests, "region", Str),
+    Arm = (Requests, "arm", Str),
+    UserId = (Requests, "user_id", Str),
+    BuildId = (Requests, "build_id", Str),
+    GitSha = (Requests, "git_sha", Str),
+    ModelVer = (Requests, "model_ver", Str),
+    PromptVer = (Requests, "prompt_ver", Str),
+    IndexHash = (Requests, "index_hash", Str),
+    RerankConf = (Requests, "rerank_conf", Str),
+    TokVer = (Requests, "tok_ver", Str),
+    AnalyzerConf = (Requests, "analyzer_conf", Str),
+    CacheNs = (Requests, "cache_ns", Str),
+    CacheHit = (Requests, "cache_hit", Bool),
+    Status = (Requests, "status", Int),
+    LatencyMs = (Requests, "latency_ms", Float),
+    DeltaS = (Requests, "delta_s", Float),
+    DeltaSAnchor = (Requests, "delta_s_anchor", Float),
+    Coverage = (Requests, "coverage", Float),
+    LambdaState = (Requests, "lambda_state", Str),
+    RTs = (Receipts, "ts", Time),
+    ReceiptId = (Receipts, "receipt_id", Str),
+    RRequestId = (Receipts, "request_id", Str),
+    IdempotencyKey = (Receipts, "idempotency_key", Str),
+    Effect = (Receipts, "effect", Str),
+    WriterId = (Receipts, "writer_id", Str),
+    Decision = (Receipts, "decision", Str),
+    EffectId = (Receipts, "effect_id", Str),
+}
+
+/// The version pins, in the order the contract lists them.
+pub(crate) const PIN_COLUMNS: [Col; 8] = [
+    Col::BuildId,
+    Col::GitSha,
+    Col::ModelVer,
+    Col::PromptVer,
+    Col::IndexHash,
+    Col::RerankConf,
+    Col::TokVer,
+    Col::AnalyzerConf,
+];
+
+impl Col {
+    pub(crate) fn of_table(table: Table) -> impl Iterator<Item = Col> {
+        Col::ALL.iter().copied().filter(move |c| c.table() == table)
+    }
+
+    pub(crate) fn by_name(table: Table, name: &str) -> Option<Col> {
+        Col::of_table(table).find(|c| c.name() == name)
+    }
+
+    pub(crate) fn pin_by_name(name: &str) -> Option<Col> {
+        PIN_COLUMNS.iter().copied().find(|c| c.name() == name)
+    }
+}
+
+/// A batch of one table in canonical form. `ts` is always present and never null (rows without a
+/// timestamp are rejected at ingest); other columns are `None` when the input does not have them.
+#[derive(Debug, Clone)]
+pub(crate) struct CanonBatch {
+    pub(crate) ts: Arc<Int64Array>,
+    columns: Vec<(Col, ArrayRef)>,
+}
+
+impl CanonBatch {
+    pub(crate) fn new(ts: Int64Array, columns: Vec<(Col, ArrayRef)>) -> CanonBatch {
+        debug_assert_eq!(ts.null_count(), 0);
+        CanonBatch {
+            ts: Arc::new(ts),
+            columns,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    /// Rows `offset .. offset + len`, zero-copy.
+    #[cfg(test)]
+    pub(crate) fn slice(&self, offset: usize, len: usize) -> CanonBatch {
+        CanonBatch {
+            ts: Arc::new(self.ts.slice(offset, len)),
+            columns: self
+                .columns
+                .iter()
+                .map(|(c, a)| (*c, a.slice(offset, len)))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ts.is_empty()
+    }
+
+    pub(crate) fn ts(&self) -> &[i64] {
+        self.ts.values()
+    }
+
+    pub(crate) fn array(&self, col: Col) -> Option<&ArrayRef> {
+        self.columns.iter().find(|(c, _)| *c == col).map(|(_, a)| a)
+    }
+
+    pub(crate) fn str(&self, col: Col) -> Option<StrCol<'_>> {
+        debug_assert_eq!(
+            col.kind(),
+            Kind::Str,
+            "`str` of the non-string column {}",
+            col.name()
+        );
+        self.array(col).map(|a| StrCol::new(a.as_ref()))
+    }
+
+    pub(crate) fn bool(&self, col: Col) -> Option<&BooleanArray> {
+        self.array(col).map(|a| {
+            a.as_any()
+                .downcast_ref::<BooleanArray>()
+                .expect("ingest makes bool columns BooleanArray")
+        })
+    }
+
+    pub(crate) fn int(&self, col: Col) -> Option<&Int64Array> {
+        self.array(col).map(|a| {
+            a.as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("ingest makes int columns Int64Array")
+        })
+    }
+
+    pub(crate) fn float(&self, col: Col) -> Option<&Float64Array> {
+        self.array(col).map(|a| {
+            a.as_any()
+                .downcast_ref::<Float64Array>()
+                .expect("ingest makes float columns Float64Array")
+        })
+    }
+}
+
+/// A string column in one of the three layouts ingest keeps. Missing values (null or empty) read
+/// as `None`, so the contract's "null and empty are the same value" holds everywhere.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum StrCol<'a> {
+    Plain(&'a StringArray),
+    View(&'a StringViewArray),
+    Dict {
+        arr: &'a DictionaryArray<Int32Type>,
+        values: &'a StringArray,
+    },
+}
+
+impl<'a> StrCol<'a> {
+    fn new(arr: &'a dyn Array) -> StrCol<'a> {
+        if let Some(plain) = arr.as_any().downcast_ref::<StringArray>() {
+            return StrCol::Plain(plain);
+        }
+        if let Some(view) = arr.as_any().downcast_ref::<StringViewArray>() {
+            return StrCol::View(view);
+        }
+        let dict = arr
+            .as_any()
+            .downcast_ref::<DictionaryArray<Int32Type>>()
+            .expect("ingest makes string columns Utf8, Utf8View or Dictionary(Int32, Utf8)");
+        let values = dict
+            .values()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("ingest makes dictionary values Utf8");
+        StrCol::Dict { arr: dict, values }
+    }
+
+    /// The value of row `i`; `None` when null or empty.
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> Option<&'a str> {
+        let s = match self {
+            StrCol::Plain(arr) => arr.is_valid(i).then(|| arr.value(i)),
+            StrCol::View(arr) => arr.is_valid(i).then(|| arr.value(i)),
+            StrCol::Dict { arr, values } => {
+                if arr.is_valid(i) {
+                    let key = arr.keys().values()[i] as usize;
+                    values.is_valid(key).then(|| values.value(key))
+                } else {
+                    None
+                }
+            }
+        };
+        s.filter(|s| !s.is_empty())
+    }
+
+    /// Maps every row through `f`, calling `f` once per distinct dictionary value for
+    /// dictionary-encoded columns (and once per row otherwise). `f` sees `None` for missing values.
+    pub(crate) fn map_rows<T: Copy>(&self, mut f: impl FnMut(Option<&'a str>) -> T) -> Vec<T> {
+        match self {
+            StrCol::Dict { arr, values } => {
+                let per_key: Vec<T> = (0..values.len())
+                    .map(|k| {
+                        f(values
+                            .is_valid(k)
+                            .then(|| values.value(k))
+                            .filter(|s| !s.is_empty()))
+                    })
+                    .collect();
+                let null_value = f(None);
+                let keys = arr.keys().values();
+                match arr.nulls() {
+                    None => keys.iter().map(|&k| per_key[k as usize]).collect(),
+                    Some(nulls) => keys
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &k)| {
+                            if nulls.is_valid(i) {
+                                per_key[k as usize]
+                            } else {
+                                null_value
+                            }
+                        })
+                        .collect(),
+                }
+            }
+            _ => (0..self.len()).map(|i| f(self.get(i))).collect(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            StrCol::Plain(arr) => arr.len(),
+            StrCol::View(arr) => arr.len(),
+            StrCol::Dict { arr, .. } => arr.len(),
+        }
+    }
+}
+
+/// Stable 64-bit hash of a string value (missing values hash to a fixed sentinel). Stable across
+/// runs, platforms and thread counts, so hashes can decide report content deterministically.
+#[inline]
+pub(crate) fn hash_str(s: Option<&str>) -> u64 {
+    match s {
+        Some(s) => xxhash_rust::xxh3::xxh3_64(s.as_bytes()),
+        None => 0x9e37_79b9_7f4a_7c15,
+    }
+}
+
+/// Stable 128-bit hash, for keys whose collisions would create false findings (idempotency keys).
+#[inline]
+pub(crate) fn hash_str_128(s: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(s.as_bytes())
+}

@@ -1,0 +1,266 @@
+//! The shape every check's computation has: a [`Kernel`] keeps a partial state that is updated per
+//! batch, merged across batches, threads and machines, settled once, and read by the checks.
+//!
+//! ```text
+//! init(ctx, prior) → update(rows)* → merge* → [encode → decode] → settle(ctx, prior) → checks read it
+//! ```
+//!
+//! Kernels run in stages: the receipts first (the request pass joins on the request ids they
+//! name), then the requests, then the targeted sample look-ups, whose targets come from the settled
+//! states of the earlier stages (`prior`). All kernels of one table and stage are fused into one
+//! pass over the data ([`pass`]). [`AnyKernel`] erases the state type so that the engine can hold,
+//! merge, serialize and hand out every kernel's state without knowing it.
+
+pub(crate) mod lookup;
+pub(crate) mod pass;
+#[cfg(test)]
+mod tests;
+
+use std::any::{Any, TypeId};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::columns::{CanonBatch, Col, Table};
+use crate::plan::{Ctx, Plan};
+
+/// When a kernel runs. Stages run in this order; the passes of one stage run side by side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Stage {
+    /// The receipts: their request ids feed the request pass's join.
+    Receipts,
+    /// The requests.
+    Requests,
+    /// Targeted look-ups for samples, over either table, after every other state is settled.
+    Samples,
+}
+
+impl Stage {
+    pub(crate) const ALL: [Stage; 3] = [Stage::Receipts, Stage::Requests, Stage::Samples];
+}
+
+/// A mergeable computation over the rows of one table.
+///
+/// Invariants (tested by property tests): `merge` is commutative and associative up to the
+/// figures the checks read, and `decode(encode(state))` gives a state that merges and settles to
+/// the same figures. Hence a report does not depend on threads, on the order of units or rows, or
+/// on how the inputs were split across machines.
+pub(crate) trait Kernel: Sync + 'static {
+    type State: Send + Sync + Serialize + DeserializeOwned + 'static;
+    /// Unique, stable: names the kernel's section in a partial-state file.
+    const NAME: &'static str;
+    const TABLE: Table;
+    const STAGE: Stage;
+
+    /// The canonical columns `update` reads (absent ones are simply not read).
+    fn columns(&self, ctx: &Ctx) -> Vec<Col>;
+    /// A fresh state; `prior` holds the settled states of the earlier stages.
+    fn init(&self, ctx: &Ctx, prior: &States) -> Self::State;
+    fn update(&self, ctx: &Ctx, state: &mut Self::State, rows: &Rows<'_>);
+    fn merge(&self, state: &mut Self::State, other: Self::State);
+    /// Once, after the last merge: sort, summarise, join with earlier stages.
+    fn settle(&self, _ctx: &Ctx, _state: &mut Self::State, _prior: &States) {}
+    /// Whether the state wants no rows at all (a look-up without targets): a pass whose kernels
+    /// are all idle is not run.
+    fn is_idle(&self, _state: &Self::State) -> bool {
+        false
+    }
+}
+
+/// A kernel with its state type erased, so that kernels of every type sit in one registry.
+pub(crate) trait AnyKernel: Sync {
+    fn name(&self) -> &'static str;
+    fn table(&self) -> Table;
+    fn stage(&self) -> Stage;
+    fn state_type(&self) -> TypeId;
+    fn columns(&self, ctx: &Ctx) -> Vec<Col>;
+    fn init(&self, ctx: &Ctx, prior: &States) -> Box<dyn Any + Send + Sync>;
+    fn update(&self, ctx: &Ctx, state: &mut (dyn Any + Send + Sync), rows: &Rows<'_>);
+    fn merge(&self, state: &mut (dyn Any + Send + Sync), other: Box<dyn Any + Send + Sync>);
+    fn settle(&self, ctx: &Ctx, state: &mut (dyn Any + Send + Sync), prior: &States);
+    fn is_idle(&self, state: &(dyn Any + Send + Sync)) -> bool;
+    // Serialized states are what partial-state files carry between machines; within one run
+    // they are used by the round-trip tests.
+    #[allow(dead_code)]
+    fn encode(&self, state: &(dyn Any + Send + Sync)) -> Vec<u8>;
+    #[allow(dead_code)]
+    fn decode(&self, bytes: &[u8]) -> Result<Box<dyn Any + Send + Sync>, postcard::Error>;
+}
+
+fn typed<S: 'static>(state: &(dyn Any + Send + Sync)) -> &S {
+    state
+        .downcast_ref::<S>()
+        .expect("the engine hands each kernel its own state")
+}
+
+fn typed_mut<S: 'static>(state: &mut (dyn Any + Send + Sync)) -> &mut S {
+    state
+        .downcast_mut::<S>()
+        .expect("the engine hands each kernel its own state")
+}
+
+impl<K: Kernel> AnyKernel for K {
+    fn name(&self) -> &'static str {
+        K::NAME
+    }
+    fn table(&self) -> Table {
+        K::TABLE
+    }
+    fn stage(&self) -> Stage {
+        K::STAGE
+    }
+    fn state_type(&self) -> TypeId {
+        TypeId::of::<K::State>()
+    }
+    fn columns(&self, ctx: &Ctx) -> Vec<Col> {
+        Kernel::columns(self, ctx)
+    }
+    fn init(&self, ctx: &Ctx, prior: &States) -> Box<dyn Any + Send + Sync> {
+        Box::new(Kernel::init(self, ctx, prior))
+    }
+    fn update(&self, ctx: &Ctx, state: &mut (dyn Any + Send + Sync), rows: &Rows<'_>) {
+        Kernel::update(self, ctx, typed_mut::<K::State>(state), rows)
+    }
+    fn merge(&self, state: &mut (dyn Any + Send + Sync), other: Box<dyn Any + Send + Sync>) {
+        let other = *other
+            .downcast::<K::State>()
+            .expect("the engine merges states of one kernel");
+        Kernel::merge(self, typed_mut::<K::State>(state), other)
+    }
+    fn settle(&self, ctx: &Ctx, state: &mut (dyn Any + Send + Sync), prior: &States) {
+        Kernel::settle(self, ctx, typed_mut::<K::State>(state), prior)
+    }
+    fn is_idle(&self, state: &(dyn Any + Send + Sync)) -> bool {
+        Kernel::is_idle(self, typed::<K::State>(state))
+    }
+    fn encode(&self, state: &(dyn Any + Send + Sync)) -> Vec<u8> {
+        postcard::to_allocvec(typed::<K::State>(state)).expect("kernel states serialize")
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<Box<dyn Any + Send + Sync>, postcard::Error> {
+        Ok(Box::new(postcard::from_bytes::<K::State>(bytes)?))
+    }
+}
+
+/// The settled states of the kernels that ran, looked up by their kernel type.
+#[derive(Default)]
+pub(crate) struct States {
+    slots: Vec<(TypeId, Box<dyn Any + Send + Sync>)>,
+}
+
+impl States {
+    pub(crate) fn insert(&mut self, kernel: &dyn AnyKernel, state: Box<dyn Any + Send + Sync>) {
+        debug_assert!(!self.has_type(kernel.state_type()), "one state per kernel");
+        self.slots.push((kernel.state_type(), state));
+    }
+
+    fn has_type(&self, id: TypeId) -> bool {
+        self.slots.iter().any(|(t, _)| *t == id)
+    }
+
+    /// The state of kernel `K`, when it ran.
+    pub(crate) fn try_get<K: Kernel>(&self) -> Option<&K::State> {
+        let id = TypeId::of::<K::State>();
+        self.slots
+            .iter()
+            .find(|(t, _)| *t == id)
+            .map(|(_, s)| typed::<K::State>(s.as_ref()))
+    }
+
+    /// The state of kernel `K`. Every check lists the kernels it reads, and the engine runs them
+    /// all, so a missing state is a bug in the registry.
+    pub(crate) fn get<K: Kernel>(&self) -> &K::State {
+        self.try_get::<K>()
+            .unwrap_or_else(|| panic!("kernel `{}` did not run", K::NAME))
+    }
+}
+
+/// Side of a row in the comparison: baseline, subject (post window / canary arm) or neither.
+pub(crate) const SIDE_NONE: u8 = 0;
+pub(crate) const SIDE_BASELINE: u8 = 1;
+pub(crate) const SIDE_SUBJECT: u8 = 2;
+
+/// One batch as the kernels see it: the canonical columns, and for the requests the row classes,
+/// computed once per batch for every kernel (the only place where the two modes differ).
+pub(crate) struct Rows<'a> {
+    pub(crate) batch: &'a CanonBatch,
+    /// Requests: 0 not audited; `s + 1` audited against pin set `s`. Empty for receipts.
+    pub(crate) set: Vec<u8>,
+    /// Requests: `SIDE_*`. Empty for receipts.
+    pub(crate) side: Vec<u8>,
+    /// Canary: rows in the window whose arm is neither arm.
+    pub(crate) other_arm: u64,
+}
+
+impl<'a> Rows<'a> {
+    /// The columns the row classes are computed from (besides `ts`).
+    pub(crate) fn columns(ctx: &Ctx, table: Table) -> Vec<Col> {
+        match (&ctx.plan, table) {
+            (Plan::Canary(_), Table::Requests) => vec![Col::Arm],
+            _ => Vec::new(),
+        }
+    }
+
+    pub(crate) fn new(ctx: &Ctx, table: Table, batch: &'a CanonBatch) -> Rows<'a> {
+        if table == Table::Receipts {
+            return Rows {
+                batch,
+                set: Vec::new(),
+                side: Vec::new(),
+                other_arm: 0,
+            };
+        }
+        let ts = batch.ts();
+        match &ctx.plan {
+            Plan::Rollback(r) => Rows {
+                batch,
+                set: ts.iter().map(|&t| (t >= r.flip_at) as u8).collect(),
+                side: ts
+                    .iter()
+                    .map(|&t| {
+                        if r.baseline.contains(t) {
+                            SIDE_BASELINE
+                        } else if r.post.contains(t) {
+                            SIDE_SUBJECT
+                        } else {
+                            SIDE_NONE
+                        }
+                    })
+                    .collect(),
+                other_arm: 0,
+            },
+            Plan::Canary(c) => {
+                let arms: Vec<u8> = match batch.str(Col::Arm) {
+                    Some(arm) => arm.map_rows(|v| match v {
+                        Some(a) if a == c.baseline_arm => 1,
+                        Some(a) if a == c.canary_arm => 2,
+                        _ => 0,
+                    }),
+                    None => vec![0; batch.len()],
+                };
+                let mut other_arm = 0;
+                let set: Vec<u8> = arms
+                    .iter()
+                    .zip(ts)
+                    .map(|(&a, &t)| {
+                        if !c.in_window(t) {
+                            0
+                        } else {
+                            other_arm += (a == 0) as u64;
+                            a
+                        }
+                    })
+                    .collect();
+                Rows {
+                    batch,
+                    side: set.clone(),
+                    set,
+                    other_arm,
+                }
+            }
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.batch.len()
+    }
+}

@@ -1,0 +1,97 @@
+//! One parallel pass over a table: every unit (a Parquet row group or a whole file) is read once
+//! and fed to all the kernels of the pass; rayon folds units into per-task states and merges them
+//! pairwise. Merges are exact, so the result does not depend on the thread count or on the order
+//! units finish in.
+
+use std::any::Any;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+
+use super::{AnyKernel, Rows, States};
+use crate::columns::{Col, Table};
+use crate::error::{InputError, Problem};
+use crate::ingest::{TablePlan, UnitCounts};
+use crate::plan::Ctx;
+
+/// Called with progress: (table, units done, units total).
+pub(crate) type Progress<'a> = &'a (dyn Fn(Table, u64, u64) + Sync);
+
+/// The merged states of a pass (in the order of its kernels) and what each file counted.
+pub(crate) struct PassOutput {
+    pub(crate) states: Vec<Box<dyn Any + Send + Sync>>,
+    pub(crate) counts: Vec<UnitCounts>,
+}
+
+struct Acc {
+    states: Vec<Box<dyn Any + Send + Sync>>,
+    counts: Vec<UnitCounts>,
+    problems: Vec<Problem>,
+}
+
+/// The columns a pass reads: what the row classes need, and the union of its kernels' columns,
+/// sorted.
+pub(crate) fn columns(ctx: &Ctx, table: Table, kernels: &[&dyn AnyKernel]) -> Vec<Col> {
+    let mut cols: Vec<Col> = Rows::columns(ctx, table);
+    cols.extend(kernels.iter().flat_map(|k| k.columns(ctx)));
+    cols.sort();
+    cols.dedup();
+    cols
+}
+
+/// Folds every unit of `table` into fresh states of `kernels`, collecting the problems of all
+/// units.
+pub(crate) fn run(
+    ctx: &Ctx,
+    table: &TablePlan,
+    kernels: &[&dyn AnyKernel],
+    prior: &States,
+    progress: Progress<'_>,
+) -> Result<PassOutput, InputError> {
+    let wanted = columns(ctx, table.table, kernels);
+    let units = table.units();
+    let total = units.len() as u64;
+    let done = AtomicU64::new(0);
+    let empty = || Acc {
+        states: kernels.iter().map(|k| k.init(ctx, prior)).collect(),
+        counts: vec![UnitCounts::default(); table.files.len()],
+        problems: Vec::new(),
+    };
+    let result = units
+        .par_iter()
+        .fold(empty, |mut acc, unit| {
+            let read = table.read_unit(*unit, &wanted, |batch| {
+                let rows = Rows::new(ctx, table.table, batch);
+                for (kernel, state) in kernels.iter().zip(acc.states.iter_mut()) {
+                    kernel.update(ctx, state.as_mut(), &rows);
+                }
+            });
+            match read {
+                Ok(c) => acc.counts[unit.file].add(&c),
+                Err(p) => acc.problems.push(p),
+            }
+            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+            progress(table.table, n, total);
+            acc
+        })
+        .reduce(empty, |mut a, b| {
+            for (x, y) in a.counts.iter_mut().zip(&b.counts) {
+                x.add(y);
+            }
+            a.problems.extend(b.problems);
+            for ((kernel, mine), theirs) in kernels.iter().zip(a.states.iter_mut()).zip(b.states) {
+                kernel.merge(mine.as_mut(), theirs);
+            }
+            a
+        });
+    if !result.problems.is_empty() {
+        let mut problems = result.problems;
+        problems.sort_by(|a, b| (&a.file, &a.location).cmp(&(&b.file, &b.location)));
+        problems.dedup();
+        return Err(InputError { problems });
+    }
+    Ok(PassOutput {
+        states: result.states,
+        counts: result.counts,
+    })
+}

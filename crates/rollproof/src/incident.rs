@@ -1,0 +1,626 @@
+//! The incident file (TOML): mode, flip, windows, expected pins, cache namespace, thresholds.
+//!
+//! Parsing validates everything up front so that checks can rely on it: times are parsed to epoch
+//! microseconds, pin names are known, the namespace template only names expected pins, windows are
+//! non-empty.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::columns::{Col, PIN_COLUMNS};
+use crate::error::{InputError, Problem};
+pub use crate::plan::Mode;
+use crate::plan::{Canary, Plan, Rollback, DEFAULT_POST_DELAY};
+use crate::time::{parse_rfc3339, Micros};
+
+/// A half-open time window `[start, end)` in epoch microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Window {
+    pub(crate) start: Micros,
+    pub(crate) end: Micros,
+}
+
+impl Window {
+    #[inline]
+    pub(crate) fn contains(&self, ts: Micros) -> bool {
+        ts >= self.start && ts < self.end
+    }
+}
+
+/// One set of expected pins (the last known good set, or one arm's set in canary mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PinSet {
+    /// Pins named in the incident file, in contract order.
+    pub(crate) pins: Vec<(Col, String)>,
+    /// The cache namespace rendered with these pins, when `[cache]` is given.
+    pub(crate) namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Thresholds {
+    pub(crate) error_rate_max: f64,
+    pub(crate) recovery_within_minutes: u32,
+    pub(crate) p95_latency_ratio_max: f64,
+    pub(crate) p99_latency_ratio_max: f64,
+    pub(crate) delta_s_p95_drift_warn: f64,
+    pub(crate) delta_s_p95_drift_max: f64,
+    pub(crate) coverage_min: f64,
+    pub(crate) coverage_drop_max: f64,
+    pub(crate) lambda_flip_rate_max: f64,
+    pub(crate) min_requests: u64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Thresholds {
+        Thresholds {
+            error_rate_max: 0.005,
+            recovery_within_minutes: 10,
+            p95_latency_ratio_max: 1.15,
+            p99_latency_ratio_max: 2.0,
+            delta_s_p95_drift_warn: 0.05,
+            delta_s_p95_drift_max: 0.10,
+            coverage_min: 0.60,
+            coverage_drop_max: 0.10,
+            lambda_flip_rate_max: 0.20,
+            min_requests: 200,
+        }
+    }
+}
+
+/// Input paths as written in the incident file (relative to its folder).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct InputPaths {
+    pub(crate) requests: Vec<String>,
+    pub(crate) receipts: Vec<String>,
+    pub(crate) mapping: Option<String>,
+}
+
+/// A validated incident file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incident {
+    pub(crate) path: PathBuf,
+    pub(crate) id: String,
+    pub(crate) title: Option<String>,
+    pub(crate) root_cause_url: Option<String>,
+    pub(crate) inputs: InputPaths,
+    pub(crate) thresholds: Thresholds,
+    pub(crate) plan: Plan,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIncident {
+    mode: Option<String>,
+    id: String,
+    title: Option<String>,
+    flip_at: Option<toml::Value>,
+    root_cause_url: Option<String>,
+    inputs: Option<RawInputs>,
+    windows: Option<RawWindows>,
+    expected_pins: Option<toml::Table>,
+    cache: Option<RawCache>,
+    thresholds: Option<toml::Table>,
+    canary: Option<RawCanary>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInputs {
+    requests: Option<OneOrMany>,
+    receipts: Option<OneOrMany>,
+    mapping: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWindows {
+    baseline: Option<Vec<toml::Value>>,
+    post: Option<Vec<toml::Value>>,
+    freeze: Option<Vec<toml::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    namespace: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCanary {
+    baseline_arm: String,
+    canary_arm: String,
+    window: Option<Vec<toml::Value>>,
+}
+
+const THRESHOLD_KEYS: &[&str] = &[
+    "error_rate_max",
+    "recovery_within_minutes",
+    "p95_latency_ratio_max",
+    "p99_latency_ratio_max",
+    "delta_s_p95_drift_warn",
+    "delta_s_p95_drift_max",
+    "coverage_min",
+    "coverage_drop_max",
+    "lambda_flip_rate_max",
+    "min_requests",
+];
+
+impl Incident {
+    /// Reads and validates an incident file; every problem found is reported together.
+    pub fn load(path: &Path) -> Result<Incident, InputError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Problem::new(
+                format!("an unreadable file ({e})"),
+                "a readable incident TOML file",
+            )
+            .file(path)
+            .hint("check the path; it is the first argument of `rollproof audit`")
+        })?;
+        Incident::parse(path, &text)
+    }
+
+    /// Validates an incident file's text; `path` is where its relative inputs are resolved from.
+    pub fn parse(path: &Path, text: &str) -> Result<Incident, InputError> {
+        let raw: RawIncident = toml::from_str(text).map_err(|e| {
+            let message = e.message().to_string();
+            let mut problem = Problem::new(
+                format!("invalid incident TOML ({message})"),
+                "an incident file as described in the contract",
+            )
+            .file(path)
+            .hint("see `fixtures/demo/incident.toml` for a complete example");
+            if let Some(span) = e.span() {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                problem = problem.location(format!("line {line}"));
+            }
+            problem
+        })?;
+        let mut problems = Vec::new();
+        let incident = build(path, raw, &mut problems);
+        match incident {
+            Some(incident) if problems.is_empty() => Ok(incident),
+            _ => Err(InputError { problems }),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.plan.mode()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn problem(
+    path: &Path,
+    key: &str,
+    found: impl Into<String>,
+    expected: &str,
+    hint: &str,
+) -> Problem {
+    Problem::new(found, expected)
+        .file(path)
+        .column(key)
+        .hint(hint)
+}
+
+fn parse_time(
+    path: &Path,
+    key: &str,
+    value: &toml::Value,
+    problems: &mut Vec<Problem>,
+) -> Option<Micros> {
+    let text = match value {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Datetime(d) => d.to_string(),
+        other => {
+            problems.push(problem(
+                path,
+                key,
+                format!("`{other}`"),
+                "an RFC 3339 UTC time such as \"2026-11-27T10:15:00Z\"",
+                "quote the time and give it a zone: \"2026-11-27T10:15:00Z\"",
+            ));
+            return None;
+        }
+    };
+    match parse_rfc3339(&text) {
+        Some(t) => Some(t),
+        None => {
+            problems.push(problem(
+                path,
+                key,
+                format!("`{text}`"),
+                "an RFC 3339 time with a zone, such as \"2026-11-27T10:15:00Z\"",
+                "write the date, `T`, the time and `Z` (or an offset like `+01:00`)",
+            ));
+            None
+        }
+    }
+}
+
+fn parse_window(
+    path: &Path,
+    key: &str,
+    values: &[toml::Value],
+    problems: &mut Vec<Problem>,
+) -> Option<Window> {
+    if values.len() != 2 {
+        problems.push(problem(
+            path,
+            key,
+            format!("a list of {} values", values.len()),
+            "a list of two times [start, end)",
+            "write e.g. [\"2026-11-27T08:30:00Z\", \"2026-11-27T09:00:00Z\"]",
+        ));
+        return None;
+    }
+    let start = parse_time(path, key, &values[0], problems)?;
+    let end = parse_time(path, key, &values[1], problems)?;
+    if end <= start {
+        problems.push(problem(
+            path,
+            key,
+            "an end that is not after the start",
+            "a window whose end is after its start",
+            "windows are half-open [start, end)",
+        ));
+        return None;
+    }
+    Some(Window { start, end })
+}
+
+fn parse_pin_set(
+    path: &Path,
+    key: &str,
+    table: &toml::Table,
+    template: Option<&str>,
+    problems: &mut Vec<Problem>,
+) -> PinSet {
+    let mut pins = Vec::new();
+    for (name, value) in table {
+        let full_key = format!("{key}.{name}");
+        let Some(col) = Col::pin_by_name(name) else {
+            let valid: Vec<&str> = PIN_COLUMNS.iter().map(|c| c.name()).collect();
+            problems.push(problem(
+                path,
+                &full_key,
+                format!("an unknown pin `{name}`"),
+                "one of the pins",
+                &format!("valid pins are {}", valid.join(", ")),
+            ));
+            continue;
+        };
+        match value.as_str() {
+            Some(v) if !v.is_empty() => pins.push((col, v.to_string())),
+            _ => problems.push(problem(
+                path,
+                &full_key,
+                format!("`{value}`"),
+                "a non-empty string",
+                "quote the expected value, e.g. build_id = \"b-1041\"",
+            )),
+        }
+    }
+    pins.sort_by_key(|(col, _)| *col);
+    let namespace = template.and_then(|t| render_namespace(path, t, &pins, problems));
+    PinSet { pins, namespace }
+}
+
+/// Renders `ns:{index_hash}:{prompt_ver}` with the expected pins.
+fn render_namespace(
+    path: &Path,
+    template: &str,
+    pins: &[(Col, String)],
+    problems: &mut Vec<Problem>,
+) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('}') else {
+            problems.push(problem(
+                path,
+                "cache.namespace",
+                format!("`{template}` with an unclosed `{{`"),
+                "a template such as \"ns:{index_hash}:{prompt_ver}\"",
+                "close every `{` with `}`",
+            ));
+            return None;
+        };
+        let name = &rest[open + 1..open + close];
+        match pins.iter().find(|(col, _)| col.name() == name) {
+            Some((_, value)) => out.push_str(value),
+            None => {
+                problems.push(problem(
+                    path,
+                    "cache.namespace",
+                    format!("the placeholder `{{{name}}}`"),
+                    "placeholders that name pins given in [expected_pins]",
+                    &format!("add `{name}` to [expected_pins] or remove it from the template"),
+                ));
+                return None;
+            }
+        }
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+fn parse_thresholds(
+    path: &Path,
+    table: Option<&toml::Table>,
+    problems: &mut Vec<Problem>,
+) -> Thresholds {
+    let mut t = Thresholds::default();
+    let Some(table) = table else { return t };
+    for (name, value) in table {
+        let key = format!("thresholds.{name}");
+        if !THRESHOLD_KEYS.contains(&name.as_str()) {
+            problems.push(problem(
+                path,
+                &key,
+                format!("an unknown threshold `{name}`"),
+                "a known threshold",
+                &format!("valid thresholds are {}", THRESHOLD_KEYS.join(", ")),
+            ));
+            continue;
+        }
+        let number = match value {
+            toml::Value::Float(f) => Some(*f),
+            toml::Value::Integer(i) => Some(*i as f64),
+            _ => None,
+        };
+        let Some(number) = number.filter(|n| n.is_finite() && *n >= 0.0) else {
+            problems.push(problem(
+                path,
+                &key,
+                format!("`{value}`"),
+                "a non-negative number",
+                "write e.g. error_rate_max = 0.005",
+            ));
+            continue;
+        };
+        let whole = |n: f64| n.fract() == 0.0;
+        match name.as_str() {
+            "error_rate_max" => t.error_rate_max = number,
+            "p95_latency_ratio_max" => t.p95_latency_ratio_max = number,
+            "p99_latency_ratio_max" => t.p99_latency_ratio_max = number,
+            "delta_s_p95_drift_warn" => t.delta_s_p95_drift_warn = number,
+            "delta_s_p95_drift_max" => t.delta_s_p95_drift_max = number,
+            "coverage_min" => t.coverage_min = number,
+            "coverage_drop_max" => t.coverage_drop_max = number,
+            "lambda_flip_rate_max" => t.lambda_flip_rate_max = number,
+            "recovery_within_minutes" | "min_requests" if !whole(number) => problems.push(problem(
+                path,
+                &key,
+                format!("`{value}`"),
+                "a whole number",
+                "write e.g. min_requests = 200",
+            )),
+            "recovery_within_minutes" => t.recovery_within_minutes = number as u32,
+            "min_requests" => t.min_requests = number as u64,
+            _ => unreachable!("THRESHOLD_KEYS and this match list the same keys"),
+        }
+    }
+    t
+}
+
+fn build(path: &Path, raw: RawIncident, problems: &mut Vec<Problem>) -> Option<Incident> {
+    let mode = match raw.mode.as_deref() {
+        None | Some("rollback") => Mode::Rollback,
+        Some("canary") => Mode::Canary,
+        Some(other) => {
+            problems.push(problem(
+                path,
+                "mode",
+                format!("`{other}`"),
+                "`rollback` or `canary`",
+                "leave `mode` out for a rollback audit",
+            ));
+            return None;
+        }
+    };
+    let inputs = match raw.inputs {
+        Some(inputs) => InputPaths {
+            requests: inputs.requests.map(OneOrMany::into_vec).unwrap_or_default(),
+            receipts: inputs.receipts.map(OneOrMany::into_vec).unwrap_or_default(),
+            mapping: inputs.mapping,
+        },
+        None => InputPaths::default(),
+    };
+    let flip_at = raw
+        .flip_at
+        .as_ref()
+        .and_then(|v| parse_time(path, "flip_at", v, problems));
+    let windows = raw.windows.unwrap_or(RawWindows {
+        baseline: None,
+        post: None,
+        freeze: None,
+    });
+    let baseline = windows
+        .baseline
+        .as_ref()
+        .and_then(|w| parse_window(path, "windows.baseline", w, problems));
+    let post = windows
+        .post
+        .as_ref()
+        .and_then(|w| parse_window(path, "windows.post", w, problems));
+    let freeze = windows
+        .freeze
+        .as_ref()
+        .and_then(|w| parse_window(path, "windows.freeze", w, problems));
+    let template = raw.cache.map(|c| c.namespace);
+    let thresholds = parse_thresholds(path, raw.thresholds.as_ref(), problems);
+    let expected = raw.expected_pins.unwrap_or_default();
+
+    let plan = match mode {
+        Mode::Rollback => {
+            if raw.flip_at.is_none() {
+                problems.push(problem(
+                    path,
+                    "flip_at",
+                    "no `flip_at`",
+                    "the time of the rollback pointer flip",
+                    "add flip_at = \"2026-11-27T10:15:00Z\" (or set mode = \"canary\")",
+                ));
+            }
+            if windows.baseline.is_none() {
+                problems.push(problem(
+                    path,
+                    "windows.baseline",
+                    "no baseline window",
+                    "[windows] baseline = [start, end) before the bad rollout",
+                    "pick a quiet stretch of known-good traffic, e.g. 30 minutes before the rollout",
+                ));
+            }
+            if raw.canary.is_some() {
+                problems.push(problem(
+                    path,
+                    "canary",
+                    "a [canary] table in a rollback audit",
+                    "[canary] only with mode = \"canary\"",
+                    "set mode = \"canary\" or remove [canary]",
+                ));
+            }
+            if let (Some(b), Some(p)) = (baseline, post) {
+                if b.start < p.end && p.start < b.end {
+                    problems.push(problem(
+                        path,
+                        "windows",
+                        "overlapping baseline and post windows",
+                        "disjoint windows",
+                        "the baseline is before the bad rollout, the post window after the flip",
+                    ));
+                }
+            }
+            let pins = parse_pin_set(
+                path,
+                "expected_pins",
+                &expected,
+                template.as_deref(),
+                problems,
+            );
+            if pins.pins.is_empty() && problems.is_empty() {
+                problems.push(no_pins(path));
+            }
+            let (Some(flip_at), Some(baseline)) = (flip_at, baseline) else {
+                return None;
+            };
+            Plan::Rollback(Rollback {
+                flip_at,
+                baseline,
+                post: post.unwrap_or(Window {
+                    start: flip_at.saturating_add(DEFAULT_POST_DELAY),
+                    end: Micros::MAX,
+                }),
+                post_is_default: post.is_none(),
+                freeze,
+                pins: [pins],
+            })
+        }
+        Mode::Canary => {
+            let Some(c) = raw.canary else {
+                problems.push(problem(
+                    path,
+                    "canary",
+                    "no [canary] table",
+                    "[canary] with baseline_arm and canary_arm",
+                    "add [canary] baseline_arm = \"stable\" canary_arm = \"canary\"",
+                ));
+                return None;
+            };
+            let window = c
+                .window
+                .as_ref()
+                .and_then(|w| parse_window(path, "canary.window", w, problems));
+            if c.baseline_arm == c.canary_arm {
+                problems.push(problem(
+                    path,
+                    "canary.canary_arm",
+                    format!("the same arm as the baseline (`{}`)", c.canary_arm),
+                    "two different values of the `arm` column",
+                    "name the stable arm and the canary arm",
+                ));
+            }
+            let sets = [&c.baseline_arm, &c.canary_arm].map(|arm| {
+                let key = format!("expected_pins.{arm}");
+                let table = match expected.get(arm.as_str()) {
+                    Some(toml::Value::Table(t)) => t.clone(),
+                    _ => {
+                        problems.push(problem(
+                            path,
+                            &key,
+                            "no table",
+                            "a table of the arm's expected pins",
+                            &format!("add [expected_pins.{arm}] with e.g. prompt_ver = \"p-6\""),
+                        ));
+                        toml::Table::new()
+                    }
+                };
+                parse_pin_set(path, &key, &table, template.as_deref(), problems)
+            });
+            if sets.iter().all(|s| s.pins.is_empty()) && problems.is_empty() {
+                problems.push(no_pins(path));
+            }
+            Plan::Canary(Canary {
+                baseline_arm: c.baseline_arm,
+                canary_arm: c.canary_arm,
+                window,
+                pins: sets,
+            })
+        }
+    };
+    Some(Incident {
+        path: path.to_path_buf(),
+        id: raw.id,
+        title: raw.title,
+        root_cause_url: raw.root_cause_url.filter(|u| !u.trim().is_empty()),
+        inputs,
+        thresholds,
+        plan,
+    })
+}
+
+fn no_pins(path: &Path) -> Problem {
+    problem(
+        path,
+        "expected_pins",
+        "no expected pins",
+        "at least one pin of the last known good set",
+        "add [expected_pins] with e.g. build_id = \"b-1041\"",
+    )
+}
+
+/// `expected_pins` of one set as a sorted map, for the report.
+pub(crate) fn pin_map(set: &PinSet) -> BTreeMap<String, String> {
+    set.pins
+        .iter()
+        .map(|(c, v)| (c.name().to_string(), v.clone()))
+        .collect()
+}

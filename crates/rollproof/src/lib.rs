@@ -1,0 +1,44 @@
+//! rollproof: audit a rollback (or gate a canary) from request logs and side-effect receipts.
+//!
+//! The library behind the `rollproof` command line (and the Python package): load an
+//! [`Incident`], run [`audit`], render the [`Report`] in any [`Format`]. See ARCHITECTURE.md for
+//! the code map and the invariants.
+//!
+//! ```no_run
+//! use rollproof::{audit, render, AuditOptions, Format, Incident, InputOverrides};
+//!
+//! let incident = Incident::load("fixtures/demo/incident.toml".as_ref())?;
+//! let report = audit(&incident, &InputOverrides::default(), AuditOptions::default(), &|_, _, _| {})?;
+//! print!("{}", render(Format::Text, &report));
+//! std::process::exit(report.verdict.exit_status().code().into());
+//! # Ok::<(), rollproof::InputError>(())
+//! ```
+
+mod audit;
+#[cfg(feature = "bench")]
+#[doc(hidden)]
+pub mod bench;
+mod checks;
+mod columns;
+mod engine;
+mod error;
+mod incident;
+pub(crate) mod ingest;
+mod plan;
+mod report;
+mod stats;
+mod time;
+
+pub use audit::{audit, AuditOptions, InputOverrides};
+pub use checks::{find as check_info, infos as check_infos, CheckInfo, ExitStatus, Metric, Status};
+pub use columns::Table;
+pub use error::{InputError, Problem};
+pub use incident::Incident;
+pub use plan::Mode;
+pub use report::{render, CheckReport, Format, Report, SCHEMA_VERSION};
+
+/// What the fuzz targets need besides the API: not part of it.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::ingest::Mapping;
+}

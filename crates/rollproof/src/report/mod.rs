@@ -1,0 +1,366 @@
+//! The one serializable report model, and one renderer per output format.
+//!
+//! Checks produce internal `CheckResult`s; [`Report::build`] turns them into this model, which
+//! every renderer (text, JSON, Markdown, JUnit, HTML, GitHub annotations) reads. The model is
+//! typed (statuses are [`Status`], instants are instants); it holds no wall-clock time, and every
+//! map in it is sorted, so the same inputs give byte-identical output.
+
+pub(crate) mod github;
+pub(crate) mod html;
+pub(crate) mod json;
+pub(crate) mod junit;
+pub(crate) mod markdown;
+pub(crate) mod text;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::checks::series::Timeline;
+use crate::checks::{CheckInfo, CheckResult, Fields, Status};
+use crate::incident::{pin_map, Incident, Thresholds};
+use crate::plan::{Mode, Plan};
+use crate::time::{format_millis, format_seconds, Micros};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// An output format; each has one renderer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+    Markdown,
+    Junit,
+    Html,
+    /// GitHub Actions workflow commands (annotations).
+    GithubAnnotations,
+}
+
+/// Renders `report` in `format`.
+pub fn render(format: Format, report: &Report) -> String {
+    let renderer: &dyn Renderer = match format {
+        Format::Text => &text::Text,
+        Format::Json => &json::Json,
+        Format::Markdown => &markdown::Markdown,
+        Format::Junit => &junit::Junit,
+        Format::Html => &html::Html,
+        Format::GithubAnnotations => &github::Annotations,
+    };
+    renderer.render(report)
+}
+
+/// One renderer per output format.
+pub(crate) trait Renderer {
+    fn render(&self, report: &Report) -> String;
+}
+
+impl Serialize for Mode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// An instant, written as RFC 3339 UTC with whole seconds when it has no fraction (as incident
+/// files are written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Instant(pub Micros);
+
+/// An instant from the data, written as RFC 3339 UTC with milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DataInstant(pub Micros);
+
+impl std::fmt::Display for Instant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&format_seconds(self.0))
+    }
+}
+
+impl std::fmt::Display for DataInstant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&format_millis(self.0))
+    }
+}
+
+impl Serialize for Instant {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl Serialize for DataInstant {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub tool: Tool,
+    pub mode: Mode,
+    pub incident: IncidentInfo,
+    pub verdict: Status,
+    pub exit_code: u8,
+    pub counts: StatusCounts,
+    pub windows: Windows,
+    pub expected_pins: Value,
+    pub thresholds: BTreeMap<&'static str, Value>,
+    pub inputs: Vec<InputReport>,
+    pub rows: RowAccounting,
+    pub checks: Vec<CheckReport>,
+    /// Per-minute series for the HTML charts; built only when the HTML report is asked for, and
+    /// never part of the JSON (so the JSON does not depend on which reports a run writes).
+    #[serde(skip)]
+    pub(crate) timeline: Option<Timeline>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Tool {
+    pub name: &'static str,
+    pub version: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentInfo {
+    pub id: String,
+    pub title: Option<String>,
+    pub flip_at: Option<Instant>,
+    pub root_cause_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StatusCounts {
+    pub pass: u32,
+    pub warn: u32,
+    pub fail: u32,
+    pub skip: u32,
+    pub inconclusive: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Windows {
+    pub baseline: Option<[Instant; 2]>,
+    /// The post window's end is null when it runs to the end of data (the default).
+    pub post: Option<[Option<Instant>; 2]>,
+    pub freeze: Option<[Instant; 2]>,
+    pub canary: Option<[Instant; 2]>,
+    pub data_start: Option<DataInstant>,
+    pub data_end: Option<DataInstant>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InputReport {
+    pub role: &'static str,
+    pub path: String,
+    pub format: &'static str,
+    pub compression: Option<&'static str>,
+    pub rows: u64,
+    pub rows_rejected: u64,
+    pub sha256: String,
+}
+
+/// Where every request row went: read = audited or windowed + outside + rejected.
+#[derive(Debug, Clone, Serialize)]
+pub struct RowAccounting {
+    pub requests_read: u64,
+    pub requests_rejected: u64,
+    /// Requests some check used: audited (after the flip / an arm in the window) or in a window.
+    pub requests_used: u64,
+    pub requests_audited: u64,
+    pub requests_baseline: u64,
+    pub requests_subject: u64,
+    pub requests_outside: u64,
+    pub requests_other_arm: u64,
+    pub receipts_read: u64,
+    pub receipts_rejected: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub status: Status,
+    pub summary: String,
+    pub observed: String,
+    pub baseline: String,
+    pub threshold: String,
+    pub metrics: Fields,
+    pub samples: Vec<Fields>,
+    /// The sample size the HTML checks table shows.
+    #[serde(skip)]
+    pub sample_size: String,
+    /// The check's documentation and what the human reports say about it.
+    #[serde(skip)]
+    pub info: &'static CheckInfo,
+}
+
+fn number(v: f64) -> Value {
+    let rounded = (v * 1e9).round() / 1e9;
+    serde_json::Number::from_f64(rounded).map_or(Value::Null, Value::Number)
+}
+
+fn thresholds_map(t: &Thresholds) -> BTreeMap<&'static str, Value> {
+    BTreeMap::from([
+        ("error_rate_max", number(t.error_rate_max)),
+        (
+            "recovery_within_minutes",
+            Value::from(t.recovery_within_minutes),
+        ),
+        ("p95_latency_ratio_max", number(t.p95_latency_ratio_max)),
+        ("p99_latency_ratio_max", number(t.p99_latency_ratio_max)),
+        ("delta_s_p95_drift_warn", number(t.delta_s_p95_drift_warn)),
+        ("delta_s_p95_drift_max", number(t.delta_s_p95_drift_max)),
+        ("coverage_min", number(t.coverage_min)),
+        ("coverage_drop_max", number(t.coverage_drop_max)),
+        ("lambda_flip_rate_max", number(t.lambda_flip_rate_max)),
+        ("min_requests", Value::from(t.min_requests)),
+    ])
+}
+
+/// Everything the report needs besides the check results.
+pub(crate) struct ReportInputs {
+    pub(crate) inputs: Vec<InputReport>,
+    pub(crate) rows: RowAccounting,
+    pub(crate) data_start: Option<Micros>,
+    pub(crate) data_end: Option<Micros>,
+    pub(crate) timeline: Option<Timeline>,
+}
+
+impl Report {
+    pub(crate) fn build(
+        incident: &Incident,
+        results: Vec<CheckResult>,
+        extra: ReportInputs,
+    ) -> Report {
+        let verdict = Status::verdict(results.iter().map(|r| r.status));
+        let mut counts = StatusCounts::default();
+        for r in &results {
+            *match r.status {
+                Status::Pass => &mut counts.pass,
+                Status::Warn => &mut counts.warn,
+                Status::Fail => &mut counts.fail,
+                Status::Skip => &mut counts.skip,
+                Status::Inconclusive => &mut counts.inconclusive,
+            } += 1;
+        }
+        let expected_pins = match &incident.plan {
+            Plan::Rollback(r) => {
+                serde_json::to_value(pin_map(&r.pins[0])).expect("strings serialize")
+            }
+            Plan::Canary(c) => {
+                let arms: BTreeMap<&str, BTreeMap<String, String>> = [
+                    (c.baseline_arm.as_str(), pin_map(&c.pins[0])),
+                    (c.canary_arm.as_str(), pin_map(&c.pins[1])),
+                ]
+                .into_iter()
+                .collect();
+                serde_json::to_value(arms).expect("strings serialize")
+            }
+        };
+        let window = |w: crate::incident::Window| [Instant(w.start), Instant(w.end)];
+        let checks = results
+            .into_iter()
+            .map(|r| {
+                let info = crate::checks::find(r.id).expect("every result comes from a check");
+                CheckReport {
+                    id: r.id,
+                    title: info.title,
+                    status: r.status,
+                    summary: r.summary,
+                    observed: r.observed,
+                    baseline: r.baseline,
+                    threshold: r.threshold,
+                    metrics: r.metrics,
+                    samples: r.samples,
+                    sample_size: r.sample_size,
+                    info,
+                }
+            })
+            .collect();
+        let windows = match &incident.plan {
+            Plan::Rollback(r) => Windows {
+                baseline: Some(window(r.baseline)),
+                post: Some([
+                    Some(Instant(r.post.start)),
+                    (!r.post_is_default).then_some(Instant(r.post.end)),
+                ]),
+                freeze: r.freeze.map(window),
+                canary: None,
+                data_start: extra.data_start.map(DataInstant),
+                data_end: extra.data_end.map(DataInstant),
+            },
+            Plan::Canary(c) => Windows {
+                baseline: None,
+                post: None,
+                freeze: None,
+                canary: c.window.map(window),
+                data_start: extra.data_start.map(DataInstant),
+                data_end: extra.data_end.map(DataInstant),
+            },
+        };
+        Report {
+            schema_version: SCHEMA_VERSION,
+            tool: Tool {
+                name: "rollproof",
+                version: env!("CARGO_PKG_VERSION"),
+            },
+            mode: incident.plan.mode(),
+            incident: IncidentInfo {
+                id: incident.id.clone(),
+                title: incident.title.clone(),
+                flip_at: incident.plan.flip_at().map(Instant),
+                root_cause_url: incident.root_cause_url.clone(),
+            },
+            verdict,
+            exit_code: verdict.exit_status().code(),
+            counts,
+            windows,
+            expected_pins,
+            thresholds: thresholds_map(&incident.thresholds),
+            inputs: extra.inputs,
+            rows: extra.rows,
+            checks,
+            timeline: extra.timeline,
+        }
+    }
+
+    /// Checks that failed or warned and have samples: the "top findings" of the human formats.
+    pub fn findings(&self) -> impl Iterator<Item = &CheckReport> {
+        self.checks
+            .iter()
+            .filter(|c| matches!(c.status, Status::Fail | Status::Warn) && !c.samples.is_empty())
+    }
+
+    pub fn check(&self, id: &str) -> Option<&CheckReport> {
+        self.checks.iter().find(|c| c.id == id)
+    }
+
+    /// Checks that need a reader's attention (failed, warned, inconclusive), in report order.
+    pub fn attention(&self) -> impl Iterator<Item = &CheckReport> {
+        self.checks.iter().filter(|c| c.status.needs_attention())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_severity_order() {
+        use Status::*;
+        assert_eq!(Status::verdict([Pass, Skip]), Pass);
+        assert_eq!(Status::verdict([Pass, Warn, Skip]), Warn);
+        assert_eq!(Status::verdict([Warn, Inconclusive]), Inconclusive);
+        assert_eq!(Status::verdict([Inconclusive, Fail, Pass]), Fail);
+        assert_eq!(Status::verdict([Skip]), Pass);
+        assert_eq!(Fail.exit_status().code(), 1);
+        assert_eq!(Inconclusive.exit_status().code(), 3);
+        assert_eq!(Warn.exit_status().code(), 0);
+        assert_eq!(Skip.worst(Pass), Pass);
+        assert_eq!(Warn.worst(Inconclusive), Inconclusive);
+        let mut all = Status::ALL;
+        all.sort();
+        assert_eq!(all, [Skip, Pass, Warn, Inconclusive, Fail]);
+    }
+}

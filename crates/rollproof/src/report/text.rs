@@ -1,0 +1,109 @@
+//! The terminal summary (`--format text`, the default): verdict first, one line per check with
+//! the observed value against its threshold, then the worst findings with sample ids.
+
+use std::fmt::Write;
+
+use super::{Renderer, Report};
+use crate::checks::{Fields, Status};
+
+pub(crate) struct Text;
+
+const FINDINGS_PER_CHECK: usize = 3;
+
+fn sample_line(sample: &Fields) -> String {
+    sample
+        .iter()
+        .map(|(k, v)| format!("{k}={}", sanitize(&v.display())))
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
+/// Strips control characters from untrusted text before it reaches a terminal.
+pub(crate) fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
+}
+
+impl Renderer for Text {
+    fn render(&self, r: &Report) -> String {
+        let mut out = String::new();
+        let title = r
+            .incident
+            .title
+            .as_deref()
+            .map(|t| format!(" “{}”", sanitize(t)))
+            .unwrap_or_default();
+        let when = match (&r.incident.flip_at, r.mode) {
+            (Some(flip), _) => format!("flip {flip}"),
+            (None, mode) => mode.to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "rollproof {} — {}{} ({} audit, {})",
+            r.tool.version,
+            sanitize(&r.incident.id),
+            title,
+            r.mode,
+            when
+        );
+        let c = &r.counts;
+        let _ = writeln!(
+            out,
+            "verdict: {} (exit {}) — {} failed, {} inconclusive, {} warned, {} passed, {} skipped",
+            r.verdict.name().to_uppercase(),
+            r.exit_code,
+            c.fail,
+            c.inconclusive,
+            c.warn,
+            c.pass,
+            c.skip
+        );
+        let _ = writeln!(out);
+        for check in &r.checks {
+            let _ = writeln!(
+                out,
+                "  {:<5} {:<18} {}",
+                status_word(check.status),
+                check.id,
+                sanitize(&check.summary)
+            );
+        }
+        let findings: Vec<_> = r.findings().collect();
+        if !findings.is_empty() {
+            let _ = writeln!(out, "\nfindings");
+            for check in findings {
+                let _ = writeln!(
+                    out,
+                    "  {} ({} of {} samples):",
+                    check.id,
+                    check.samples.len().min(FINDINGS_PER_CHECK),
+                    check.samples.len()
+                );
+                for sample in check.samples.iter().take(FINDINGS_PER_CHECK) {
+                    let _ = writeln!(out, "    {}", sample_line(sample));
+                }
+            }
+        }
+        let rows = &r.rows;
+        let _ = writeln!(
+            out,
+            "\ninputs: {} files, {} requests ({} rejected), {} receipts; `--format json` for every figure",
+            r.inputs.len(),
+            rows.requests_read,
+            rows.requests_rejected,
+            rows.receipts_read
+        );
+        out
+    }
+}
+
+fn status_word(status: Status) -> &'static str {
+    match status {
+        Status::Pass => "PASS",
+        Status::Warn => "WARN",
+        Status::Fail => "FAIL",
+        Status::Skip => "SKIP",
+        Status::Inconclusive => "INCON",
+    }
+}

@@ -1,0 +1,181 @@
+//! Mergeable partial statistics: quantiles, exact sums, rates, bounded sample sets.
+//!
+//! Every type here merges exactly, so partial states built per batch, per thread or per shard give
+//! the same figures whatever the order they are merged in.
+
+pub(crate) mod hash_index;
+mod quantiles;
+mod samples;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+pub(crate) use quantiles::Quantiles;
+pub(crate) use samples::{Samples, Targets};
+
+/// Sum of values in `[0, 1]` (or any small non-negative range) as fixed-point integers, so that the
+/// sum does not depend on the order of additions. Resolution 2⁻⁴⁰ per value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ExactSum {
+    scaled: i128,
+    pub(crate) count: u64,
+}
+
+const SCALE: f64 = (1u64 << 40) as f64;
+
+impl ExactSum {
+    #[inline]
+    pub(crate) fn add(&mut self, v: f64) {
+        // Values are in [0, 1] here: +0.5 then truncation rounds without a libm call.
+        self.scaled += (v * SCALE + 0.5) as i64 as i128;
+        self.count += 1;
+    }
+
+    pub(crate) fn merge(&mut self, other: &ExactSum) {
+        self.scaled += other.scaled;
+        self.count += other.count;
+    }
+
+    pub(crate) fn mean(&self) -> Option<f64> {
+        (self.count > 0).then(|| (self.scaled as f64 / SCALE) / self.count as f64)
+    }
+}
+
+/// A count of events out of a count of trials.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Rate {
+    pub(crate) hits: u64,
+    pub(crate) total: u64,
+}
+
+impl Rate {
+    #[inline]
+    pub(crate) fn add(&mut self, hit: bool) {
+        self.total += 1;
+        self.hits += hit as u64;
+    }
+
+    pub(crate) fn merge(&mut self, other: &Rate) {
+        self.hits += other.hits;
+        self.total += other.total;
+    }
+
+    pub(crate) fn value(&self) -> Option<f64> {
+        (self.total > 0).then(|| self.hits as f64 / self.total as f64)
+    }
+}
+
+/// Counts by name (region, writer, effect): a hash map while counting, sorted whenever it leaves
+/// (serialized, or shown), so that nothing unordered reaches a report or a partial-state file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Counts(HashMap<String, u64>);
+
+impl Counts {
+    /// Adds one to `key`, without allocating when the key is already there.
+    #[inline]
+    pub(crate) fn bump(&mut self, key: &str) {
+        if let Some(c) = self.0.get_mut(key) {
+            *c += 1;
+        } else {
+            self.0.insert(key.to_string(), 1);
+        }
+    }
+
+    pub(crate) fn merge(&mut self, other: Counts) {
+        for (k, v) in other.0 {
+            *self.0.entry(k).or_insert(0) += v;
+        }
+    }
+
+    pub(crate) fn sorted(&self) -> BTreeMap<String, u64> {
+        self.0.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+}
+
+impl Serialize for Counts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.sorted().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Counts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Counts, D::Error> {
+        Ok(Counts(
+            BTreeMap::<String, u64>::deserialize(d)?
+                .into_iter()
+                .collect(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_sum_is_order_independent() {
+        let values: Vec<f64> = (0..1000)
+            .map(|i| ((i * 7919) % 1000) as f64 / 997.0)
+            .collect();
+        let mut forward = ExactSum::default();
+        values.iter().for_each(|v| forward.add(*v));
+        let mut backward = ExactSum::default();
+        values.iter().rev().for_each(|v| backward.add(*v));
+        let mut halves = ExactSum::default();
+        let mut second = ExactSum::default();
+        values[..500].iter().for_each(|v| halves.add(*v));
+        values[500..].iter().for_each(|v| second.add(*v));
+        halves.merge(&second);
+        assert_eq!(forward, backward);
+        assert_eq!(forward, halves);
+        let exact: f64 = values.iter().sum::<f64>() / 1000.0;
+        assert!((forward.mean().unwrap() - exact).abs() < 1e-9);
+    }
+}
+
+/// A hasher for keys that are already good hashes (xxh3 of the value): passes them through.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct PrehashedHasher(u64);
+
+impl std::hash::Hasher for PrehashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ b as u64;
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = (v as u64) ^ ((v >> 64) as u64);
+    }
+}
+
+/// A map keyed by a precomputed hash.
+pub(crate) type PrehashedMap<K, V> =
+    std::collections::HashMap<K, V, std::hash::BuildHasherDefault<PrehashedHasher>>;
+
+/// Serializes a map keyed by hashes in key order (a hash map's own order differs run to run).
+pub(crate) fn serialize_sorted<K, V, S>(map: &PrehashedMap<K, V>, s: S) -> Result<S::Ok, S::Error>
+where
+    K: Ord + Serialize,
+    V: Serialize,
+    S: serde::Serializer,
+{
+    let mut entries: Vec<(&K, &V)> = map.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    s.collect_seq(entries)
+}
+
+pub(crate) fn deserialize_prehashed<'de, K, V, D>(d: D) -> Result<PrehashedMap<K, V>, D::Error>
+where
+    K: Eq + std::hash::Hash + Deserialize<'de>,
+    V: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+}

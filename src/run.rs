@@ -1,0 +1,174 @@
+//! `run(settings)`: what each subcommand does — audit (incident → report → outputs), explain,
+//! completions, man page. The audit itself is the `rollproof` library's.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use anyhow::Context;
+use rollproof::{ExitStatus, Format, Incident, Report, Table};
+
+use crate::cli;
+use crate::settings::{AuditSettings, Settings, UsageError};
+
+pub fn run(settings: Settings) -> anyhow::Result<ExitStatus> {
+    match settings {
+        Settings::Explain(check) => explain(check.as_deref()),
+        Settings::Audit(settings) => audit(&settings),
+        Settings::Completions(shell) => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cli::Cli::command(), "rollproof", &mut out);
+            write_stdout(&String::from_utf8_lossy(&out))?;
+            Ok(ExitStatus::Success)
+        }
+        Settings::Man => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_mangen::Man::new(cli::Cli::command())
+                .render(&mut out)
+                .context("could not render the man page")?;
+            write_stdout(&String::from_utf8_lossy(&out))?;
+            Ok(ExitStatus::Success)
+        }
+    }
+}
+
+fn explain(check: Option<&str>) -> anyhow::Result<ExitStatus> {
+    let mut out = String::new();
+    match check {
+        Some(id) => match rollproof::check_info(id) {
+            Some(info) => out.push_str(&info.explain()),
+            None => {
+                let ids: Vec<&str> = rollproof::check_infos().map(|c| c.id).collect();
+                return Err(
+                    UsageError(format!("no check `{id}`; checks are {}", ids.join(", "))).into(),
+                );
+            }
+        },
+        None => {
+            for info in rollproof::check_infos() {
+                let modes: Vec<&str> = info.modes.iter().map(|m| m.name()).collect();
+                out.push_str(&format!(
+                    "{:<18} {:<36} ({})\n",
+                    info.id,
+                    info.title,
+                    modes.join(", ")
+                ));
+            }
+            out.push_str("\n`rollproof explain CHECK` prints one check's documentation.\n");
+        }
+    }
+    write_stdout(&out)?;
+    Ok(ExitStatus::Success)
+}
+
+fn audit(settings: &AuditSettings) -> anyhow::Result<ExitStatus> {
+    let incident = Incident::load(&settings.incident)?;
+    let pool = rayon_pool(settings.threads)?;
+    let show_progress = settings.progress && std::io::stderr().is_terminal();
+    let bar: std::sync::Mutex<Option<(Table, indicatif::ProgressBar)>> =
+        std::sync::Mutex::new(None);
+    let progress = |table: Table, done: u64, total: u64| {
+        if !show_progress {
+            return;
+        }
+        let mut bar = bar.lock().unwrap_or_else(|e| e.into_inner());
+        if bar.as_ref().is_none_or(|(t, _)| *t != table) {
+            if let Some((_, old)) = bar.take() {
+                old.finish_and_clear();
+            }
+            let pb = indicatif::ProgressBar::with_draw_target(
+                Some(total),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            pb.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg:>9} [{bar:32}] {pos}/{len} units {elapsed}",
+                )
+                .expect("valid progress template")
+                .progress_chars("=> "),
+            );
+            pb.set_message(table.name());
+            *bar = Some((table, pb));
+        }
+        if let Some((_, pb)) = bar.as_ref() {
+            pb.set_position(done);
+        }
+    };
+    let options = rollproof::AuditOptions {
+        series: settings.html.is_some() || settings.format == Format::Html,
+    };
+    let report = pool.install(|| rollproof::audit(&incident, &settings.inputs, options, &progress));
+    if let Some((_, pb)) = bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        pb.finish_and_clear();
+    }
+    let report = report?;
+    write_outputs(settings, &report)?;
+    Ok(report.verdict.exit_status())
+}
+
+fn rayon_pool(threads: usize) -> anyhow::Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("could not start the worker threads")
+}
+
+fn write_outputs(settings: &AuditSettings, report: &Report) -> anyhow::Result<()> {
+    let files = [
+        (&settings.json, Format::Json),
+        (&settings.html, Format::Html),
+        (&settings.markdown, Format::Markdown),
+        (&settings.junit, Format::Junit),
+    ];
+    for (path, format) in files {
+        if let Some(path) = path {
+            write_file(path, &rollproof::render(format, report))?;
+        }
+    }
+    if let Some(summary) = &settings.step_summary {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(summary)
+            .with_context(|| {
+                format!(
+                    "could not open $GITHUB_STEP_SUMMARY `{}`",
+                    summary.display()
+                )
+            })?;
+        file.write_all(rollproof::render(Format::Markdown, report).as_bytes())
+            .with_context(|| format!("could not append to `{}`", summary.display()))?;
+    }
+    let main = rollproof::render(settings.format, report);
+    match &settings.output {
+        Some(path) => write_file(path, &main)?,
+        None => write_stdout(&main)?,
+    }
+    if settings.github {
+        // Workflow commands: on stdout with the human summary; on stderr when stdout is data.
+        let annotations = rollproof::render(Format::GithubAnnotations, report);
+        if settings.format == Format::Text && settings.output.is_none() {
+            write_stdout(&annotations)?;
+        } else {
+            eprint!("{annotations}");
+        }
+    }
+    Ok(())
+}
+
+fn write_file(path: &Path, content: &str) -> anyhow::Result<()> {
+    std::fs::write(path, content).with_context(|| format!("could not write `{}`", path.display()))
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn write_stdout(content: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(content.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("could not write to stdout"),
+    }
+}
