@@ -81,12 +81,13 @@ fn truncated_parquet() {
 
 #[test]
 fn not_parquet_at_all() {
+    // The content decides the format; bytes that are no known format and not text are refused.
     let incident = INCIDENT.replace("requests.csv", "requests.parquet");
     assert_input_error(
         "not_parquet",
         &incident,
-        &[("requests.parquet", b"ts,status\n1,200\n")],
-        &["requests.parquet"],
+        &[("requests.parquet", b"\x00\x01\x02 not a log export")],
+        &["requests.parquet", "binary file of unknown format"],
     );
 }
 

@@ -125,3 +125,82 @@ fn globs_and_several_files_per_table() {
         .sum();
     assert_eq!(rows, requests.len() as u64);
 }
+
+/// Renames every input of the demo written as `format` to a name that says nothing about it
+/// (as `access.log` or `spans` do), and rewrites the incident to match.
+fn demo_renamed(dir: &Path, format: OutFormat, names: [&str; 2], explicit: bool) -> Value {
+    let demo = fixture_scenarios()
+        .into_iter()
+        .find(|s| s.name == "demo")
+        .unwrap();
+    write_scenario(&demo, dir, format, Naming::Canonical).unwrap();
+    let mut incident = std::fs::read_to_string(dir.join("incident.toml")).unwrap();
+    for (table, new) in ["requests", "receipts"].iter().zip(names) {
+        let old = format!("{table}.{}", format.extension());
+        std::fs::rename(dir.join(&old), dir.join(new)).unwrap();
+        let spec = if explicit {
+            format!(
+                "{{ path = \"{new}\", format = \"{}\" }}",
+                format.format_name()
+            )
+        } else {
+            format!("\"{new}\"")
+        };
+        incident = incident.replace(&format!("\"{old}\""), &spec);
+    }
+    std::fs::write(dir.join("incident.toml"), incident).unwrap();
+    let (code, report) = audit_json(&dir.join("incident.toml"), &[]);
+    assert_eq!(code, 1);
+    report
+}
+
+#[test]
+fn the_content_decides_the_format_whatever_the_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = demo_in(
+        &tmp.path().join("parquet"),
+        OutFormat::Parquet,
+        Naming::Canonical,
+    );
+    for (i, format) in [
+        OutFormat::Parquet,
+        OutFormat::NdjsonZst,
+        OutFormat::CsvGz,
+        OutFormat::ArrowStream,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let report = demo_renamed(
+            &tmp.path().join(format!("renamed-{i}")),
+            format,
+            ["access.log", "receipts.log.1"],
+            false,
+        );
+        assert_eq!(report["checks"], reference["checks"], "{format:?} renamed");
+        let formats: Vec<&str> = report["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["format"].as_str().unwrap())
+            .collect();
+        assert_eq!(formats, [format.format_name(); 2], "{format:?}");
+    }
+}
+
+#[test]
+fn an_input_may_name_its_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = demo_in(
+        &tmp.path().join("parquet"),
+        OutFormat::Parquet,
+        Naming::Canonical,
+    );
+    let report = demo_renamed(
+        &tmp.path().join("explicit"),
+        OutFormat::Ndjson,
+        ["spans", "effects"],
+        true,
+    );
+    assert_eq!(report["checks"], reference["checks"]);
+}

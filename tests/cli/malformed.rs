@@ -66,7 +66,17 @@ fn empty_parquet_file() {
     rejected(
         &incident,
         &[("requests.parquet", b"")],
-        &["requests.parquet", "parquet"],
+        &["requests.parquet", "an empty file"],
+    );
+}
+
+#[test]
+fn json_array_is_not_ndjson() {
+    let incident = INCIDENT.replace("requests.csv", "requests.json");
+    rejected(
+        &incident,
+        &[("requests.json", b"[{\"ts\": \"2026-11-27T10:16:00Z\"}]\n")],
+        &["requests.json", "a JSON array", "jq -c"],
     );
 }
 
@@ -75,7 +85,7 @@ fn empty_csv_file() {
     rejected(
         INCIDENT,
         &[("requests.csv", b"")],
-        &["requests.csv", "no `ts` column"],
+        &["requests.csv", "an empty file"],
     );
 }
 
@@ -135,6 +145,53 @@ fn timestamp_without_a_zone() {
         INCIDENT,
         &[("requests.csv", csv.as_bytes())],
         &["column `ts`", "row 1", "with a zone"],
+    );
+}
+
+#[test]
+fn swapped_windows_are_refused_with_their_values() {
+    // Post before the flip and baseline after it: a pass here would compare the wrong traffic.
+    let incident = INCIDENT.replace(
+        "baseline = [\"2026-11-27T08:30:00Z\", \"2026-11-27T09:00:00Z\"]",
+        "baseline = [\"2026-11-27T10:30:00Z\", \"2026-11-27T11:00:00Z\"]\npost = [\"2026-11-27T08:30:00Z\", \"2026-11-27T09:00:00Z\"]",
+    );
+    rejected(
+        &incident,
+        &[("requests.csv", clean_rows().as_bytes())],
+        &[
+            "`windows.baseline`",
+            "ending at 2026-11-27T11:00:00Z after the flip at 2026-11-27T10:15:00Z",
+            "`windows.post`",
+            "starting at 2026-11-27T08:30:00Z before the flip",
+            "swapped",
+        ],
+    );
+}
+
+#[test]
+fn a_canary_with_a_flip_or_rollback_windows_is_refused() {
+    let incident = r#"mode = "canary"
+id = "C"
+flip_at = "2026-11-27T10:15:00Z"
+[inputs]
+requests = "requests.csv"
+[windows]
+baseline = ["2026-11-27T08:30:00Z", "2026-11-27T09:00:00Z"]
+[canary]
+baseline_arm = "stable"
+canary_arm = "canary"
+[expected_pins.stable]
+build_id = "b-1"
+[expected_pins.canary]
+build_id = "b-2"
+"#;
+    rejected(
+        incident,
+        &[("requests.csv", clean_rows().as_bytes())],
+        &[
+            "`flip_at` in a canary audit",
+            "[windows] table in a canary audit",
+        ],
     );
 }
 

@@ -1157,6 +1157,17 @@ impl OutFormat {
             OutFormat::NdjsonZst => "jsonl.zst",
         }
     }
+
+    /// The format's name in a report's `inputs` (and in an incident's `format = "…"`).
+    pub fn format_name(self) -> &'static str {
+        match self {
+            OutFormat::Parquet => "parquet",
+            OutFormat::ArrowFile => "arrow",
+            OutFormat::ArrowStream => "arrow-stream",
+            OutFormat::CsvGz => "csv",
+            OutFormat::Ndjson | OutFormat::NdjsonZst => "ndjson",
+        }
+    }
 }
 
 /// Writes batches in one format. Text formats decode dictionaries to plain strings.

@@ -12,7 +12,7 @@ use crate::engine::pass::{self, Progress};
 use crate::engine::{AnyKernel, Stage, States};
 use crate::error::{InputError, Problem};
 use crate::incident::Incident;
-use crate::ingest::{self, Mapping, TablePlan, UnitCounts};
+use crate::ingest::{self, InputSpec, Mapping, Resolved, TablePlan, UnitCounts};
 use crate::plan::{Columns, Ctx, Mode};
 use crate::report::{InputReport, Report, ReportInputs, RowAccounting};
 
@@ -73,7 +73,7 @@ pub fn audit(
         .map(|((file, counts), sha256)| InputReport {
             role: file.table.name(),
             path: file.display.clone(),
-            format: file.format.name(),
+            format: file.source.name(),
             compression: file.compression.map(|c| c.name()),
             rows: counts.rows_read,
             rows_rejected: counts.rejected_no_ts,
@@ -184,25 +184,29 @@ fn plan_tables(incident: &Incident, overrides: &InputOverrides) -> Result<Tables
     Ok(Tables { requests, receipts })
 }
 
-/// A resolved input file: its path, and the path as shown in reports.
-type ResolvedFile = (PathBuf, String);
-
 fn resolve_inputs(
     incident: &Incident,
     overrides: &InputOverrides,
     problems: &mut Vec<Problem>,
-) -> (Vec<ResolvedFile>, Vec<ResolvedFile>, Mapping) {
+) -> (Vec<Resolved>, Vec<Resolved>, Mapping) {
     let base = incident
         .path
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
     let cwd = PathBuf::new();
-    let pick = |cli: &Vec<String>, file: &Vec<String>| {
+    let pick = |cli: &Vec<String>, file: &Vec<InputSpec>| {
         if cli.is_empty() {
             (file.clone(), base.clone())
         } else {
-            (cli.clone(), cwd.clone())
+            let specs = cli
+                .iter()
+                .map(|pattern| InputSpec {
+                    pattern: pattern.clone(),
+                    source: None,
+                })
+                .collect();
+            (specs, cwd.clone())
         }
     };
     let (requests, requests_base) = pick(&overrides.requests, &incident.inputs.requests);
@@ -326,7 +330,7 @@ fn run_stages(
 fn hash_files(files: &[&ingest::SourceFile]) -> Result<Vec<String>, InputError> {
     let hashes: Vec<Result<String, Problem>> = files
         .par_iter()
-        .map(|f| ingest::sha256_file(&f.path))
+        .map(|f| ingest::sha256_file(&f.location))
         .collect();
     let mut problems = Vec::new();
     let hashes = hashes

@@ -11,9 +11,10 @@ use serde::Deserialize;
 
 use crate::columns::{Col, PIN_COLUMNS};
 use crate::error::{InputError, Problem};
+use crate::ingest::InputSpec;
 pub use crate::plan::Mode;
 use crate::plan::{Canary, Plan, Rollback, DEFAULT_POST_DELAY};
-use crate::time::{parse_rfc3339, Micros};
+use crate::time::{format_seconds, parse_rfc3339, Micros};
 
 /// A half-open time window `[start, end)` in epoch microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,8 +73,8 @@ impl Default for Thresholds {
 /// Input paths as written in the incident file (relative to its folder).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct InputPaths {
-    pub(crate) requests: Vec<String>,
-    pub(crate) receipts: Vec<String>,
+    pub(crate) requests: Vec<InputSpec>,
+    pub(crate) receipts: Vec<InputSpec>,
     pub(crate) mapping: Option<String>,
 }
 
@@ -113,19 +114,66 @@ struct RawInputs {
     mapping: Option<String>,
 }
 
+/// `requests = "a.parquet"`, `["a", "b"]`, `{ path = "access.log*", format = "ndjson" }`, or a
+/// list of those.
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
+    // First: a struct also deserializes from a sequence, so `["a", "b"]` must not reach `One`.
+    Many(Vec<RawInput>),
+    One(RawInput),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawInput {
+    Path(String),
+    Spec(RawInputSpec),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInputSpec {
+    path: String,
+    format: Option<String>,
 }
 
 impl OneOrMany {
-    fn into_vec(self) -> Vec<String> {
-        match self {
-            OneOrMany::One(s) => vec![s],
+    fn into_specs(self, path: &Path, key: &str, problems: &mut Vec<Problem>) -> Vec<InputSpec> {
+        let raw = match self {
+            OneOrMany::One(r) => vec![r],
             OneOrMany::Many(v) => v,
-        }
+        };
+        raw.into_iter()
+            .map(|r| match r {
+                RawInput::Path(pattern) => InputSpec {
+                    pattern,
+                    source: None,
+                },
+                RawInput::Spec(spec) => {
+                    let source = spec.format.as_deref().and_then(|name| {
+                        let found = crate::ingest::source::by_name(name);
+                        if found.is_none() {
+                            problems.push(problem(
+                                path,
+                                &format!("inputs.{key}.format"),
+                                format!("the format `{name}`"),
+                                "a known input format",
+                                &format!(
+                                    "formats are {}; leave `format` out to detect it from the content",
+                                    crate::ingest::source::names().join(", ")
+                                ),
+                            ));
+                        }
+                        found
+                    });
+                    InputSpec {
+                        pattern: spec.path,
+                        source,
+                    }
+                }
+            })
+            .collect()
     }
 }
 
@@ -448,57 +496,26 @@ fn build(path: &Path, raw: RawIncident, problems: &mut Vec<Problem>) -> Option<I
     };
     let inputs = match raw.inputs {
         Some(inputs) => InputPaths {
-            requests: inputs.requests.map(OneOrMany::into_vec).unwrap_or_default(),
-            receipts: inputs.receipts.map(OneOrMany::into_vec).unwrap_or_default(),
+            requests: inputs
+                .requests
+                .map(|r| r.into_specs(path, "requests", problems))
+                .unwrap_or_default(),
+            receipts: inputs
+                .receipts
+                .map(|r| r.into_specs(path, "receipts", problems))
+                .unwrap_or_default(),
             mapping: inputs.mapping,
         },
         None => InputPaths::default(),
     };
-    let flip_at = raw
-        .flip_at
-        .as_ref()
-        .and_then(|v| parse_time(path, "flip_at", v, problems));
-    let windows = raw.windows.unwrap_or(RawWindows {
-        baseline: None,
-        post: None,
-        freeze: None,
-    });
-    let baseline = windows
-        .baseline
-        .as_ref()
-        .and_then(|w| parse_window(path, "windows.baseline", w, problems));
-    let post = windows
-        .post
-        .as_ref()
-        .and_then(|w| parse_window(path, "windows.post", w, problems));
-    let freeze = windows
-        .freeze
-        .as_ref()
-        .and_then(|w| parse_window(path, "windows.freeze", w, problems));
-    let template = raw.cache.map(|c| c.namespace);
     let thresholds = parse_thresholds(path, raw.thresholds.as_ref(), problems);
-    let expected = raw.expected_pins.unwrap_or_default();
-
+    let common = Common {
+        path,
+        template: raw.cache.map(|c| c.namespace),
+        expected: raw.expected_pins.unwrap_or_default(),
+    };
     let plan = match mode {
         Mode::Rollback => {
-            if raw.flip_at.is_none() {
-                problems.push(problem(
-                    path,
-                    "flip_at",
-                    "no `flip_at`",
-                    "the time of the rollback pointer flip",
-                    "add flip_at = \"2026-11-27T10:15:00Z\" (or set mode = \"canary\")",
-                ));
-            }
-            if windows.baseline.is_none() {
-                problems.push(problem(
-                    path,
-                    "windows.baseline",
-                    "no baseline window",
-                    "[windows] baseline = [start, end) before the bad rollout",
-                    "pick a quiet stretch of known-good traffic, e.g. 30 minutes before the rollout",
-                ));
-            }
             if raw.canary.is_some() {
                 problems.push(problem(
                     path,
@@ -508,94 +525,30 @@ fn build(path: &Path, raw: RawIncident, problems: &mut Vec<Problem>) -> Option<I
                     "set mode = \"canary\" or remove [canary]",
                 ));
             }
-            if let (Some(b), Some(p)) = (baseline, post) {
-                if b.start < p.end && p.start < b.end {
-                    problems.push(problem(
-                        path,
-                        "windows",
-                        "overlapping baseline and post windows",
-                        "disjoint windows",
-                        "the baseline is before the bad rollout, the post window after the flip",
-                    ));
-                }
-            }
-            let pins = parse_pin_set(
-                path,
-                "expected_pins",
-                &expected,
-                template.as_deref(),
-                problems,
-            );
-            if pins.pins.is_empty() && problems.is_empty() {
-                problems.push(no_pins(path));
-            }
-            let (Some(flip_at), Some(baseline)) = (flip_at, baseline) else {
-                return None;
-            };
-            Plan::Rollback(Rollback {
-                flip_at,
-                baseline,
-                post: post.unwrap_or(Window {
-                    start: flip_at.saturating_add(DEFAULT_POST_DELAY),
-                    end: Micros::MAX,
-                }),
-                post_is_default: post.is_none(),
-                freeze,
-                pins: [pins],
-            })
+            rollback_plan(&common, raw.flip_at.as_ref(), raw.windows, problems)
         }
         Mode::Canary => {
-            let Some(c) = raw.canary else {
+            if raw.flip_at.is_some() {
                 problems.push(problem(
                     path,
-                    "canary",
-                    "no [canary] table",
-                    "[canary] with baseline_arm and canary_arm",
-                    "add [canary] baseline_arm = \"stable\" canary_arm = \"canary\"",
+                    "flip_at",
+                    "a `flip_at` in a canary audit",
+                    "no flip: a canary compares two arms side by side",
+                    "remove `flip_at`, or leave `mode` out for a rollback audit",
                 ));
-                return None;
-            };
-            let window = c
-                .window
-                .as_ref()
-                .and_then(|w| parse_window(path, "canary.window", w, problems));
-            if c.baseline_arm == c.canary_arm {
+            }
+            if raw.windows.is_some() {
                 problems.push(problem(
                     path,
-                    "canary.canary_arm",
-                    format!("the same arm as the baseline (`{}`)", c.canary_arm),
-                    "two different values of the `arm` column",
-                    "name the stable arm and the canary arm",
+                    "windows",
+                    "a [windows] table in a canary audit",
+                    "the canary's window in [canary] window = [start, end)",
+                    "move the window to [canary], or leave `mode` out for a rollback audit",
                 ));
             }
-            let sets = [&c.baseline_arm, &c.canary_arm].map(|arm| {
-                let key = format!("expected_pins.{arm}");
-                let table = match expected.get(arm.as_str()) {
-                    Some(toml::Value::Table(t)) => t.clone(),
-                    _ => {
-                        problems.push(problem(
-                            path,
-                            &key,
-                            "no table",
-                            "a table of the arm's expected pins",
-                            &format!("add [expected_pins.{arm}] with e.g. prompt_ver = \"p-6\""),
-                        ));
-                        toml::Table::new()
-                    }
-                };
-                parse_pin_set(path, &key, &table, template.as_deref(), problems)
-            });
-            if sets.iter().all(|s| s.pins.is_empty()) && problems.is_empty() {
-                problems.push(no_pins(path));
-            }
-            Plan::Canary(Canary {
-                baseline_arm: c.baseline_arm,
-                canary_arm: c.canary_arm,
-                window,
-                pins: sets,
-            })
+            canary_plan(&common, raw.canary, problems)
         }
-    };
+    }?;
     Some(Incident {
         path: path.to_path_buf(),
         id: raw.id,
@@ -605,6 +558,171 @@ fn build(path: &Path, raw: RawIncident, problems: &mut Vec<Problem>) -> Option<I
         thresholds,
         plan,
     })
+}
+
+/// What both modes read from the incident file.
+struct Common<'a> {
+    path: &'a Path,
+    template: Option<String>,
+    expected: toml::Table,
+}
+
+fn rollback_plan(
+    c: &Common<'_>,
+    flip_at: Option<&toml::Value>,
+    windows: Option<RawWindows>,
+    problems: &mut Vec<Problem>,
+) -> Option<Plan> {
+    let path = c.path;
+    let flip = flip_at.and_then(|v| parse_time(path, "flip_at", v, problems));
+    if flip_at.is_none() {
+        problems.push(problem(
+            path,
+            "flip_at",
+            "no `flip_at`",
+            "the time of the rollback pointer flip",
+            "add flip_at = \"2026-11-27T10:15:00Z\" (or set mode = \"canary\")",
+        ));
+    }
+    let windows = windows.unwrap_or(RawWindows {
+        baseline: None,
+        post: None,
+        freeze: None,
+    });
+    let window = |key: &str, w: &Option<Vec<toml::Value>>, problems: &mut Vec<Problem>| {
+        w.as_ref()
+            .and_then(|w| parse_window(path, &format!("windows.{key}"), w, problems))
+    };
+    let baseline = window("baseline", &windows.baseline, problems);
+    let post = window("post", &windows.post, problems);
+    let freeze = window("freeze", &windows.freeze, problems);
+    if windows.baseline.is_none() {
+        problems.push(problem(
+            path,
+            "windows.baseline",
+            "no baseline window",
+            "[windows] baseline = [start, end) before the bad rollout",
+            "pick a quiet stretch of known-good traffic, e.g. 30 minutes before the rollout",
+        ));
+    }
+    if let (Some(b), Some(p)) = (baseline, post) {
+        if b.start < p.end && p.start < b.end {
+            problems.push(problem(
+                path,
+                "windows",
+                "overlapping baseline and post windows",
+                "disjoint windows",
+                "the baseline is before the bad rollout, the post window after the flip",
+            ));
+        }
+    }
+    if let Some(flip) = flip {
+        if let Some(b) = baseline.filter(|b| b.end > flip) {
+            problems.push(problem(
+                path,
+                "windows.baseline",
+                format!(
+                    "a baseline ending at {} after the flip at {}",
+                    format_seconds(b.end),
+                    format_seconds(flip)
+                ),
+                "a baseline that ends at or before `flip_at`",
+                "the baseline is known-good traffic from before the bad rollout; are the windows swapped?",
+            ));
+        }
+        if let Some(p) = post.filter(|p| p.start < flip) {
+            problems.push(problem(
+                path,
+                "windows.post",
+                format!(
+                    "a post window starting at {} before the flip at {}",
+                    format_seconds(p.start),
+                    format_seconds(flip)
+                ),
+                "a post window that starts at or after `flip_at`",
+                "the post window is traffic after the rollback; leave it out for the default (flip + 10 min to the end of data)",
+            ));
+        }
+    }
+    let pins = parse_pin_set(
+        path,
+        "expected_pins",
+        &c.expected,
+        c.template.as_deref(),
+        problems,
+    );
+    if pins.pins.is_empty() && problems.is_empty() {
+        problems.push(no_pins(path));
+    }
+    let (flip_at, baseline) = (flip?, baseline?);
+    Some(Plan::Rollback(Rollback {
+        flip_at,
+        baseline,
+        post: post.unwrap_or(Window {
+            start: flip_at.saturating_add(DEFAULT_POST_DELAY),
+            end: Micros::MAX,
+        }),
+        post_is_default: post.is_none(),
+        freeze,
+        pins: [pins],
+    }))
+}
+
+fn canary_plan(
+    c: &Common<'_>,
+    canary: Option<RawCanary>,
+    problems: &mut Vec<Problem>,
+) -> Option<Plan> {
+    let path = c.path;
+    let Some(canary) = canary else {
+        problems.push(problem(
+            path,
+            "canary",
+            "no [canary] table",
+            "[canary] with baseline_arm and canary_arm",
+            "add [canary] baseline_arm = \"stable\" canary_arm = \"canary\"",
+        ));
+        return None;
+    };
+    let window = canary
+        .window
+        .as_ref()
+        .and_then(|w| parse_window(path, "canary.window", w, problems));
+    if canary.baseline_arm == canary.canary_arm {
+        problems.push(problem(
+            path,
+            "canary.canary_arm",
+            format!("the same arm as the baseline (`{}`)", canary.canary_arm),
+            "two different values of the `arm` column",
+            "name the stable arm and the canary arm",
+        ));
+    }
+    let sets = [&canary.baseline_arm, &canary.canary_arm].map(|arm| {
+        let key = format!("expected_pins.{arm}");
+        let table = match c.expected.get(arm.as_str()) {
+            Some(toml::Value::Table(t)) => t.clone(),
+            _ => {
+                problems.push(problem(
+                    path,
+                    &key,
+                    "no table",
+                    "a table of the arm's expected pins",
+                    &format!("add [expected_pins.{arm}] with e.g. prompt_ver = \"p-6\""),
+                ));
+                toml::Table::new()
+            }
+        };
+        parse_pin_set(path, &key, &table, c.template.as_deref(), problems)
+    });
+    if sets.iter().all(|s| s.pins.is_empty()) && problems.is_empty() {
+        problems.push(no_pins(path));
+    }
+    Some(Plan::Canary(Canary {
+        baseline_arm: canary.baseline_arm,
+        canary_arm: canary.canary_arm,
+        window,
+        pins: sets,
+    }))
 }
 
 fn no_pins(path: &Path) -> Problem {

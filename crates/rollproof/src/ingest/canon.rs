@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, BooleanBuilder, Float64Array, Float64Builder, Int64Array,
-    Int64Builder, RecordBatch, StringArray,
+    Array, ArrayRef, BooleanArray, BooleanBuilder, Float64Array, Int64Array, Int64Builder,
+    RecordBatch, StringArray,
 };
 use arrow::compute::{cast, filter};
 use arrow::datatypes::{DataType, TimeUnit};
@@ -153,6 +153,35 @@ fn as_plain_strings(arr: &dyn Array) -> StringArray {
         .clone()
 }
 
+/// The one string parser of ingest: every value of a string column through `parse`. A missing
+/// value (null, empty or blank) is null; a value `parse` rejects is an input error naming its row.
+fn parse_strings<T>(
+    arr: &dyn Array,
+    label: &Label<'_>,
+    origin: &Origin<'_>,
+    expected: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<Option<T>>, Problem> {
+    let strings = as_plain_strings(arr);
+    let mut out = Vec::with_capacity(strings.len());
+    for i in 0..strings.len() {
+        let s = if strings.is_null(i) {
+            ""
+        } else {
+            strings.value(i).trim()
+        };
+        if s.is_empty() {
+            out.push(None);
+            continue;
+        }
+        match parse(s) {
+            Some(v) => out.push(Some(v)),
+            None => return Err(value_problem(label, i, s, expected, origin)),
+        }
+    }
+    Ok(out)
+}
+
 fn is_string_like(dt: &DataType) -> bool {
     match dt {
         DataType::Dictionary(_, v) => is_string_type(v),
@@ -217,29 +246,18 @@ fn convert_column(
                 Ok(Arc::new(b.finish()))
             }
             dt if is_string_like(dt) => {
-                let strings = as_plain_strings(arr.as_ref());
-                let mut b = BooleanBuilder::with_capacity(strings.len());
-                for i in 0..strings.len() {
-                    if strings.is_null(i) || strings.value(i).trim().is_empty() {
-                        b.append_null();
-                        continue;
-                    }
-                    let s = strings.value(i).trim();
-                    match s.to_ascii_lowercase().as_str() {
-                        "true" | "t" | "1" | "yes" => b.append_value(true),
-                        "false" | "f" | "0" | "no" => b.append_value(false),
-                        _ => {
-                            return Err(value_problem(
-                                &label,
-                                i,
-                                s,
-                                "a boolean (`true` or `false`)",
-                                origin,
-                            ))
-                        }
-                    }
-                }
-                Ok(Arc::new(b.finish()))
+                let values = parse_strings(
+                    arr.as_ref(),
+                    &label,
+                    origin,
+                    "a boolean (`true` or `false`)",
+                    |s| match s.to_ascii_lowercase().as_str() {
+                        "true" | "t" | "1" | "yes" => Some(true),
+                        "false" | "f" | "0" | "no" => Some(false),
+                        _ => None,
+                    },
+                )?;
+                Ok(Arc::new(BooleanArray::from(values)))
             }
             _ => Err(type_problem(col, source_name, dt, origin)),
         },
@@ -274,20 +292,10 @@ fn convert_column(
                 Ok(Arc::new(b.finish()))
             }
             dt if is_string_like(dt) => {
-                let strings = as_plain_strings(arr.as_ref());
-                let mut b = Int64Builder::with_capacity(strings.len());
-                for i in 0..strings.len() {
-                    if strings.is_null(i) || strings.value(i).trim().is_empty() {
-                        b.append_null();
-                        continue;
-                    }
-                    let s = strings.value(i).trim();
-                    match s.parse::<i64>() {
-                        Ok(v) => b.append_value(v),
-                        Err(_) => return Err(value_problem(&label, i, s, "an integer", origin)),
-                    }
-                }
-                Ok(Arc::new(b.finish()))
+                let values = parse_strings(arr.as_ref(), &label, origin, "an integer", |s| {
+                    s.parse().ok()
+                })?;
+                Ok(Arc::new(Int64Array::from(values)))
             }
             _ => Err(type_problem(col, source_name, dt, origin)),
         },
@@ -311,22 +319,13 @@ fn convert_column(
                         .expect("Float64")
                         .clone()
                 }
-                dt if is_string_like(dt) => {
-                    let strings = as_plain_strings(arr.as_ref());
-                    let mut b = Float64Builder::with_capacity(strings.len());
-                    for i in 0..strings.len() {
-                        if strings.is_null(i) || strings.value(i).trim().is_empty() {
-                            b.append_null();
-                            continue;
-                        }
-                        let s = strings.value(i).trim();
-                        match s.parse::<f64>() {
-                            Ok(v) => b.append_value(v),
-                            Err(_) => return Err(value_problem(&label, i, s, "a number", origin)),
-                        }
-                    }
-                    b.finish()
-                }
+                dt if is_string_like(dt) => Float64Array::from(parse_strings(
+                    arr.as_ref(),
+                    &label,
+                    origin,
+                    "a number",
+                    |s| s.parse().ok(),
+                )?),
                 _ => return Err(type_problem(col, source_name, dt, origin)),
             };
             if let Some(i) =
@@ -372,37 +371,21 @@ fn to_time(arr: &dyn Array, origin: &Origin<'_>, source_name: &str) -> Result<In
             let raw = raw.as_any().downcast_ref::<Int64Array>().expect("Int64");
             Ok(raw.unary(|v| v.saturating_mul(MICROS_PER_MILLI)))
         }
-        dt if is_string_like(dt) => {
-            let strings = as_plain_strings(arr);
-            let mut b = Int64Builder::with_capacity(strings.len());
-            for i in 0..strings.len() {
-                if strings.is_null(i) || strings.value(i).trim().is_empty() {
-                    b.append_null();
-                    continue;
-                }
-                let s = strings.value(i).trim();
-                let parsed = if s.bytes().all(|c| c.is_ascii_digit()) {
+        dt if is_string_like(dt) => Ok(Int64Array::from(parse_strings(
+            arr,
+            &label,
+            origin,
+            "an RFC 3339 time with a zone (e.g. `2026-11-27T10:15:00Z`) or integer epoch milliseconds",
+            |s| {
+                if s.bytes().all(|c| c.is_ascii_digit()) {
                     s.parse::<i64>()
                         .ok()
                         .map(|ms| ms.saturating_mul(MICROS_PER_MILLI))
                 } else {
                     parse_rfc3339(s)
-                };
-                match parsed {
-                    Some(t) => b.append_value(t),
-                    None => {
-                        return Err(value_problem(
-                            &label,
-                            i,
-                            s,
-                            "an RFC 3339 time with a zone (e.g. `2026-11-27T10:15:00Z`) or integer epoch milliseconds",
-                            origin,
-                        ))
-                    }
                 }
-            }
-            Ok(b.finish())
-        }
+            },
+        )?)),
         DataType::Null => Ok(Int64Array::new_null(arr.len())),
         dt => Err(Problem::new(format!("type {dt}"), Kind::Time.describe())
             .file(origin.file)

@@ -1,0 +1,82 @@
+//! Parquet: the unit of work is a row group; the footer is read once, when the file is planned.
+
+use std::sync::Arc;
+
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
+use parquet::arrow::ProjectionMask;
+
+use super::source::{FileRef, Layout, Sink, Source};
+use super::BATCH_ROWS;
+use crate::error::Problem;
+
+pub(crate) struct Parquet;
+pub(crate) static PARQUET: Parquet = Parquet;
+
+impl Source for Parquet {
+    fn name(&self) -> &'static str {
+        "parquet"
+    }
+
+    fn sniff(&self, head: &[u8]) -> bool {
+        head.starts_with(b"PAR1")
+    }
+
+    fn binary(&self) -> bool {
+        true
+    }
+
+    fn hint(&self) -> &'static str {
+        "the file may be truncated or not Parquet; re-export it"
+    }
+
+    fn inspect(&self, file: &FileRef<'_>) -> Result<Layout, Problem> {
+        let f = file.location.open()?;
+        let meta = ArrowReaderMetadata::load(&f, ArrowReaderOptions::new())
+            .map_err(|e| file.problem(e))?;
+        Ok(Layout {
+            columns: meta
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect(),
+            row_groups: meta
+                .metadata()
+                .row_groups()
+                .iter()
+                .map(|rg| rg.num_rows().max(0) as u64)
+                .collect(),
+            detail: Some(Arc::new(meta)),
+        })
+    }
+
+    fn read(
+        &self,
+        file: &FileRef<'_>,
+        layout: &Layout,
+        row_group: Option<usize>,
+        wanted: &[&str],
+        sink: &mut Sink<'_>,
+    ) -> Result<(), Problem> {
+        let meta = layout
+            .detail
+            .as_ref()
+            .and_then(|d| d.downcast_ref::<ArrowReaderMetadata>())
+            .expect("inspect keeps the Parquet footer")
+            .clone();
+        let projection = super::projection(&layout.columns, wanted);
+        let builder =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(file.location.open()?, meta);
+        let mask = ProjectionMask::roots(builder.parquet_schema(), projection);
+        let mut builder = builder.with_projection(mask).with_batch_size(BATCH_ROWS);
+        if let Some(rg) = row_group {
+            builder = builder.with_row_groups(vec![rg]);
+        }
+        for batch in builder.build().map_err(|e| file.problem(e))? {
+            sink(batch.map_err(|e| file.problem(e))?)?;
+        }
+        Ok(())
+    }
+}
