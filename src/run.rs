@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::Context;
-use rollproof::{ExitStatus, Format, Incident, Report, Table};
+use rollproof::{ExitStatus, Format, Report, Table};
 
 use crate::cli;
 use crate::settings::{AuditSettings, Settings, UsageError};
@@ -63,7 +63,6 @@ fn explain(check: Option<&str>) -> anyhow::Result<ExitStatus> {
 }
 
 fn audit(settings: &AuditSettings) -> anyhow::Result<ExitStatus> {
-    let incident = Incident::load(&settings.incident)?;
     let pool = rayon_pool(settings.threads)?;
     let show_progress = settings.progress && std::io::stderr().is_terminal();
     let bar: std::sync::Mutex<Option<(Table, indicatif::ProgressBar)>> =
@@ -98,7 +97,9 @@ fn audit(settings: &AuditSettings) -> anyhow::Result<ExitStatus> {
     let options = rollproof::AuditOptions {
         series: settings.html.is_some() || settings.format == Format::Html,
     };
-    let report = pool.install(|| rollproof::audit(&incident, &settings.inputs, options, &progress));
+    let report = pool.install(|| {
+        rollproof::audit_path(&settings.incident, &settings.inputs, options, &progress)
+    });
     if let Some((_, pb)) = bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
         pb.finish_and_clear();
     }

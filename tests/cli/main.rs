@@ -8,6 +8,7 @@ mod fixtures;
 mod formats;
 mod malformed;
 mod properties;
+mod real_logs;
 mod receipts;
 mod reports;
 mod snapshots;

@@ -293,8 +293,12 @@ fn every_row_is_accounted_for() {
     let used = rows["requests_used"].as_u64().unwrap();
     let outside = rows["requests_outside"].as_u64().unwrap();
     let rejected = rows["requests_rejected"].as_u64().unwrap();
-    assert_eq!((read, used, outside, rejected), (602, 600, 1, 1));
-    assert_eq!(read, used + outside + rejected);
+    let dropped = rows["requests_dropped"].as_u64().unwrap();
+    assert_eq!(
+        (read, used, outside, rejected, dropped),
+        (602, 600, 1, 1, 0)
+    );
+    assert_eq!(read, used + outside + rejected + dropped);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use crate::columns::{Col, Table};
 use crate::engine::pass::{self, Progress};
 use crate::engine::{AnyKernel, Stage, States};
 use crate::error::{InputError, Problem};
-use crate::incident::Incident;
+use crate::incident::{Incident, InputPaths};
 use crate::ingest::{self, InputSpec, Mapping, Resolved, TablePlan, UnitCounts};
 use crate::plan::{Columns, Ctx, Mode};
 use crate::report::{InputReport, Report, ReportInputs, RowAccounting};
@@ -77,12 +77,14 @@ pub fn audit(
             compression: file.compression.map(|c| c.name()),
             rows: counts.rows_read,
             rows_rejected: counts.rejected_no_ts,
+            rows_dropped: counts.dropped,
             sha256,
         })
         .collect();
     let accounting = RowAccounting {
         requests_read: totals.requests.rows,
         requests_rejected: totals.requests.rejected,
+        requests_dropped: totals.requests.dropped,
         requests_used: rows.rows - rows.outside,
         requests_audited: rows.audited,
         requests_baseline: rows.side_rows[0],
@@ -91,6 +93,7 @@ pub fn audit(
         requests_other_arm: rows.other_arm,
         receipts_read: totals.receipts.map_or(0, |r| r.rows),
         receipts_rejected: totals.receipts.map_or(0, |r| r.rejected),
+        receipts_dropped: totals.receipts.map_or(0, |r| r.dropped),
     };
     let timeline = states
         .try_get::<checks::series::SeriesKernel>()
@@ -108,13 +111,45 @@ pub fn audit(
     ))
 }
 
+/// Runs the audit of the incident file at `path`. When the incident has problems, the inputs it
+/// names are still resolved and read, so that every problem of the incident, the mapping and the
+/// inputs is reported in one run.
+pub fn audit_path(
+    path: &Path,
+    overrides: &InputOverrides,
+    options: AuditOptions,
+    progress: Progress<'_>,
+) -> Result<Report, InputError> {
+    let (incident, inputs, mut problems) = Incident::load_lenient(path);
+    if let (Some(incident), true) = (&incident, problems.is_empty()) {
+        return audit(incident, overrides, options, progress);
+    }
+    if let Some(inputs) = inputs {
+        let mode = incident.as_ref().map(|i| i.plan.mode());
+        let tables = plan_tables(path, &inputs, overrides, mode, &mut problems);
+        problems.extend(validate_values(&tables));
+    }
+    Err(InputError { problems })
+}
+
 /// Resolves and plans the inputs, and builds the context every kernel and check reads.
 pub(crate) fn prepare(
     incident: &Incident,
     overrides: &InputOverrides,
     series: bool,
 ) -> Result<(Ctx, Tables), InputError> {
-    let tables = plan_tables(incident, overrides)?;
+    let mut problems = Vec::new();
+    let tables = plan_tables(
+        &incident.path,
+        &incident.inputs,
+        overrides,
+        Some(incident.plan.mode()),
+        &mut problems,
+    );
+    if !problems.is_empty() {
+        problems.extend(validate_values(&tables));
+        return Err(InputError { problems });
+    }
     let ctx = Ctx {
         plan: incident.plan.clone(),
         thresholds: incident.thresholds.clone(),
@@ -126,6 +161,28 @@ pub(crate) fn prepare(
         series,
     };
     Ok((ctx, tables))
+}
+
+/// Reads every column of every planned file, for the value problems alone: run when the audit
+/// cannot go on, so that those are reported with the others.
+fn validate_values(tables: &Tables) -> Vec<Problem> {
+    let units: Vec<(&TablePlan, ingest::Unit)> = tables
+        .all()
+        .flat_map(|t| t.units().into_iter().map(move |u| (t, u)))
+        .collect();
+    let mut problems: Vec<Problem> = units
+        .par_iter()
+        .flat_map_iter(|(table, unit)| {
+            let wanted: Vec<Col> = table.present.iter().copied().collect();
+            match table.read_unit(*unit, &wanted, |_| {}) {
+                Ok(_) => Vec::new(),
+                Err(e) => e.problems,
+            }
+        })
+        .collect();
+    problems.sort_by(|a, b| (&a.file, &a.location).cmp(&(&b.file, &b.location)));
+    problems.dedup();
+    problems
 }
 
 /// The planned tables of a run.
@@ -156,19 +213,22 @@ struct FileCounts {
     receipts: Vec<UnitCounts>,
 }
 
-/// Resolves the inputs and reads their schemas: which files, which columns. Every problem of the
-/// incident's inputs, the mapping and the files is reported together.
-fn plan_tables(incident: &Incident, overrides: &InputOverrides) -> Result<Tables, InputError> {
-    let mut problems = Vec::new();
+/// Resolves the inputs and reads their schemas: which files, which columns. Problems are
+/// collected, not returned: the files that could be planned are kept, so that their values can
+/// still be checked.
+fn plan_tables(
+    incident_path: &Path,
+    inputs: &InputPaths,
+    overrides: &InputOverrides,
+    mode: Option<Mode>,
+    problems: &mut Vec<Problem>,
+) -> Tables {
     let (request_files, receipt_files, mapping) =
-        resolve_inputs(incident, overrides, &mut problems);
-    if !problems.is_empty() {
-        return Err(InputError { problems });
-    }
-    let requests = ingest::plan(Table::Requests, request_files, &mapping, &mut problems);
+        resolve_inputs(incident_path, inputs, overrides, problems);
+    let requests = ingest::plan(Table::Requests, request_files, &mapping, problems);
     let receipts = (!receipt_files.is_empty())
-        .then(|| ingest::plan(Table::Receipts, receipt_files, &mapping, &mut problems));
-    if incident.plan.mode() == Mode::Canary
+        .then(|| ingest::plan(Table::Receipts, receipt_files, &mapping, problems));
+    if mode == Some(Mode::Canary)
         && !requests.present.contains(&Col::Arm)
         && !requests.files.is_empty()
     {
@@ -178,19 +238,16 @@ fn plan_tables(incident: &Incident, overrides: &InputOverrides) -> Result<Tables
                 .hint("canary mode compares arms; map the column in the mapping file, e.g. [requests] arm = \"deployment\""),
         );
     }
-    if !problems.is_empty() {
-        return Err(InputError { problems });
-    }
-    Ok(Tables { requests, receipts })
+    Tables { requests, receipts }
 }
 
 fn resolve_inputs(
-    incident: &Incident,
+    incident_path: &Path,
+    inputs: &InputPaths,
     overrides: &InputOverrides,
     problems: &mut Vec<Problem>,
 ) -> (Vec<Resolved>, Vec<Resolved>, Mapping) {
-    let base = incident
-        .path
+    let base = incident_path
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
@@ -209,31 +266,32 @@ fn resolve_inputs(
             (specs, cwd.clone())
         }
     };
-    let (requests, requests_base) = pick(&overrides.requests, &incident.inputs.requests);
-    let (receipts, receipts_base) = pick(&overrides.receipts, &incident.inputs.receipts);
+    let (requests, requests_base) = pick(&overrides.requests, &inputs.requests);
+    let (receipts, receipts_base) = pick(&overrides.receipts, &inputs.receipts);
     if requests.is_empty() {
         problems.push(
             Problem::new(
                 "no requests input",
                 "[inputs] requests = \"…\" or `--requests PATH`",
             )
-            .file(&incident.path)
+            .file(incident_path)
             .column("inputs.requests")
             .hint("name the request log files (globs allowed) in the incident file"),
         );
     }
     let request_files = ingest::resolve(Table::Requests, &requests, &requests_base, problems);
     let receipt_files = ingest::resolve(Table::Receipts, &receipts, &receipts_base, problems);
-    let mapping_path = match (&overrides.mapping, &incident.inputs.mapping) {
+    let mapping_path = match (&overrides.mapping, &inputs.mapping) {
         (Some(p), _) => Some(p.clone()),
         (None, Some(p)) => Some(base.join(p)),
         (None, None) => None,
     };
     let mapping = match mapping_path {
-        Some(p) => Mapping::load(&p).unwrap_or_else(|e| {
-            problems.extend(e.problems);
-            Mapping::default()
-        }),
+        Some(p) => {
+            let (mapping, found) = Mapping::load_lenient(&p);
+            problems.extend(found);
+            mapping
+        }
         None => Mapping::default(),
     };
     (request_files, receipt_files, mapping)
@@ -354,6 +412,7 @@ fn totals(plan: &TablePlan, counts: &[UnitCounts]) -> TableTotals {
         files: plan.files.len() as u64,
         rows: counts.iter().map(|c| c.rows_read).sum(),
         rejected: counts.iter().map(|c| c.rejected_no_ts).sum(),
+        dropped: counts.iter().map(|c| c.dropped).sum(),
     }
 }
 

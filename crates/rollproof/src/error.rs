@@ -120,3 +120,98 @@ impl fmt::Display for InputError {
         Ok(())
     }
 }
+
+/// A value from the input as a message shows it: at most `max` characters, with `…` when cut.
+pub(crate) fn shown(value: &str, max: usize) -> String {
+    let mut shown: String = value.chars().take(max).collect();
+    if shown.len() < value.len() {
+        shown.push('…');
+    }
+    shown
+}
+
+/// An I/O error as a short reason, without the OS error number.
+pub(crate) fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => {
+            let s = e.to_string();
+            match s.find(" (os error") {
+                Some(i) => s[..i].to_string(),
+                None => s,
+            }
+        }
+    }
+}
+
+/// What a path is, when it is not a regular file.
+pub(crate) fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a folder"
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
+}
+
+/// The candidate closest to `name`, for a "did you mean" hint: case, `_`, `-`, `.` and spaces
+/// are ignored (`PromptVer` is `prompt_ver`), then the edit distance must be small.
+pub(crate) fn closest<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    fn norm(s: &str) -> Vec<char> {
+        s.chars()
+            .filter(|c| !matches!(c, '_' | '-' | '.' | ' '))
+            .flat_map(char::to_lowercase)
+            .collect()
+    }
+    fn distance(a: &[char], b: &[char]) -> usize {
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.iter().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + (ca != cb) as usize).min(row[j] + 1).min(cur + 1);
+                prev = cur;
+            }
+        }
+        row[b.len()]
+    }
+    let target = norm(name);
+    if target.is_empty() || target.len() > 200 {
+        return None;
+    }
+    candidates
+        .into_iter()
+        .map(|c| (distance(&target, &norm(c)), c))
+        .filter(|(d, c)| *d <= (norm(c).len() / 3).max(1))
+        .min_by_key(|(d, c)| (*d, *c))
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::closest;
+
+    #[test]
+    fn did_you_mean() {
+        let pins = ["build_id", "prompt_ver", "index_hash"];
+        assert_eq!(closest("PromptVer", pins), Some("prompt_ver"));
+        assert_eq!(closest("prompt-version", pins), None);
+        assert_eq!(closest("indexhash", pins), Some("index_hash"));
+        assert_eq!(closest("flip_time", ["flip_at", "id", "title"]), None);
+        assert_eq!(closest("flipat", ["flip_at", "id"]), Some("flip_at"));
+        assert_eq!(closest("bulid_id", pins), Some("build_id"));
+        assert_eq!(closest("zzz", pins), None);
+    }
+}

@@ -215,20 +215,39 @@ const THRESHOLD_KEYS: &[&str] = &[
 impl Incident {
     /// Reads and validates an incident file; every problem found is reported together.
     pub fn load(path: &Path) -> Result<Incident, InputError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Problem::new(
-                format!("an unreadable file ({e})"),
-                "a readable incident TOML file",
-            )
-            .file(path)
-            .hint("check the path; it is the first argument of `rollproof audit`")
-        })?;
+        let text = read_small_text(path, MAX_BYTES, "a readable incident TOML file")
+            .map_err(|p| p.hint("check the path; it is the first argument of `rollproof audit`"))?;
         Incident::parse(path, &text)
     }
 
     /// Validates an incident file's text; `path` is where its relative inputs are resolved from.
     pub fn parse(path: &Path, text: &str) -> Result<Incident, InputError> {
-        let raw: RawIncident = toml::from_str(text).map_err(|e| {
+        match Incident::parse_lenient(path, text) {
+            (Some(incident), _, problems) if problems.is_empty() => Ok(incident),
+            (_, _, problems) => Err(InputError { problems }),
+        }
+    }
+
+    /// Reads an incident file, also when it has problems: the inputs it names (when its TOML
+    /// parses), so that the problems of the inputs can be reported with the incident's.
+    pub(crate) fn load_lenient(
+        path: &Path,
+    ) -> (Option<Incident>, Option<InputPaths>, Vec<Problem>) {
+        match read_small_text(path, MAX_BYTES, "a readable incident TOML file") {
+            Ok(text) => Incident::parse_lenient(path, &text),
+            Err(p) => (
+                None,
+                None,
+                vec![p.hint("check the path; it is the first argument of `rollproof audit`")],
+            ),
+        }
+    }
+
+    fn parse_lenient(
+        path: &Path,
+        text: &str,
+    ) -> (Option<Incident>, Option<InputPaths>, Vec<Problem>) {
+        let raw: Result<RawIncident, Problem> = toml::from_str(text).map_err(|e| {
             let message = e.message().to_string();
             let mut problem = Problem::new(
                 format!("invalid incident TOML ({message})"),
@@ -237,17 +256,25 @@ impl Incident {
             .file(path)
             .hint("see `fixtures/demo/incident.toml` for a complete example");
             if let Some(span) = e.span() {
-                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                problem = problem.location(format!("line {line}"));
+                problem = problem.location(line_of(text, span.start));
+            }
+            if let Some(hint) = unknown_field_hint(&message) {
+                problem = problem.hint(hint);
             }
             problem
-        })?;
+        });
+        let raw = match raw {
+            Ok(raw) => raw,
+            Err(p) => return (None, None, vec![p]),
+        };
         let mut problems = Vec::new();
-        let incident = build(path, raw, &mut problems);
-        match incident {
-            Some(incident) if problems.is_empty() => Ok(incident),
-            _ => Err(InputError { problems }),
+        let (incident, inputs) = build(path, raw, &mut problems);
+        for p in problems.iter_mut().filter(|p| p.location.is_none()) {
+            if let Some(line) = p.column.as_deref().and_then(|key| line_of_key(text, key)) {
+                p.location = Some(line);
+            }
         }
+        (incident, Some(inputs), problems)
     }
 
     pub fn id(&self) -> &str {
@@ -261,6 +288,99 @@ impl Incident {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Incident and mapping files are a few lines; anything larger is a wrong path.
+const MAX_BYTES: u64 = 1 << 20;
+
+/// Reads a small text file (an incident, a mapping): a regular file under `max` bytes, in UTF-8.
+/// A FIFO, a device or a folder is refused before it is opened for reading, so that `/dev/zero`
+/// cannot grow memory and a FIFO cannot block.
+pub(crate) fn read_small_text(path: &Path, max: u64, expected: &str) -> Result<String, Problem> {
+    use std::io::Read;
+    let unreadable = |found: String| Problem::new(found, expected).file(path);
+    let meta = std::fs::metadata(path).map_err(|e| {
+        unreadable(format!(
+            "an unreadable file ({})",
+            crate::error::io_reason(&e)
+        ))
+    })?;
+    if !meta.is_file() {
+        return Err(unreadable(format!(
+            "{}, not a regular file",
+            crate::error::file_kind(&meta)
+        )));
+    }
+    if meta.len() > max {
+        return Err(unreadable(format!(
+            "a file of {} bytes (the limit is {max})",
+            meta.len()
+        )));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(max + 1).read_to_string(&mut text))
+        .map_err(|e| {
+            unreadable(format!(
+                "an unreadable file ({})",
+                crate::error::io_reason(&e)
+            ))
+        })?;
+    if text.len() as u64 > max {
+        return Err(unreadable(format!("a file over {max} bytes")));
+    }
+    Ok(text)
+}
+
+/// `line N` of a byte offset in `text`.
+pub(crate) fn line_of(text: &str, offset: usize) -> String {
+    let line = text[..offset.min(text.len())].matches('\n').count() + 1;
+    format!("line {line}")
+}
+
+/// The line of a dotted key (`windows.baseline`, `thresholds.min_requests`) in a TOML text: the
+/// `key =` line inside its `[table]`, or the `[table]` header itself.
+fn line_of_key(text: &str, key: &str) -> Option<String> {
+    let (table, leaf) = match key.rsplit_once('.') {
+        Some((t, l)) => (t, l),
+        None => ("", key),
+    };
+    let mut current = String::new();
+    let mut header_line = None;
+    for (n, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if let Some(name) = trimmed.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+            current = name.trim().trim_matches('"').to_string();
+            if current == key {
+                header_line = Some(n + 1);
+            }
+            continue;
+        }
+        let Some((k, _)) = trimmed.split_once('=') else {
+            continue;
+        };
+        let k = k.trim().trim_matches('"');
+        if current == table && k == leaf || current.is_empty() && table.is_empty() && k == key {
+            return Some(format!("line {}", n + 1));
+        }
+    }
+    header_line.map(|n| format!("line {n}"))
+}
+
+/// A "did you mean" for serde's "unknown field `x`, expected one of `a`, `b`".
+fn unknown_field_hint(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (field, rest) = rest.split_once('`')?;
+    let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    let close = crate::error::closest(field, expected.iter().copied())?;
+    Some(format!(
+        "did you mean `{close}`? valid keys here are {}",
+        expected
+            .iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
 }
 
 fn problem(
@@ -479,7 +599,11 @@ fn parse_thresholds(
     t
 }
 
-fn build(path: &Path, raw: RawIncident, problems: &mut Vec<Problem>) -> Option<Incident> {
+fn build(
+    path: &Path,
+    raw: RawIncident,
+    problems: &mut Vec<Problem>,
+) -> (Option<Incident>, InputPaths) {
     let mode = match raw.mode.as_deref() {
         None | Some("rollback") => Mode::Rollback,
         Some("canary") => Mode::Canary,
@@ -491,7 +615,7 @@ fn build(path: &Path, raw: RawIncident, problems: &mut Vec<Problem>) -> Option<I
                 "`rollback` or `canary`",
                 "leave `mode` out for a rollback audit",
             ));
-            return None;
+            return (None, InputPaths::default());
         }
     };
     let inputs = match raw.inputs {
@@ -548,16 +672,17 @@ fn build(path: &Path, raw: RawIncident, problems: &mut Vec<Problem>) -> Option<I
             }
             canary_plan(&common, raw.canary, problems)
         }
-    }?;
-    Some(Incident {
+    };
+    let incident = plan.map(|plan| Incident {
         path: path.to_path_buf(),
         id: raw.id,
         title: raw.title,
         root_cause_url: raw.root_cause_url.filter(|u| !u.trim().is_empty()),
-        inputs,
+        inputs: inputs.clone(),
         thresholds,
         plan,
-    })
+    });
+    (incident, inputs)
 }
 
 /// What both modes read from the incident file.

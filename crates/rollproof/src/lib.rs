@@ -29,7 +29,7 @@ mod report;
 mod stats;
 mod time;
 
-pub use audit::{audit, AuditOptions, InputOverrides};
+pub use audit::{audit, audit_path, AuditOptions, InputOverrides};
 pub use checks::{find as check_info, infos as check_infos, CheckInfo, ExitStatus, Metric, Status};
 pub use columns::Table;
 pub use error::{InputError, Problem};

@@ -5,15 +5,20 @@ use chrono::{DateTime, SecondsFormat, Utc};
 /// Microseconds since the Unix epoch, UTC.
 pub(crate) type Micros = i64;
 
-pub(crate) const MICROS_PER_MILLI: i64 = 1_000;
 pub(crate) const MICROS_PER_SECOND: i64 = 1_000_000;
 pub(crate) const MICROS_PER_MINUTE: i64 = 60 * MICROS_PER_SECOND;
+
+/// Instants are accepted within ±10,000 years of 1970 (10,000 Gregorian years of 31,556,952 s):
+/// far beyond any log, and far enough inside i64 microseconds that durations between two
+/// accepted instants never overflow.
+pub(crate) const TIME_LIMIT: Micros = 10_000 * 31_556_952 * MICROS_PER_SECOND;
 
 /// Parses an RFC 3339 time with a zone (`Z` or an offset).
 pub(crate) fn parse_rfc3339(text: &str) -> Option<Micros> {
     DateTime::parse_from_rfc3339(text.trim())
         .ok()
         .map(|t| t.with_timezone(&Utc).timestamp_micros())
+        .filter(|t| t.abs() <= TIME_LIMIT)
 }
 
 /// RFC 3339 UTC with millisecond precision, e.g. `2026-11-27T10:15:00.000Z`.

@@ -74,6 +74,10 @@ fn finish(f: &Finish<'_>) -> CheckResult {
             "rows_rejected",
             Metric::Count(requests.rejected + receipts.map_or(0, |r| r.rejected)),
         )
+        .metric(
+            "rows_dropped_by_mapping",
+            Metric::Count(requests.dropped + receipts.map_or(0, |r| r.dropped)),
+        )
         .metric("root_cause_url", Metric::Text(ctx.root_cause_url.clone()))
         .metric("receipts_given", Metric::Flag(receipts.is_some()))
         .metric("expected_pins", Metric::Texts(expected))

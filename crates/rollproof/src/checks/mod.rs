@@ -84,6 +84,7 @@ pub(crate) struct TableTotals {
     pub(crate) files: u64,
     pub(crate) rows: u64,
     pub(crate) rejected: u64,
+    pub(crate) dropped: u64,
 }
 
 /// The checks of `mode`, in report order.

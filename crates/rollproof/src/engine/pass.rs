@@ -68,7 +68,7 @@ pub(crate) fn run(
             });
             match read {
                 Ok(c) => acc.counts[unit.file].add(&c),
-                Err(p) => acc.problems.push(p),
+                Err(e) => acc.problems.extend(e.problems),
             }
             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
             progress(table.table, n, total);

@@ -7,7 +7,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 
 use super::source::{FileRef, Layout, Sink, Source};
 use super::BATCH_ROWS;
-use crate::error::Problem;
+use crate::error::{InputError, Problem};
 
 pub(crate) struct Csv;
 pub(crate) static CSV: Csv = Csv;
@@ -45,7 +45,7 @@ impl Source for Csv {
         _row_group: Option<usize>,
         wanted: &[&str],
         sink: &mut Sink<'_>,
-    ) -> Result<(), Problem> {
+    ) -> Result<(), InputError> {
         let schema = Arc::new(Schema::new(
             layout
                 .columns

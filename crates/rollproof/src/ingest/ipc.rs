@@ -5,7 +5,7 @@ use std::io::BufReader;
 use arrow::ipc::reader::{FileReader, StreamReader};
 
 use super::source::{FileRef, Layout, Sink, Source};
-use crate::error::Problem;
+use crate::error::{InputError, Problem};
 
 const HINT: &str = "the file may be truncated or not Arrow IPC; re-export it";
 
@@ -57,7 +57,7 @@ impl Source for ArrowFile {
         _row_group: Option<usize>,
         wanted: &[&str],
         sink: &mut Sink<'_>,
-    ) -> Result<(), Problem> {
+    ) -> Result<(), InputError> {
         let projection = super::projection(&layout.columns, wanted);
         let reader = FileReader::try_new(BufReader::new(file.location.open()?), Some(projection))
             .map_err(|e| file.problem(e))?;
@@ -107,7 +107,7 @@ impl Source for ArrowStream {
         _row_group: Option<usize>,
         wanted: &[&str],
         sink: &mut Sink<'_>,
-    ) -> Result<(), Problem> {
+    ) -> Result<(), InputError> {
         let projection = super::projection(&layout.columns, wanted);
         let reader = StreamReader::try_new(BufReader::new(file.location.open()?), Some(projection))
             .map_err(|e| file.problem(e))?;

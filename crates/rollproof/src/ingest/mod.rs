@@ -24,7 +24,7 @@ use arrow::array::RecordBatch;
 use sha2::{Digest, Sha256};
 
 use crate::columns::{CanonBatch, Col, Table};
-use crate::error::Problem;
+use crate::error::{InputError, Problem};
 use canon::{convert, Origin};
 use location::Location;
 pub use mapping::Mapping;
@@ -96,12 +96,15 @@ pub(crate) struct Unit {
 pub(crate) struct UnitCounts {
     pub(crate) rows_read: u64,
     pub(crate) rejected_no_ts: u64,
+    /// Rows left out by the mapping's `drop_if_missing`.
+    pub(crate) dropped: u64,
 }
 
 impl UnitCounts {
     pub(crate) fn add(&mut self, other: &UnitCounts) {
         self.rows_read += other.rows_read;
         self.rejected_no_ts += other.rejected_no_ts;
+        self.dropped += other.dropped;
     }
 }
 
@@ -282,6 +285,8 @@ pub(crate) fn plan(
                         .column(ts_source)
                         .hint("map the timestamp column in the mapping file, e.g. [requests] ts = \"timestamp\""),
                     );
+                    // Without `ts` the file cannot be read; its problem is reported.
+                    continue;
                 }
                 for col in Col::of_table(table) {
                     if file.columns().iter().any(|c| c == plan.mapping.source(col)) {
@@ -375,7 +380,7 @@ impl TablePlan {
         unit: Unit,
         wanted: &[Col],
         mut each: impl FnMut(&CanonBatch),
-    ) -> Result<UnitCounts, Problem> {
+    ) -> Result<UnitCounts, InputError> {
         let file = &self.files[unit.file];
         let ts = ts_of(self.table);
         let mut columns: Vec<Col> = vec![ts];
@@ -385,10 +390,11 @@ impl TablePlan {
                 .copied()
                 .filter(|c| *c != ts && self.present.contains(c)),
         );
-        let sources: Vec<&str> = columns.iter().map(|c| self.mapping.source(*c)).collect();
+        let mut sources: Vec<&str> = columns.iter().map(|c| self.mapping.source(*c)).collect();
+        sources.extend(self.mapping.drop_if_missing.iter().map(String::as_str));
         let mut counts = UnitCounts::default();
         let mut row_offset = unit.row_offset;
-        let mut on_batch = |batch: RecordBatch| -> Result<(), Problem> {
+        let mut on_batch = |batch: RecordBatch| -> Result<(), InputError> {
             let origin = Origin {
                 file: file.location.shown_path(),
                 row_offset,
@@ -396,6 +402,7 @@ impl TablePlan {
             let converted = convert(&batch, &columns, &self.mapping, &origin)?;
             counts.rows_read += batch.num_rows() as u64;
             counts.rejected_no_ts += converted.rejected_no_ts;
+            counts.dropped += converted.dropped;
             row_offset += batch.num_rows() as u64;
             if !converted.batch.is_empty() {
                 each(&converted.batch);

@@ -8,7 +8,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 
 use super::source::{FileRef, Layout, Sink, Source};
 use super::BATCH_ROWS;
-use crate::error::Problem;
+use crate::error::{InputError, Problem};
 
 pub(crate) struct Ndjson;
 pub(crate) static NDJSON: Ndjson = Ndjson;
@@ -50,7 +50,7 @@ impl Source for Ndjson {
         _row_group: Option<usize>,
         wanted: &[&str],
         sink: &mut Sink<'_>,
-    ) -> Result<(), Problem> {
+    ) -> Result<(), InputError> {
         let schema = Arc::new(Schema::new(
             wanted
                 .iter()

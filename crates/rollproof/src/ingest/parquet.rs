@@ -9,7 +9,7 @@ use parquet::arrow::ProjectionMask;
 
 use super::source::{FileRef, Layout, Sink, Source};
 use super::BATCH_ROWS;
-use crate::error::Problem;
+use crate::error::{InputError, Problem};
 
 pub(crate) struct Parquet;
 pub(crate) static PARQUET: Parquet = Parquet;
@@ -59,7 +59,7 @@ impl Source for Parquet {
         row_group: Option<usize>,
         wanted: &[&str],
         sink: &mut Sink<'_>,
-    ) -> Result<(), Problem> {
+    ) -> Result<(), InputError> {
         let meta = layout
             .detail
             .as_ref()

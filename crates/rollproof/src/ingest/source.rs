@@ -13,7 +13,7 @@ use arrow::array::RecordBatch;
 
 use super::location::Location;
 use super::Compression;
-use crate::error::Problem;
+use crate::error::{InputError, Problem};
 
 /// Every source, in the order detection tries them (the most specific first; CSV last, as the
 /// fallback for text).
@@ -75,7 +75,7 @@ impl FileRef<'_> {
 }
 
 /// Streams record batches to the caller; an error ends the read.
-pub(crate) type Sink<'a> = dyn FnMut(RecordBatch) -> Result<(), Problem> + 'a;
+pub(crate) type Sink<'a> = dyn FnMut(RecordBatch) -> Result<(), InputError> + 'a;
 
 pub(crate) trait Source: Sync {
     /// The format's name in reports and in `format = "…"`.
@@ -103,7 +103,7 @@ pub(crate) trait Source: Sync {
         row_group: Option<usize>,
         wanted: &[&str],
         sink: &mut Sink<'_>,
-    ) -> Result<(), Problem>;
+    ) -> Result<(), InputError>;
 }
 
 impl std::fmt::Debug for dyn Source {

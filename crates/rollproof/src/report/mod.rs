@@ -157,14 +157,18 @@ pub struct InputReport {
     pub compression: Option<&'static str>,
     pub rows: u64,
     pub rows_rejected: u64,
+    /// Rows the mapping's `drop_if_missing` left out.
+    pub rows_dropped: u64,
     pub sha256: String,
 }
 
-/// Where every request row went: read = audited or windowed + outside + rejected.
+/// Where every request row went: read = used + outside + rejected + dropped.
 #[derive(Debug, Clone, Serialize)]
 pub struct RowAccounting {
     pub requests_read: u64,
     pub requests_rejected: u64,
+    /// Left out by the mapping's `drop_if_missing` (e.g. requests the proxy answered itself).
+    pub requests_dropped: u64,
     /// Requests some check used: audited (after the flip / an arm in the window) or in a window.
     pub requests_used: u64,
     pub requests_audited: u64,
@@ -174,6 +178,7 @@ pub struct RowAccounting {
     pub requests_other_arm: u64,
     pub receipts_read: u64,
     pub receipts_rejected: u64,
+    pub receipts_dropped: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
