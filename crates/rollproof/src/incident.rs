@@ -332,6 +332,15 @@ pub(crate) fn read_small_text(path: &Path, max: u64, expected: &str) -> Result<S
     Ok(text)
 }
 
+/// "valid X are …", led by a "did you mean" when one of them is close to `name`.
+fn did_you_mean(name: &str, valid: &[&str], what: &str) -> String {
+    let list = format!("valid {what} are {}", valid.join(", "));
+    match crate::error::closest(name, valid.iter().copied()) {
+        Some(close) => format!("did you mean `{close}`? {list}"),
+        None => list,
+    }
+}
+
 /// `line N` of a byte offset in `text`.
 pub(crate) fn line_of(text: &str, offset: usize) -> String {
     let line = text[..offset.min(text.len())].matches('\n').count() + 1;
@@ -479,7 +488,7 @@ fn parse_pin_set(
                 &full_key,
                 format!("an unknown pin `{name}`"),
                 "one of the pins",
-                &format!("valid pins are {}", valid.join(", ")),
+                &did_you_mean(name, &valid, "pins"),
             ));
             continue;
         };
@@ -555,7 +564,7 @@ fn parse_thresholds(
                 &key,
                 format!("an unknown threshold `{name}`"),
                 "a known threshold",
-                &format!("valid thresholds are {}", THRESHOLD_KEYS.join(", ")),
+                &did_you_mean(name, THRESHOLD_KEYS, "thresholds"),
             ));
             continue;
         }
