@@ -36,6 +36,7 @@ pub fn run(settings: Settings) -> anyhow::Result<ExitStatus> {
 fn explain(check: Option<&str>) -> anyhow::Result<ExitStatus> {
     let mut out = String::new();
     match check {
+        Some("otlp") => out.push_str(&rollproof::otlp_preset_mapping()),
         Some(id) => match rollproof::check_info(id) {
             Some(info) => out.push_str(&info.explain()),
             None => {
@@ -55,7 +56,7 @@ fn explain(check: Option<&str>) -> anyhow::Result<ExitStatus> {
                     modes.join(", ")
                 ));
             }
-            out.push_str("\n`rollproof explain CHECK` prints one check's documentation.\n");
+            out.push_str("\n`rollproof explain CHECK` prints one check's documentation; `rollproof explain otlp`\nprints the OpenTelemetry preset as a mapping file.\n");
         }
     }
     write_stdout(&out)?;

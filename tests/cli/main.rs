@@ -10,6 +10,7 @@ mod malformed;
 mod properties;
 mod real_logs;
 mod receipts;
+mod recipes;
 mod reports;
 mod snapshots;
 mod util;

@@ -37,6 +37,11 @@ pub use incident::Incident;
 pub use plan::Mode;
 pub use report::{render, CheckReport, Format, Report, SCHEMA_VERSION};
 
+/// The OpenTelemetry preset as a mapping file to start from (`rollproof explain otlp`).
+pub fn otlp_preset_mapping() -> String {
+    ingest::otlp::preset_mapping_file()
+}
+
 /// What the fuzz targets need besides the API: not part of it.
 #[doc(hidden)]
 pub mod fuzzing {

@@ -120,6 +120,15 @@ impl TableMapping {
         self.explicit.contains_key(&col)
     }
 
+    /// Maps `col` to `column`, when the user's mapping does not name it (a preset).
+    pub(crate) fn default_source(&mut self, col: Col, column: &str, unit: Option<Unit>) {
+        self.explicit.entry(col).or_insert_with(|| Source {
+            column: column.to_string(),
+            unit,
+            pick: None,
+        });
+    }
+
     /// Whether `value` (trimmed) means missing: empty, or one of the mapping's null tokens.
     #[inline]
     pub(crate) fn is_null_token(&self, value: &str) -> bool {

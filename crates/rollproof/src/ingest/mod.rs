@@ -13,6 +13,7 @@ mod ipc;
 pub(crate) mod location;
 pub mod mapping;
 mod ndjson;
+pub(crate) mod otlp;
 mod parquet;
 pub(crate) mod source;
 
@@ -52,6 +53,8 @@ impl Compression {
 /// One input file, after planning.
 pub(crate) struct SourceFile {
     pub(crate) table: Table,
+    /// Which OTLP spans are requests (from the mapping).
+    pub(crate) spans: mapping::SpanSelection,
     pub(crate) location: Location,
     /// The path as shown in reports: relative to the incident folder when it is inside it.
     pub(crate) display: String,
@@ -71,6 +74,7 @@ impl SourceFile {
             location: &self.location,
             compression: self.compression,
             source: self.source,
+            spans: self.spans,
         }
     }
 }
@@ -228,7 +232,11 @@ fn projection(columns: &[String], wanted: &[&str]) -> Vec<usize> {
 }
 
 /// Detects a file's format and reads its columns and units, without reading its data.
-fn inspect(table: Table, input: Resolved) -> Result<SourceFile, Problem> {
+fn inspect(
+    table: Table,
+    input: Resolved,
+    spans: mapping::SpanSelection,
+) -> Result<SourceFile, Problem> {
     let location = Location::Local(input.path);
     let display = input.display;
     let detected = detect::detect(&location, input.source)?;
@@ -236,10 +244,12 @@ fn inspect(table: Table, input: Resolved) -> Result<SourceFile, Problem> {
         location: &location,
         compression: detected.compression,
         source: detected.source,
+        spans,
     };
     let layout = detected.source.inspect(&file)?;
     Ok(SourceFile {
         table,
+        spans,
         location,
         display,
         source: detected.source,
@@ -261,7 +271,7 @@ pub(crate) fn plan(
         use rayon::prelude::*;
         files
             .into_par_iter()
-            .map(|input| inspect(table, input))
+            .map(|input| inspect(table, input, mapping.spans))
             .collect()
     };
     let mut plan = TablePlan {
@@ -270,6 +280,16 @@ pub(crate) fn plan(
         present: BTreeSet::new(),
         mapping: table_mapping,
     };
+    // OpenTelemetry files get the semantic-convention preset, under what the mapping names.
+    let otlp_columns: BTreeSet<&str> = inspected
+        .iter()
+        .flatten()
+        .filter(|f| f.source.name() == otlp::OTLP.name())
+        .flat_map(|f| f.columns().iter().map(String::as_str))
+        .collect();
+    if !otlp_columns.is_empty() {
+        otlp::apply_preset(table, &mut plan.mapping, &otlp_columns);
+    }
     for file in inspected {
         match file {
             Err(p) => problems.push(p),

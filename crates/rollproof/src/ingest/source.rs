@@ -12,6 +12,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 
 use super::location::Location;
+use super::mapping::SpanSelection;
 use super::Compression;
 use crate::error::{InputError, Problem};
 
@@ -21,6 +22,7 @@ pub(crate) static SOURCES: &[&dyn Source] = &[
     &super::parquet::PARQUET,
     &super::ipc::ARROW_FILE,
     &super::ipc::ARROW_STREAM,
+    &super::otlp::OTLP,
     &super::ndjson::NDJSON,
     &super::csv::CSV,
 ];
@@ -54,6 +56,8 @@ pub(crate) struct FileRef<'a> {
     pub(crate) location: &'a Location,
     pub(crate) compression: Option<Compression>,
     pub(crate) source: &'static dyn Source,
+    /// Which OTLP spans are requests.
+    pub(crate) spans: SpanSelection,
 }
 
 impl FileRef<'_> {

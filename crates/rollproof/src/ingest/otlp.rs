@@ -1,0 +1,798 @@
+//! OpenTelemetry files (OTLP/JSON): one `ExportTraceServiceRequest` or `ExportLogsServiceRequest`
+//! JSON object a line, as the Collector's file exporter writes them (hex ids, integer enums) and
+//! as protobuf's `MessageToJson` writes them (base64 ids, enum names; camelCase or the proto
+//! field names). Streamed a line at a time: a large span file is never held as JSON in memory.
+//!
+//! Traces: each span of the selected kind (SERVER by default, see `[otlp] spans`) is a row;
+//! logs: each log record. Columns are every resource and span/record attribute under its dotted
+//! name (the span's or record's own attribute wins over the resource's), plus the fields below;
+//! every value is text except `ts` (a nanosecond timestamp), `duration_ms` and `status.code`.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::BufRead;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringBuilder, TimestampNanosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use base64::Engine;
+use serde::Deserialize;
+
+use super::mapping::{SpanSelection, TableMapping, Unit};
+use super::source::{FileRef, Layout, Sink, Source};
+use super::BATCH_ROWS;
+use crate::columns::{Col, Table};
+use crate::error::{InputError, Problem};
+
+pub(crate) struct Otlp;
+pub(crate) static OTLP: Otlp = Otlp;
+
+/// Columns every span row has, besides its attributes.
+const SPAN_FIELDS: [&str; 6] = [
+    "ts",
+    "trace_id",
+    "span_id",
+    "name",
+    "duration_ms",
+    "status.code",
+];
+/// Columns every log-record row has, besides its attributes.
+const LOG_FIELDS: [&str; 5] = ["ts", "trace_id", "span_id", "body", "severity_text"];
+
+/// The OpenTelemetry preset: canonical column ← the semantic-convention attributes, in order of
+/// preference (the first one a file has is taken). The user's mapping wins.
+pub(crate) const PRESET: &[(Col, &[&str], Option<Unit>)] = &[
+    (Col::RequestId, &["trace_id"], None),
+    (Col::LatencyMs, &["duration_ms"], None),
+    (
+        Col::Status,
+        &["http.response.status_code", "http.status_code"],
+        None,
+    ),
+    (Col::Region, &["cloud.region"], None),
+    (Col::UserId, &["enduser.id", "user.id"], None),
+    (
+        Col::GitSha,
+        &["vcs.ref.head.revision", "vcs.repository.ref.revision"],
+        None,
+    ),
+    (Col::BuildId, &["service.version"], None),
+    (
+        Col::ModelVer,
+        &["gen_ai.response.model", "gen_ai.request.model"],
+        None,
+    ),
+];
+
+/// The preset of the receipts: a log record written inside a request's trace carries its id.
+const RECEIPTS_PRESET: &[(Col, &[&str], Option<Unit>)] = &[(Col::RRequestId, &["trace_id"], None)];
+
+/// Applies the preset to a table whose files include OTLP: every canonical column the mapping
+/// does not name maps to the first of its attributes that a file has.
+pub(crate) fn apply_preset(table: Table, mapping: &mut TableMapping, columns: &BTreeSet<&str>) {
+    let preset = match table {
+        Table::Requests => PRESET,
+        Table::Receipts => RECEIPTS_PRESET,
+    };
+    for (col, candidates, unit) in preset {
+        if let Some(found) = candidates.iter().find(|c| columns.contains(**c)) {
+            mapping.default_source(*col, found, *unit);
+        }
+    }
+}
+
+/// The preset as a mapping file to start from (`rollproof explain otlp`).
+pub(crate) fn preset_mapping_file() -> String {
+    let mut out = String::from(
+        "# The OpenTelemetry preset: how rollproof reads OTLP/JSON files (traces → requests,\n\
+         # logs → receipts or requests) when the mapping does not say otherwise. Copy it to a\n\
+         # mapping file to change an entry; the other pins come from your own attributes.\n\
+         #\n\
+         # Columns of a span row: every resource and span attribute under its dotted name, and\n\
+         # ts (start time), trace_id, span_id (lower-case hex), name, duration_ms, status.code\n\
+         # (0 unset, 1 ok, 2 error). A log-record row: resource and record attributes, ts\n\
+         # (timeUnixNano, else observedTimeUnixNano), trace_id, span_id, body, severity_text.\n\n\
+         [otlp]\n\
+         spans = \"server\"   # which spans are requests: \"server\" (kind SERVER), \"root\" or \"all\"\n\n\
+         [requests]\n",
+    );
+    for (col, candidates, _) in PRESET {
+        let line = format!("{} = \"{}\"", col.name(), candidates[0]);
+        if candidates.len() > 1 {
+            out.push_str(&format!(
+                "{line:<40} # else {}\n",
+                candidates[1..].join(", else ")
+            ));
+        } else {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out.push_str(
+        "# prompt_ver = \"app.prompt.version\"     # your attributes for the other pins\n\
+         # index_hash = \"app.index.hash\"\n\n\
+         [receipts]\n\
+         request_id = \"trace_id\"                 # a receipt logged inside the request's trace\n\
+         # idempotency_key = \"app.idempotency_key\"\n",
+    );
+    out
+}
+
+impl Source for Otlp {
+    fn name(&self) -> &'static str {
+        "otlp"
+    }
+
+    fn aliases(&self) -> &'static [&'static str] {
+        &["otlp-json"]
+    }
+
+    fn sniff(&self, head: &[u8]) -> bool {
+        let start = head
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(head.len());
+        let rest = &head[start..];
+        let Some(rest) = rest.strip_prefix(b"{") else {
+            return false;
+        };
+        let key = rest
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .map_or(&rest[rest.len()..], |i| &rest[i..]);
+        [
+            &b"\"resourceSpans\""[..],
+            b"\"resourceLogs\"",
+            b"\"resource_spans\"",
+            b"\"resource_logs\"",
+        ]
+        .iter()
+        .any(|k| key.starts_with(k))
+    }
+
+    fn hint(&self) -> &'static str {
+        "every line must be one OTLP/JSON export request (as the Collector's file exporter writes)"
+    }
+
+    /// Reads the whole file once for the names of the columns (attributes may appear late).
+    fn inspect(&self, file: &FileRef<'_>) -> Result<Layout, Problem> {
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        let mut kinds = BTreeSet::new();
+        for_each_line(file, &mut |_, request: Request<'_>| {
+            kinds.insert(!request.resource_logs.is_empty());
+            let mut add = |attributes: &[KeyValue<'_>]| {
+                for kv in attributes {
+                    if !names.contains(kv.key.as_ref()) {
+                        names.insert(kv.key.to_string());
+                    }
+                }
+            };
+            for rl in &request.resource_logs {
+                add(rl.resource.as_ref().map_or(&[], |r| &r.attributes));
+                for sl in rl.scope_logs.iter().chain(&rl.instrumentation_library_logs) {
+                    sl.log_records.iter().for_each(|r| add(&r.attributes));
+                }
+            }
+            for rs in &request.resource_spans {
+                let mut any = false;
+                for ss in rs
+                    .scope_spans
+                    .iter()
+                    .chain(&rs.instrumentation_library_spans)
+                {
+                    for span in ss.spans.iter().filter(|s| selected(s, file.spans)) {
+                        add(&span.attributes);
+                        any = true;
+                    }
+                }
+                if any {
+                    add(rs.resource.as_ref().map_or(&[], |r| &r.attributes));
+                }
+            }
+            Ok::<(), Problem>(())
+        })?;
+        let mut columns: Vec<String> = match kinds.iter().next() {
+            Some(true) => LOG_FIELDS.iter().map(|s| s.to_string()).collect(),
+            _ => SPAN_FIELDS.iter().map(|s| s.to_string()).collect(),
+        };
+        if kinds.len() > 1 {
+            return Err(file.problem("both traces and logs in one file"));
+        }
+        let fixed: BTreeSet<String> = columns.iter().cloned().collect();
+        columns.extend(names.into_iter().filter(|n| !fixed.contains(n)));
+        Ok(Layout {
+            columns,
+            row_groups: Vec::new(),
+            detail: None,
+        })
+    }
+
+    fn read(
+        &self,
+        file: &FileRef<'_>,
+        _layout: &Layout,
+        _row_group: Option<usize>,
+        wanted: &[&str],
+        sink: &mut Sink<'_>,
+    ) -> Result<(), InputError> {
+        let mut batch = BatchBuilder::new(wanted);
+        for_each_line(file, &mut |_, request: Request<'_>| {
+            for row in rows_of(request, file.spans, wanted) {
+                batch.push(row);
+                if batch.len() >= BATCH_ROWS {
+                    sink(batch.finish())?;
+                }
+            }
+            Ok::<(), InputError>(())
+        })?;
+        if batch.len() > 0 {
+            sink(batch.finish())?;
+        }
+        Ok(())
+    }
+}
+
+/// Calls `each` with every line's export request, streaming the file.
+fn for_each_line<E: From<Problem>>(
+    file: &FileRef<'_>,
+    each: &mut dyn FnMut(u64, Request<'_>) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut reader = file.open_text()?;
+    let mut line = String::new();
+    let mut n = 0u64;
+    loop {
+        line.clear();
+        let read = reader.read_line(&mut line).map_err(|e| {
+            file.problem(format!("line {}: {}", n + 1, crate::error::io_reason(&e)))
+        })?;
+        if read == 0 {
+            return Ok(());
+        }
+        n += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let request: Request<'_> = serde_json::from_str(&line).map_err(|e| {
+            file.problem(format!("line {n}: {e}"))
+                .location(format!("line {n}"))
+        })?;
+        each(n, request)?;
+    }
+}
+
+/// One row: the fixed fields and the attributes (resource attributes first, so that the span's
+/// own, pushed later, win).
+struct Row<'a> {
+    ts: Option<i64>,
+    trace_id: Option<String>,
+    span_id: Option<String>,
+    name: Option<Cow<'a, str>>,
+    duration_ms: Option<f64>,
+    status_code: Option<i64>,
+    body: Option<String>,
+    severity_text: Option<Cow<'a, str>>,
+    attributes: Vec<(Cow<'a, str>, String)>,
+}
+
+/// Whether a span is a request, as `[otlp] spans` says.
+fn selected(span: &Span<'_>, spans: SpanSelection) -> bool {
+    match spans {
+        SpanSelection::All => true,
+        SpanSelection::Root => span.parent_span_id.as_deref().is_none_or(str::is_empty),
+        SpanSelection::Server => span.kind.as_ref().is_some_and(SpanKind::is_server),
+    }
+}
+
+/// The rows of one export request; only the `wanted` attributes are kept.
+fn rows_of<'a>(request: Request<'a>, spans: SpanSelection, wanted: &[&str]) -> Vec<Row<'a>> {
+    let keep = |k: &str| wanted.contains(&k);
+    let attributes = |resource: &[KeyValue<'a>], own: Vec<KeyValue<'a>>| {
+        let mut out: Vec<(Cow<'a, str>, String)> = Vec::new();
+        for kv in resource.iter().cloned().chain(own) {
+            if !keep(&kv.key) {
+                continue;
+            }
+            let value = kv.value.map(|v| v.to_text()).unwrap_or_default();
+            match out.iter_mut().find(|(k, _)| *k == kv.key) {
+                Some(slot) => slot.1 = value,
+                None => out.push((kv.key, value)),
+            }
+        }
+        out
+    };
+    let mut rows = Vec::new();
+    if !request.resource_logs.is_empty() {
+        for rl in request.resource_logs {
+            let resource = rl.resource.map(|r| r.attributes).unwrap_or_default();
+            for sl in rl
+                .scope_logs
+                .into_iter()
+                .chain(rl.instrumentation_library_logs)
+            {
+                for record in sl.log_records {
+                    let ts = record
+                        .time_unix_nano
+                        .and_then(|t| t.value())
+                        .filter(|t| *t != 0)
+                        .or_else(|| record.observed_time_unix_nano.and_then(|t| t.value()));
+                    rows.push(Row {
+                        ts,
+                        trace_id: id_hex(record.trace_id.as_deref(), 16),
+                        span_id: id_hex(record.span_id.as_deref(), 8),
+                        name: None,
+                        duration_ms: None,
+                        status_code: None,
+                        body: record.body.map(|b| b.to_text()),
+                        severity_text: record.severity_text,
+                        attributes: attributes(&resource, record.attributes),
+                    });
+                }
+            }
+        }
+        return rows;
+    }
+    for rs in request.resource_spans {
+        let resource = rs.resource.map(|r| r.attributes).unwrap_or_default();
+        for ss in rs
+            .scope_spans
+            .into_iter()
+            .chain(rs.instrumentation_library_spans)
+        {
+            for span in ss.spans {
+                if !selected(&span, spans) {
+                    continue;
+                }
+                let start = span.start_time_unix_nano.and_then(|t| t.value());
+                let end = span.end_time_unix_nano.and_then(|t| t.value());
+                rows.push(Row {
+                    ts: start,
+                    trace_id: id_hex(span.trace_id.as_deref(), 16),
+                    span_id: id_hex(span.span_id.as_deref(), 8),
+                    name: span.name,
+                    duration_ms: match (start, end) {
+                        (Some(s), Some(e)) => Some(e.saturating_sub(s) as f64 / 1e6),
+                        _ => None,
+                    },
+                    status_code: span.status.and_then(|s| s.code).map(|c| c.value()),
+                    body: None,
+                    severity_text: None,
+                    attributes: attributes(&resource, span.attributes),
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// A trace or span id as lower-case hex: the Collector writes hex, `MessageToJson` base64.
+fn id_hex(id: Option<&str>, bytes: usize) -> Option<String> {
+    let id = id.filter(|s| !s.is_empty())?;
+    if id.len() == bytes * 2 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Some(id.to_ascii_lowercase());
+    }
+    match base64::engine::general_purpose::STANDARD.decode(id) {
+        Ok(raw) if raw.len() == bytes => Some(raw.iter().map(|b| format!("{b:02x}")).collect()),
+        // Neither spelling: keep it as written rather than lose it.
+        _ => Some(id.to_string()),
+    }
+}
+
+/// Columns of one record batch, built row by row for the wanted source columns.
+struct BatchBuilder<'w> {
+    wanted: &'w [&'w str],
+    ts: Vec<Option<i64>>,
+    duration: Vec<Option<f64>>,
+    status: Vec<Option<i64>>,
+    text: BTreeMap<&'w str, StringBuilder>,
+    rows: usize,
+}
+
+impl<'w> BatchBuilder<'w> {
+    fn new(wanted: &'w [&'w str]) -> BatchBuilder<'w> {
+        let text = wanted
+            .iter()
+            .filter(|w| !matches!(**w, "ts" | "duration_ms" | "status.code"))
+            .map(|w| (*w, StringBuilder::new()))
+            .collect();
+        BatchBuilder {
+            wanted,
+            ts: Vec::new(),
+            duration: Vec::new(),
+            status: Vec::new(),
+            text,
+            rows: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.rows
+    }
+
+    fn push(&mut self, row: Row<'_>) {
+        self.rows += 1;
+        self.ts.push(row.ts);
+        self.duration.push(row.duration_ms);
+        self.status.push(row.status_code);
+        for (name, builder) in self.text.iter_mut() {
+            let fixed = match *name {
+                "trace_id" => Some(row.trace_id.as_deref()),
+                "span_id" => Some(row.span_id.as_deref()),
+                "name" => Some(row.name.as_deref()),
+                "body" => Some(row.body.as_deref()),
+                "severity_text" => Some(row.severity_text.as_deref()),
+                _ => None,
+            };
+            let value = match fixed {
+                Some(v) => v,
+                None => row
+                    .attributes
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.as_str()),
+            };
+            builder.append_option(value);
+        }
+    }
+
+    fn finish(&mut self) -> RecordBatch {
+        let mut fields = Vec::new();
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        for name in self.wanted {
+            let (field, column): (Field, ArrayRef) = match *name {
+                "ts" => (
+                    Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), true),
+                    Arc::new(TimestampNanosecondArray::from(std::mem::take(&mut self.ts))),
+                ),
+                "duration_ms" => (
+                    Field::new("duration_ms", DataType::Float64, true),
+                    Arc::new(Float64Array::from(std::mem::take(&mut self.duration))),
+                ),
+                "status.code" => (
+                    Field::new("status.code", DataType::Int64, true),
+                    Arc::new(Int64Array::from(std::mem::take(&mut self.status))),
+                ),
+                other => (
+                    Field::new(other, DataType::Utf8, true),
+                    Arc::new(
+                        self.text
+                            .get_mut(other)
+                            .expect("a builder per wanted text column")
+                            .finish(),
+                    ),
+                ),
+            };
+            fields.push(field);
+            columns.push(column);
+        }
+        self.ts.clear();
+        self.duration.clear();
+        self.status.clear();
+        let rows = std::mem::take(&mut self.rows);
+        RecordBatch::try_new_with_options(
+            Arc::new(Schema::new(fields)),
+            columns,
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
+        )
+        .expect("columns of one length")
+    }
+}
+
+// ---- the OTLP/JSON model: only the fields rollproof reads, in both spellings ----
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Request<'a> {
+    #[serde(borrow, alias = "resource_spans", rename = "resourceSpans")]
+    resource_spans: Vec<ResourceSpans<'a>>,
+    #[serde(borrow, alias = "resource_logs", rename = "resourceLogs")]
+    resource_logs: Vec<ResourceLogs<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Resource<'a> {
+    #[serde(borrow)]
+    attributes: Vec<KeyValue<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ResourceSpans<'a> {
+    #[serde(borrow)]
+    resource: Option<Resource<'a>>,
+    #[serde(borrow, alias = "scope_spans", rename = "scopeSpans")]
+    scope_spans: Vec<ScopeSpans<'a>>,
+    #[serde(
+        borrow,
+        alias = "instrumentation_library_spans",
+        rename = "instrumentationLibrarySpans"
+    )]
+    instrumentation_library_spans: Vec<ScopeSpans<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ScopeSpans<'a> {
+    #[serde(borrow)]
+    spans: Vec<Span<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Span<'a> {
+    #[serde(borrow, alias = "trace_id", rename = "traceId")]
+    trace_id: Option<Cow<'a, str>>,
+    #[serde(borrow, alias = "span_id", rename = "spanId")]
+    span_id: Option<Cow<'a, str>>,
+    #[serde(borrow, alias = "parent_span_id", rename = "parentSpanId")]
+    parent_span_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    kind: Option<SpanKind<'a>>,
+    #[serde(borrow, alias = "start_time_unix_nano", rename = "startTimeUnixNano")]
+    start_time_unix_nano: Option<Nanos<'a>>,
+    #[serde(borrow, alias = "end_time_unix_nano", rename = "endTimeUnixNano")]
+    end_time_unix_nano: Option<Nanos<'a>>,
+    #[serde(borrow)]
+    attributes: Vec<KeyValue<'a>>,
+    #[serde(borrow)]
+    status: Option<Status<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Status<'a> {
+    #[serde(borrow)]
+    code: Option<StatusCode<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ResourceLogs<'a> {
+    #[serde(borrow)]
+    resource: Option<Resource<'a>>,
+    #[serde(borrow, alias = "scope_logs", rename = "scopeLogs")]
+    scope_logs: Vec<ScopeLogs<'a>>,
+    #[serde(
+        borrow,
+        alias = "instrumentation_library_logs",
+        rename = "instrumentationLibraryLogs"
+    )]
+    instrumentation_library_logs: Vec<ScopeLogs<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ScopeLogs<'a> {
+    #[serde(borrow, alias = "log_records", rename = "logRecords")]
+    log_records: Vec<LogRecord<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LogRecord<'a> {
+    #[serde(borrow, alias = "time_unix_nano", rename = "timeUnixNano")]
+    time_unix_nano: Option<Nanos<'a>>,
+    #[serde(
+        borrow,
+        alias = "observed_time_unix_nano",
+        rename = "observedTimeUnixNano"
+    )]
+    observed_time_unix_nano: Option<Nanos<'a>>,
+    #[serde(borrow, alias = "severity_text", rename = "severityText")]
+    severity_text: Option<Cow<'a, str>>,
+    body: Option<AnyValue<'a>>,
+    #[serde(borrow)]
+    attributes: Vec<KeyValue<'a>>,
+    #[serde(borrow, alias = "trace_id", rename = "traceId")]
+    trace_id: Option<Cow<'a, str>>,
+    #[serde(borrow, alias = "span_id", rename = "spanId")]
+    span_id: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Clone)]
+struct KeyValue<'a> {
+    #[serde(borrow)]
+    key: Cow<'a, str>,
+    #[serde(default)]
+    value: Option<AnyValue<'a>>,
+}
+
+/// An attribute value; arrays and key-value lists become their JSON text.
+#[derive(Deserialize, Clone, Default)]
+#[serde(default)]
+struct AnyValue<'a> {
+    #[serde(borrow, alias = "string_value", rename = "stringValue")]
+    string_value: Option<Cow<'a, str>>,
+    #[serde(borrow, alias = "int_value", rename = "intValue")]
+    int_value: Option<Nanos<'a>>,
+    #[serde(alias = "double_value", rename = "doubleValue")]
+    double_value: Option<serde_json::Value>,
+    #[serde(alias = "bool_value", rename = "boolValue")]
+    bool_value: Option<bool>,
+    #[serde(borrow, alias = "bytes_value", rename = "bytesValue")]
+    bytes_value: Option<Cow<'a, str>>,
+    #[serde(alias = "array_value", rename = "arrayValue")]
+    array_value: Option<serde_json::Value>,
+    #[serde(alias = "kvlist_value", rename = "kvlistValue")]
+    kvlist_value: Option<serde_json::Value>,
+}
+
+impl AnyValue<'_> {
+    fn to_text(&self) -> String {
+        if let Some(s) = &self.string_value {
+            return s.to_string();
+        }
+        if let Some(i) = &self.int_value {
+            return i.value().map(|v| v.to_string()).unwrap_or_default();
+        }
+        if let Some(d) = &self.double_value {
+            return match d {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+        }
+        if let Some(b) = self.bool_value {
+            return b.to_string();
+        }
+        if let Some(b) = &self.bytes_value {
+            return b.to_string();
+        }
+        if let Some(v) = self.array_value.as_ref().or(self.kvlist_value.as_ref()) {
+            return simplify(v).to_string();
+        }
+        String::new()
+    }
+}
+
+/// An OTLP array or key-value list as plain JSON: `{"values": [{"stringValue": "a"}]}` → `["a"]`,
+/// `{"values": [{"key": "k", "value": …}]}` → `{"k": …}`.
+fn simplify(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    let values = v.get("values").and_then(Value::as_array);
+    match values {
+        Some(items) if items.iter().all(|i| i.get("key").is_some()) && !items.is_empty() => {
+            Value::Object(
+                items
+                    .iter()
+                    .map(|i| {
+                        (
+                            i["key"].as_str().unwrap_or_default().to_string(),
+                            i.get("value").map(simplify_any).unwrap_or(Value::Null),
+                        )
+                    })
+                    .collect(),
+            )
+        }
+        Some(items) => Value::Array(items.iter().map(simplify_any).collect()),
+        None => Value::Array(Vec::new()),
+    }
+}
+
+fn simplify_any(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    let Some(obj) = v.as_object() else {
+        return v.clone();
+    };
+    // An AnyValue has exactly one field, its kind.
+    if let Some((k, inner)) = obj.iter().next() {
+        return match k.as_str() {
+            "stringValue" | "string_value" | "boolValue" | "bool_value" | "doubleValue"
+            | "double_value" | "bytesValue" | "bytes_value" => inner.clone(),
+            "intValue" | "int_value" => match inner {
+                Value::String(s) => s.parse::<i64>().map(Value::from).unwrap_or(inner.clone()),
+                other => other.clone(),
+            },
+            "arrayValue" | "array_value" | "kvlistValue" | "kvlist_value" => simplify(inner),
+            _ => v.clone(),
+        };
+    }
+    Value::Null
+}
+
+/// A 64-bit integer as OTLP/JSON writes it: a JSON string (proto3 JSON) or a number.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum Nanos<'a> {
+    Text(#[serde(borrow)] Cow<'a, str>),
+    Number(i64),
+    Unsigned(u64),
+}
+
+impl Nanos<'_> {
+    fn value(&self) -> Option<i64> {
+        match self {
+            Nanos::Text(s) => s.parse().ok(),
+            Nanos::Number(n) => Some(*n),
+            Nanos::Unsigned(n) => i64::try_from(*n).ok(),
+        }
+    }
+}
+
+/// A span kind: an integer (2 is SERVER) or its enum name.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SpanKind<'a> {
+    Number(i64),
+    Name(#[serde(borrow)] Cow<'a, str>),
+}
+
+impl SpanKind<'_> {
+    fn is_server(&self) -> bool {
+        match self {
+            SpanKind::Number(n) => *n == 2,
+            SpanKind::Name(s) => s == "SPAN_KIND_SERVER" || s == "SERVER",
+        }
+    }
+}
+
+/// A status code: an integer (0 unset, 1 ok, 2 error) or its enum name.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StatusCode<'a> {
+    Number(i64),
+    Name(#[serde(borrow)] Cow<'a, str>),
+}
+
+impl StatusCode<'_> {
+    fn value(&self) -> i64 {
+        match self {
+            StatusCode::Number(n) => *n,
+            StatusCode::Name(s) => match s.as_ref() {
+                "STATUS_CODE_OK" | "OK" => 1,
+                "STATUS_CODE_ERROR" | "ERROR" => 2,
+                _ => 0,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_spellings_of_ids() {
+        assert_eq!(
+            id_hex(Some("5B8EFFF798038103D269B633813FC60C"), 16).as_deref(),
+            Some("5b8efff798038103d269b633813fc60c")
+        );
+        // base64 of the same 16 bytes, as MessageToJson writes it
+        assert_eq!(
+            id_hex(Some("W47/95gDgQPSabYzgT/GDA=="), 16).as_deref(),
+            Some("5b8efff798038103d269b633813fc60c")
+        );
+        assert_eq!(id_hex(Some(""), 16), None);
+    }
+
+    #[test]
+    fn sniffs_both_kinds_and_spellings() {
+        assert!(OTLP.sniff(b"{\"resourceSpans\":[]}"));
+        assert!(OTLP.sniff(b"  { \"resourceLogs\": []}"));
+        assert!(OTLP.sniff(b"{\"resource_spans\":[]}"));
+        assert!(!OTLP.sniff(b"{\"ts\": 1}"));
+    }
+
+    #[test]
+    fn attribute_values_become_text() {
+        let v: AnyValue = serde_json::from_str(r#"{"intValue": "200"}"#).unwrap();
+        assert_eq!(v.to_text(), "200");
+        let v: AnyValue = serde_json::from_str(r#"{"doubleValue": 0.25}"#).unwrap();
+        assert_eq!(v.to_text(), "0.25");
+        let v: AnyValue = serde_json::from_str(r#"{"boolValue": true}"#).unwrap();
+        assert_eq!(v.to_text(), "true");
+        let v: AnyValue = serde_json::from_str(
+            r#"{"arrayValue": {"values": [{"stringValue": "a"}, {"intValue": "2"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(v.to_text(), r#"["a",2]"#);
+        let v: AnyValue = serde_json::from_str(
+            r#"{"kvlistValue": {"values": [{"key": "k", "value": {"boolValue": false}}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(v.to_text(), r#"{"k":false}"#);
+    }
+}
