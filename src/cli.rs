@@ -82,6 +82,10 @@ pub struct AuditArgs {
     /// No progress on stderr
     #[arg(long, short)]
     pub quiet: bool,
+    /// Read every input in object storage whole to record its SHA-256 (Parquet objects are
+    /// otherwise read with ranged requests, and their sha256 is null)
+    #[arg(long)]
+    pub hash_inputs: bool,
 }
 
 #[cfg(test)]

@@ -97,6 +97,7 @@ fn audit(settings: &AuditSettings) -> anyhow::Result<ExitStatus> {
     };
     let options = rollproof::AuditOptions {
         series: settings.html.is_some() || settings.format == Format::Html,
+        hash_inputs: settings.hash_inputs,
     };
     let report = pool.install(|| {
         rollproof::audit_path(&settings.incident, &settings.inputs, options, &progress)

@@ -22,6 +22,8 @@ pub struct AuditSettings {
     pub inputs: InputOverrides,
     pub threads: usize,
     pub progress: bool,
+    /// Read every object in a store whole to hash it.
+    pub hash_inputs: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -84,5 +86,6 @@ fn audit(args: AuditArgs) -> Result<AuditSettings, UsageError> {
         },
         threads,
         progress: !args.quiet,
+        hash_inputs: args.hash_inputs,
     })
 }

@@ -12,5 +12,6 @@ mod real_logs;
 mod receipts;
 mod recipes;
 mod reports;
+mod s3;
 mod snapshots;
 mod util;

@@ -65,3 +65,44 @@ pub fn checks(report: &Value) -> std::collections::BTreeMap<String, Value> {
         .map(|c| (c["id"].as_str().expect("id").to_string(), c.clone()))
         .collect()
 }
+
+/// Copies a Parquet file with one more column, `payload`: `bytes` of text per row, that no check
+/// reads (for tests of what a reader fetches).
+pub fn widen_parquet(from: &Path, to: &Path, bytes: usize) {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::arrow::ArrowWriter;
+
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(from).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut writer = None;
+    for batch in reader {
+        let batch = batch.unwrap();
+        let payload: ArrayRef = Arc::new(StringArray::from_iter_values(
+            (0..batch.num_rows()).map(|i| format!("{i:0>width$}", width = bytes)),
+        ));
+        let mut fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new("payload", DataType::Utf8, false));
+        let mut columns = batch.columns().to_vec();
+        columns.push(payload);
+        let wide = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        writer
+            .get_or_insert_with(|| {
+                ArrowWriter::try_new(std::fs::File::create(to).unwrap(), wide.schema(), None)
+                    .unwrap()
+            })
+            .write(&wide)
+            .unwrap();
+    }
+    writer.unwrap().close().unwrap();
+}

@@ -14,7 +14,7 @@ use crate::error::{InputError, Problem};
 use crate::incident::{Incident, InputPaths};
 use crate::ingest::{self, InputSpec, Mapping, Resolved, TablePlan, UnitCounts};
 use crate::plan::{Columns, Ctx, Mode};
-use crate::report::{InputReport, Report, ReportInputs, RowAccounting};
+use crate::report::{DataInstant, InputReport, Report, ReportInputs, RowAccounting};
 
 /// Input paths given on the command line, replacing the incident's (relative to the current folder).
 #[derive(Debug, Clone, Default)]
@@ -29,6 +29,9 @@ pub struct InputOverrides {
 pub struct AuditOptions {
     /// Build the per-minute series the HTML report draws.
     pub series: bool,
+    /// Read every object in a store whole to hash it (local files are always hashed; objects are
+    /// hashed when they were read whole anyway).
+    pub hash_inputs: bool,
 }
 
 /// Runs the audit. Input problems of all files are reported together.
@@ -43,7 +46,7 @@ pub fn audit(
     let kernels = kernels_of(&ctx);
     let files: Vec<&ingest::SourceFile> = tables.all().flat_map(|t| t.files.iter()).collect();
     let (hashes, run) = rayon::join(
-        || hash_files(&files),
+        || hash_files(&files, options.hash_inputs),
         || run_stages(&ctx, &tables, &kernels, progress, &timings),
     );
     let (states, counts) = run?;
@@ -70,15 +73,26 @@ pub fn audit(
         .iter()
         .zip(counts.requests.iter().chain(&counts.receipts))
         .zip(hashes)
-        .map(|((file, counts), sha256)| InputReport {
-            role: file.table.name(),
-            path: file.display.clone(),
-            format: file.source.name(),
-            compression: file.compression.map(|c| c.name()),
-            rows: counts.rows_read,
-            rows_rejected: counts.rejected_no_ts,
-            rows_dropped: counts.dropped,
-            sha256,
+        .map(|((file, counts), sha256)| {
+            let object = match &file.location {
+                ingest::location::Location::Remote(r) => Some(r.as_ref()),
+                ingest::location::Location::Local(_) => None,
+            };
+            InputReport {
+                role: file.table.name(),
+                path: file.display.clone(),
+                format: file.source.name(),
+                compression: file.compression.map(|c| c.name()),
+                rows: counts.rows_read,
+                rows_rejected: counts.rejected_no_ts,
+                rows_dropped: counts.dropped,
+                sha256,
+                url: object.map(|o| o.url.clone()),
+                size: object.map(|o| o.meta.size),
+                etag: object.and_then(|o| o.meta.e_tag.clone()),
+                last_modified: object.map(|o| DataInstant(o.meta.last_modified.timestamp_micros())),
+                version_id: object.and_then(|o| o.meta.version.clone()),
+            }
         })
         .collect();
     let accounting = RowAccounting {
@@ -385,10 +399,13 @@ fn run_stages(
     Ok((states, counts))
 }
 
-fn hash_files(files: &[&ingest::SourceFile]) -> Result<Vec<String>, InputError> {
-    let hashes: Vec<Result<String, Problem>> = files
+fn hash_files(
+    files: &[&ingest::SourceFile],
+    read_whole: bool,
+) -> Result<Vec<Option<String>>, InputError> {
+    let hashes: Vec<Result<Option<String>, Problem>> = files
         .par_iter()
-        .map(|f| ingest::sha256_file(&f.location))
+        .map(|f| f.location.sha256(read_whole))
         .collect();
     let mut problems = Vec::new();
     let hashes = hashes
@@ -396,7 +413,7 @@ fn hash_files(files: &[&ingest::SourceFile]) -> Result<Vec<String>, InputError> 
         .map(|h| {
             h.unwrap_or_else(|p| {
                 problems.push(p);
-                String::new()
+                None
             })
         })
         .collect();

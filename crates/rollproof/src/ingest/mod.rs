@@ -15,14 +15,13 @@ pub mod mapping;
 mod ndjson;
 pub(crate) mod otlp;
 mod parquet;
+pub(crate) mod remote;
 pub(crate) mod source;
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
-use sha2::{Digest, Sha256};
 
 use crate::columns::{CanonBatch, Col, Table};
 use crate::error::{InputError, Problem};
@@ -129,7 +128,7 @@ impl PartialEq for &'static dyn Source {
 /// An input file found by [`resolve`].
 #[derive(Debug, Clone)]
 pub(crate) struct Resolved {
-    pub(crate) path: PathBuf,
+    pub(crate) location: Location,
     /// The path as shown in reports.
     pub(crate) display: String,
     pub(crate) source: Option<&'static dyn Source>,
@@ -150,8 +149,18 @@ pub(crate) fn resolve(
     };
     for spec in specs {
         let pattern = &spec.pattern;
+        if remote::is_url(pattern) {
+            for object in remote::resolve(pattern, problems) {
+                out.push(Resolved {
+                    display: object.url.clone(),
+                    location: Location::Remote(std::sync::Arc::new(object)),
+                    source: spec.source,
+                });
+            }
+            continue;
+        }
         let found = |path: PathBuf, display: String| Resolved {
-            path,
+            location: Location::Local(path),
             display,
             source: spec.source,
         };
@@ -216,8 +225,8 @@ pub(crate) fn resolve(
             out.push(found(m, shown));
         }
     }
-    out.sort_by(|a, b| (&a.path, &a.display).cmp(&(&b.path, &b.display)));
-    out.dedup_by(|a, b| a.path == b.path);
+    out.sort_by(|a, b| (&a.location, &a.display).cmp(&(&b.location, &b.display)));
+    out.dedup_by(|a, b| a.location == b.location);
     out
 }
 
@@ -237,7 +246,7 @@ fn inspect(
     input: Resolved,
     spans: mapping::SpanSelection,
 ) -> Result<SourceFile, Problem> {
-    let location = Location::Local(input.path);
+    let location = input.location;
     let display = input.display;
     let detected = detect::detect(&location, input.source)?;
     let file = FileRef {
@@ -438,23 +447,4 @@ impl TablePlan {
         )?;
         Ok(counts)
     }
-}
-
-/// SHA-256 of a file's bytes on disk, as lowercase hex.
-pub(crate) fn sha256_file(location: &Location) -> Result<String, Problem> {
-    let mut file = location.open()?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(|e| location.io_problem(&e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }

@@ -1,12 +1,17 @@
 //! Parquet: the unit of work is a row group; the footer is read once, when the file is planned.
+//! An object in a store is read with ranged requests: the footer, then only the projected column
+//! chunks of each row group read.
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
-use parquet::arrow::ProjectionMask;
+use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 
+use super::location::Location;
+use super::remote::block_on;
 use super::source::{FileRef, Layout, Sink, Source};
 use super::BATCH_ROWS;
 use crate::error::{InputError, Problem};
@@ -32,9 +37,16 @@ impl Source for Parquet {
     }
 
     fn inspect(&self, file: &FileRef<'_>) -> Result<Layout, Problem> {
-        let f = file.location.open()?;
-        let meta = ArrowReaderMetadata::load(&f, ArrowReaderOptions::new())
-            .map_err(|e| file.problem(e))?;
+        let meta = match file.location {
+            Location::Remote(r) => block_on(ArrowReaderMetadata::load_async(
+                &mut r.parquet_reader(),
+                ArrowReaderOptions::new(),
+            )),
+            Location::Local(_) => {
+                ArrowReaderMetadata::load(&file.location.open()?, ArrowReaderOptions::new())
+            }
+        }
+        .map_err(|e| file.problem(e))?;
         Ok(Layout {
             columns: meta
                 .schema()
@@ -67,6 +79,23 @@ impl Source for Parquet {
             .expect("inspect keeps the Parquet footer")
             .clone();
         let projection = super::projection(&layout.columns, wanted);
+        if let Location::Remote(r) = file.location {
+            // Ranged requests: only the projected column chunks of this row group.
+            let builder =
+                ParquetRecordBatchStreamBuilder::new_with_metadata(r.parquet_reader(), meta);
+            let mask = ProjectionMask::roots(builder.parquet_schema(), projection);
+            let mut builder = builder.with_projection(mask).with_batch_size(BATCH_ROWS);
+            if let Some(rg) = row_group {
+                builder = builder.with_row_groups(vec![rg]);
+            }
+            let mut stream = builder.build().map_err(|e| file.problem(e))?;
+            return block_on(async {
+                while let Some(batch) = stream.next().await {
+                    sink(batch.map_err(|e| file.problem(e))?)?;
+                }
+                Ok(())
+            });
+        }
         let builder =
             ParquetRecordBatchReaderBuilder::new_with_metadata(file.location.open()?, meta);
         let mask = ProjectionMask::roots(builder.parquet_schema(), projection);

@@ -159,7 +159,20 @@ pub struct InputReport {
     pub rows_rejected: u64,
     /// Rows the mapping's `drop_if_missing` left out.
     pub rows_dropped: u64,
-    pub sha256: String,
+    /// SHA-256 of the bytes: always for a local file; for an object in a store, when it was read
+    /// whole (text formats; every format with `--hash-inputs`), else null.
+    pub sha256: Option<String>,
+    /// An object in a store: its URL, size, entity tag, last modification and version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<DataInstant>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
 }
 
 /// Where every request row went: read = used + outside + rejected + dropped.
