@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 
 pub mod bench;
 pub mod harness;
+pub mod otlp;
 pub mod time;
 
 use crate::time::{

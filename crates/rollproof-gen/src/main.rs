@@ -31,6 +31,12 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// Write a bench folder's requests again as OTLP/JSON spans (spans.jsonl.zst, with
+    /// incident-otlp.toml and mapping-otlp.toml), for the OpenTelemetry benchmark
+    Otlp {
+        /// A folder written by `rollproof-gen bench`
+        dir: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,5 +51,6 @@ fn main() -> anyhow::Result<()> {
             spec.seed = seed;
             rollproof_gen::bench::write_bench(&spec, &out)
         }
+        Command::Otlp { dir } => rollproof_gen::otlp::write_otlp(&dir),
     }
 }

@@ -30,6 +30,9 @@ pub(crate) struct Otlp;
 pub(crate) static OTLP: Otlp = Otlp;
 
 /// Columns every span row has, besides its attributes.
+/// Lines parsed side by side: an export request is typically hundreds of spans.
+const LINES_PER_GROUP: usize = 8;
+
 const SPAN_FIELDS: [&str; 6] = [
     "ts",
     "trace_id",
@@ -156,16 +159,20 @@ impl Source for Otlp {
         "every line must be one OTLP/JSON export request (as the Collector's file exporter writes)"
     }
 
-    /// Reads the whole file once for the names of the columns (attributes may appear late).
+    /// Reads the whole file once for the names of the columns (attributes may appear late),
+    /// skipping every attribute's value.
     fn inspect(&self, file: &FileRef<'_>) -> Result<Layout, Problem> {
+        use rayon::prelude::*;
         let mut names: BTreeSet<String> = BTreeSet::new();
         let mut kinds = BTreeSet::new();
-        for_each_line(file, &mut |_, request: Request<'_>| {
-            kinds.insert(!request.resource_logs.is_empty());
-            let mut add = |attributes: &[KeyValue<'_>]| {
+        // Lines are read in groups and their names collected on the worker threads.
+        let names_of = |n: u64, line: &str| -> Result<(bool, BTreeSet<String>), Problem> {
+            let request: keys::Request<'_> = parse_line(file, n, line)?;
+            let mut found = BTreeSet::new();
+            let mut add = |attributes: &[keys::Key<'_>]| {
                 for kv in attributes {
-                    if !names.contains(kv.key.as_ref()) {
-                        names.insert(kv.key.to_string());
+                    if !found.contains(kv.key.as_ref()) {
+                        found.insert(kv.key.to_string());
                     }
                 }
             };
@@ -182,7 +189,10 @@ impl Source for Otlp {
                     .iter()
                     .chain(&rs.instrumentation_library_spans)
                 {
-                    for span in ss.spans.iter().filter(|s| selected(s, file.spans)) {
+                    let requests = ss.spans.iter().filter(|s| {
+                        selected(s.parent_span_id.as_deref(), s.kind.as_ref(), file.spans)
+                    });
+                    for span in requests {
                         add(&span.attributes);
                         any = true;
                     }
@@ -191,8 +201,30 @@ impl Source for Otlp {
                     add(rs.resource.as_ref().map_or(&[], |r| &r.attributes));
                 }
             }
+            Ok((!request.resource_logs.is_empty(), found))
+        };
+        let mut group: Vec<(u64, String)> = Vec::with_capacity(LINES_PER_GROUP);
+        let mut flush = |group: &mut Vec<(u64, String)>| -> Result<(), Problem> {
+            let found: Vec<Result<(bool, BTreeSet<String>), Problem>> = group
+                .par_iter()
+                .map(|(n, line)| names_of(*n, line))
+                .collect();
+            for f in found {
+                let (logs, found) = f?;
+                kinds.insert(logs);
+                names.extend(found);
+            }
+            group.clear();
+            Ok(())
+        };
+        for_each_line(file, &mut |n, line| {
+            group.push((n, line.to_string()));
+            if group.len() == LINES_PER_GROUP {
+                flush(&mut group)?;
+            }
             Ok::<(), Problem>(())
         })?;
+        flush(&mut group)?;
         let mut columns: Vec<String> = match kinds.iter().next() {
             Some(true) => LOG_FIELDS.iter().map(|s| s.to_string()).collect(),
             _ => SPAN_FIELDS.iter().map(|s| s.to_string()).collect(),
@@ -217,16 +249,40 @@ impl Source for Otlp {
         wanted: &[&str],
         sink: &mut Sink<'_>,
     ) -> Result<(), InputError> {
+        // Lines are parsed a group at a time on the worker threads (a large span file is one
+        // unit: without this, one thread would parse it all), then pushed in file order.
+        use rayon::prelude::*;
         let mut batch = BatchBuilder::new(wanted);
-        for_each_line(file, &mut |_, request: Request<'_>| {
-            for row in rows_of(request, file.spans, wanted) {
-                batch.push(row);
-                if batch.len() >= BATCH_ROWS {
-                    sink(batch.finish())?;
+        let mut group: Vec<(u64, String)> = Vec::with_capacity(LINES_PER_GROUP);
+        let mut flush = |group: &mut Vec<(u64, String)>,
+                         batch: &mut BatchBuilder<'_>|
+         -> Result<(), InputError> {
+            let parsed: Vec<Result<Vec<Row<'_>>, Problem>> = group
+                .par_iter()
+                .map(|(n, line)| {
+                    let request: Request<'_> = parse_line(file, *n, line)?;
+                    Ok(rows_of(request, file.spans, wanted))
+                })
+                .collect();
+            for rows in parsed {
+                for row in rows? {
+                    batch.push(row);
+                    if batch.len() >= BATCH_ROWS {
+                        sink(batch.finish())?;
+                    }
                 }
+            }
+            group.clear();
+            Ok(())
+        };
+        for_each_line(file, &mut |n, line| {
+            group.push((n, line.to_string()));
+            if group.len() == LINES_PER_GROUP {
+                flush(&mut group, &mut batch)?;
             }
             Ok::<(), InputError>(())
         })?;
+        flush(&mut group, &mut batch)?;
         if batch.len() > 0 {
             sink(batch.finish())?;
         }
@@ -234,10 +290,10 @@ impl Source for Otlp {
     }
 }
 
-/// Calls `each` with every line's export request, streaming the file.
+/// Calls `each` with every non-blank line and its number, streaming the file.
 fn for_each_line<E: From<Problem>>(
     file: &FileRef<'_>,
-    each: &mut dyn FnMut(u64, Request<'_>) -> Result<(), E>,
+    each: &mut dyn FnMut(u64, &str) -> Result<(), E>,
 ) -> Result<(), E> {
     let mut reader = file.open_text()?;
     let mut line = String::new();
@@ -251,15 +307,22 @@ fn for_each_line<E: From<Problem>>(
             return Ok(());
         }
         n += 1;
-        if line.trim().is_empty() {
-            continue;
+        if !line.trim().is_empty() {
+            each(n, &line)?;
         }
-        let request: Request<'_> = serde_json::from_str(&line).map_err(|e| {
-            file.problem(format!("line {n}: {e}"))
-                .location(format!("line {n}"))
-        })?;
-        each(n, request)?;
     }
+}
+
+/// One line as an export request of model `T`.
+fn parse_line<'a, T: Deserialize<'a>>(
+    file: &FileRef<'_>,
+    n: u64,
+    line: &'a str,
+) -> Result<T, Problem> {
+    serde_json::from_str(line).map_err(|e| {
+        file.problem(format!("line {n}: {e}"))
+            .location(format!("line {n}"))
+    })
 }
 
 /// One row: the fixed fields and the attributes (resource attributes first, so that the span's
@@ -276,21 +339,29 @@ struct Row<'a> {
     attributes: Vec<(Cow<'a, str>, String)>,
 }
 
-/// Whether a span is a request, as `[otlp] spans` says.
-fn selected(span: &Span<'_>, spans: SpanSelection) -> bool {
+/// Whether a span (its parent and kind) is a request, as `[otlp] spans` says.
+fn selected(parent: Option<&str>, kind: Option<&SpanKind<'_>>, spans: SpanSelection) -> bool {
     match spans {
         SpanSelection::All => true,
-        SpanSelection::Root => span.parent_span_id.as_deref().is_none_or(str::is_empty),
-        SpanSelection::Server => span.kind.as_ref().is_some_and(SpanKind::is_server),
+        SpanSelection::Root => parent.is_none_or(str::is_empty),
+        SpanSelection::Server => kind.is_some_and(SpanKind::is_server),
     }
 }
 
 /// The rows of one export request; only the `wanted` attributes are kept.
 fn rows_of<'a>(request: Request<'a>, spans: SpanSelection, wanted: &[&str]) -> Vec<Row<'a>> {
     let keep = |k: &str| wanted.contains(&k);
-    let attributes = |resource: &[KeyValue<'a>], own: Vec<KeyValue<'a>>| {
-        let mut out: Vec<(Cow<'a, str>, String)> = Vec::new();
-        for kv in resource.iter().cloned().chain(own) {
+    // The wanted attributes of a resource, as text, once per resource.
+    let resource_text = |resource: Vec<KeyValue<'a>>| -> Vec<(Cow<'a, str>, String)> {
+        resource
+            .into_iter()
+            .filter(|kv| keep(&kv.key))
+            .map(|kv| (kv.key, kv.value.map(|v| v.to_text()).unwrap_or_default()))
+            .collect()
+    };
+    let attributes = |resource: &[(Cow<'a, str>, String)], own: Vec<KeyValue<'a>>| {
+        let mut out: Vec<(Cow<'a, str>, String)> = resource.to_vec();
+        for kv in own {
             if !keep(&kv.key) {
                 continue;
             }
@@ -305,7 +376,7 @@ fn rows_of<'a>(request: Request<'a>, spans: SpanSelection, wanted: &[&str]) -> V
     let mut rows = Vec::new();
     if !request.resource_logs.is_empty() {
         for rl in request.resource_logs {
-            let resource = rl.resource.map(|r| r.attributes).unwrap_or_default();
+            let resource = resource_text(rl.resource.map(|r| r.attributes).unwrap_or_default());
             for sl in rl
                 .scope_logs
                 .into_iter()
@@ -334,14 +405,14 @@ fn rows_of<'a>(request: Request<'a>, spans: SpanSelection, wanted: &[&str]) -> V
         return rows;
     }
     for rs in request.resource_spans {
-        let resource = rs.resource.map(|r| r.attributes).unwrap_or_default();
+        let resource = resource_text(rs.resource.map(|r| r.attributes).unwrap_or_default());
         for ss in rs
             .scope_spans
             .into_iter()
             .chain(rs.instrumentation_library_spans)
         {
             for span in ss.spans {
-                if !selected(&span, spans) {
+                if !selected(span.parent_span_id.as_deref(), span.kind.as_ref(), spans) {
                     continue;
                 }
                 let start = span.start_time_unix_nano.and_then(|t| t.value());
@@ -476,6 +547,97 @@ impl<'w> BatchBuilder<'w> {
             &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
         )
         .expect("columns of one length")
+    }
+}
+
+/// The model `inspect` reads: attribute names and what selects a span, every value skipped.
+mod keys {
+    use std::borrow::Cow;
+
+    use serde::Deserialize;
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    pub(super) struct Request<'a> {
+        #[serde(borrow, alias = "resource_spans", rename = "resourceSpans")]
+        pub(super) resource_spans: Vec<ResourceSpans<'a>>,
+        #[serde(borrow, alias = "resource_logs", rename = "resourceLogs")]
+        pub(super) resource_logs: Vec<ResourceLogs<'a>>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    pub(super) struct Resource<'a> {
+        #[serde(borrow)]
+        pub(super) attributes: Vec<Key<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Key<'a> {
+        #[serde(borrow)]
+        pub(super) key: Cow<'a, str>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    pub(super) struct ResourceSpans<'a> {
+        #[serde(borrow)]
+        pub(super) resource: Option<Resource<'a>>,
+        #[serde(borrow, alias = "scope_spans", rename = "scopeSpans")]
+        pub(super) scope_spans: Vec<ScopeSpans<'a>>,
+        #[serde(
+            borrow,
+            alias = "instrumentation_library_spans",
+            rename = "instrumentationLibrarySpans"
+        )]
+        pub(super) instrumentation_library_spans: Vec<ScopeSpans<'a>>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    pub(super) struct ScopeSpans<'a> {
+        #[serde(borrow)]
+        pub(super) spans: Vec<Span<'a>>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    pub(super) struct Span<'a> {
+        #[serde(borrow, alias = "parent_span_id", rename = "parentSpanId")]
+        pub(super) parent_span_id: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub(super) kind: Option<super::SpanKind<'a>>,
+        #[serde(borrow)]
+        pub(super) attributes: Vec<Key<'a>>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    pub(super) struct ResourceLogs<'a> {
+        #[serde(borrow)]
+        pub(super) resource: Option<Resource<'a>>,
+        #[serde(borrow, alias = "scope_logs", rename = "scopeLogs")]
+        pub(super) scope_logs: Vec<ScopeLogs<'a>>,
+        #[serde(
+            borrow,
+            alias = "instrumentation_library_logs",
+            rename = "instrumentationLibraryLogs"
+        )]
+        pub(super) instrumentation_library_logs: Vec<ScopeLogs<'a>>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    pub(super) struct ScopeLogs<'a> {
+        #[serde(borrow, alias = "log_records", rename = "logRecords")]
+        pub(super) log_records: Vec<Record<'a>>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    pub(super) struct Record<'a> {
+        #[serde(borrow)]
+        pub(super) attributes: Vec<Key<'a>>,
     }
 }
 
