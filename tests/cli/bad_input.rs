@@ -231,7 +231,9 @@ fn absent_optional_columns_skip_their_checks() {
         ));
     }
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("incident.toml"), INCIDENT).unwrap();
+    // No [cache]: with it, cache columns are required (see the next test).
+    let incident = INCIDENT.replace("[cache]\nnamespace = \"ns:{build_id}\"\n", "");
+    std::fs::write(tmp.path().join("incident.toml"), incident).unwrap();
     std::fs::write(tmp.path().join("requests.csv"), csv).unwrap();
     let (code, report) = crate::util::audit_json(&tmp.path().join("incident.toml"), &[]);
     let checks = crate::util::checks(&report);
@@ -287,4 +289,59 @@ fn usage_errors_exit_2() {
     let out = crate::util::run(&["explain", "no-such-check"]);
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("checks are pins"));
+}
+
+#[test]
+fn pins_under_other_names_are_an_input_error_not_a_skip() {
+    // A gate that opens because nothing was checked is the worst outcome: columns named
+    // `BuildID` instead of `build_id` must stop the run, with the fix.
+    let incident = INCIDENT.replace("[cache]\nnamespace = \"ns:{build_id}\"\n", "");
+    let csv = "ts,request_id,BuildID,status\n2026-11-27T10:16:00Z,r-1,b-1041,200\n";
+    assert_input_error(
+        "pins_under_other_names",
+        &incident,
+        &[("requests.csv", csv.as_bytes())],
+        &["no column of the expected pins (`build_id`)", "`BuildID`", "build_id = \"BuildID\""],
+    );
+}
+
+#[test]
+fn a_cache_section_without_cache_columns_is_an_input_error() {
+    let csv = "ts,request_id,build_id,status\n2026-11-27T10:16:00Z,r-1,b-1041,200\n";
+    assert_input_error(
+        "cache_without_columns",
+        INCIDENT,
+        &[("requests.csv", csv.as_bytes())],
+        &["neither cache column (`cache_ns`, `cache_hit`)", "[cache]"],
+    );
+}
+
+#[test]
+fn receipts_given_as_the_requests_are_an_input_error() {
+    let demo = fixture("demo");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run_in(
+        tmp.path(),
+        &[
+            "audit",
+            demo.join("incident.toml").to_str().unwrap(),
+            "--requests",
+            demo.join("receipts.parquet").to_str().unwrap(),
+        ],
+    );
+    let err = stderr(&out);
+    assert_eq!(code(&out), 2, "{err}");
+    assert!(err.contains("receipts given as the requests"), "{err}");
+    let out = run_in(
+        tmp.path(),
+        &[
+            "audit",
+            demo.join("incident.toml").to_str().unwrap(),
+            "--receipts",
+            demo.join("requests.parquet").to_str().unwrap(),
+        ],
+    );
+    let err = stderr(&out);
+    assert_eq!(code(&out), 2, "{err}");
+    assert!(err.contains("request logs given as the receipts"), "{err}");
 }

@@ -254,10 +254,10 @@ fn problems_of_the_incident_and_of_its_inputs_come_together() {
 fn timestamps_in_every_unit_and_spelling() {
     let tmp = tempfile::tempdir().unwrap();
     let rows: Vec<Value> = vec![
-        json!({"t": "1796029800.5", "prompt_ver": "p-6"}),
-        json!({"t": 1796029800.5, "prompt_ver": "p-6"}),
-        json!({"t": "1796029800", "prompt_ver": "p-6"}),
-        json!({"t": "2026-11-30T09:10:00.500Z", "prompt_ver": "p-6"}),
+        json!({"t": "1796029800.5", "prompt_ver": "p-6", "cache_hit": false}),
+        json!({"t": 1796029800.5, "prompt_ver": "p-6", "cache_hit": false}),
+        json!({"t": "1796029800", "prompt_ver": "p-6", "cache_hit": false}),
+        json!({"t": "2026-11-30T09:10:00.500Z", "prompt_ver": "p-6", "cache_hit": false}),
     ];
     let log: String = rows.iter().map(|r| r.to_string() + "\n").collect();
     write(

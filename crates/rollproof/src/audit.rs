@@ -160,6 +160,7 @@ pub(crate) fn prepare(
         Some(incident.plan.mode()),
         &mut problems,
     );
+    check_columns(incident, &tables, &mut problems);
     if !problems.is_empty() {
         problems.extend(validate_values(&tables));
         return Err(InputError { problems });
@@ -175,6 +176,129 @@ pub(crate) fn prepare(
         series,
     };
     Ok((ctx, tables))
+}
+
+/// A check the incident asks for by name must not pass or skip silently because of a naming
+/// mistake: no expected pin among the columns, `[cache]` without either cache column, or a table
+/// that looks like the other one (receipts given as requests, or the reverse) is an input error,
+/// with the columns found and the closest matches.
+fn check_columns(incident: &Incident, tables: &Tables, problems: &mut Vec<Problem>) {
+    let requests = &tables.requests;
+    if !requests.files.is_empty() {
+        let columns = requests.source_columns();
+        let named = incident.plan.pins_named();
+        if !named.is_empty() && !named.iter().any(|c| requests.present.contains(c)) {
+            problems.push(missing_columns_problem(
+                "no column of the expected pins",
+                &named,
+                &columns,
+                requests,
+                "the checks `pins` and `mixed_versions` would verify nothing",
+            ));
+        }
+        let cache = incident.plan.pin_sets().iter().any(|s| s.namespace.is_some());
+        if cache && ![Col::CacheNs, Col::CacheHit].iter().any(|c| requests.present.contains(c)) {
+            problems.push(missing_columns_problem(
+                "neither cache column",
+                &[Col::CacheNs, Col::CacheHit],
+                &columns,
+                requests,
+                "[cache] asks for the cache rotation check",
+            ));
+        }
+        if looks_like(&columns, RECEIPT_ONLY) && !requests.present.iter().any(|c| REQUEST_ONLY.contains(c)) {
+            problems.push(
+                Problem::new(
+                    format!("receipts given as the requests (columns are {})", ingest::list_columns(&columns)),
+                    "request logs: one row per request, with status, latency or pins",
+                )
+                .file(requests.files[0].location.shown_path())
+                .hint("the receipts go in [inputs] receipts (or `--receipts`), the request logs in [inputs] requests"),
+            );
+        }
+    }
+    if let Some(receipts) = tables.receipts.as_ref().filter(|r| !r.files.is_empty()) {
+        let columns = receipts.source_columns();
+        let request_like: Vec<&str> = REQUEST_ONLY.iter().map(|c| c.name()).collect();
+        let receipt_present = receipts
+            .present
+            .iter()
+            .any(|c| !matches!(c, Col::RTs | Col::RRequestId));
+        if !receipt_present && request_like.iter().filter(|n| columns.contains(**n)).count() >= 2 {
+            problems.push(
+                Problem::new(
+                    format!("request logs given as the receipts (columns are {})", ingest::list_columns(&columns)),
+                    "side-effect receipts: idempotency_key, effect, writer_id, decision",
+                )
+                .file(receipts.files[0].location.shown_path())
+                .hint("the request logs go in [inputs] requests, the receipts in [inputs] receipts (or `--receipts`)"),
+            );
+        }
+    }
+}
+
+/// Receipt columns a request log does not have.
+const RECEIPT_ONLY: &[&str] = &["receipt_id", "idempotency_key", "writer_id", "decision", "effect", "effect_id"];
+/// Request columns that say "one row per request".
+const REQUEST_ONLY: &[Col] = &[
+    Col::Status,
+    Col::LatencyMs,
+    Col::BuildId,
+    Col::GitSha,
+    Col::ModelVer,
+    Col::PromptVer,
+    Col::IndexHash,
+    Col::RerankConf,
+    Col::TokVer,
+    Col::AnalyzerConf,
+    Col::CacheNs,
+    Col::CacheHit,
+    Col::DeltaS,
+    Col::Coverage,
+    Col::LambdaState,
+];
+
+fn looks_like(columns: &std::collections::BTreeSet<String>, names: &[&str]) -> bool {
+    names.iter().filter(|n| columns.contains(**n)).count() >= 2
+}
+
+fn missing_columns_problem(
+    what: &str,
+    wanted: &[Col],
+    columns: &std::collections::BTreeSet<String>,
+    table: &TablePlan,
+    why: &str,
+) -> Problem {
+    let names: Vec<String> = wanted.iter().map(|c| format!("`{}`", c.name())).collect();
+    let mut suggestions = Vec::new();
+    for col in wanted {
+        if let Some(close) = crate::error::closest(col.name(), columns.iter().map(String::as_str)) {
+            suggestions.push(format!("{} = \"{close}\"", col.name()));
+        }
+    }
+    let hint = if suggestions.is_empty() {
+        format!("{why}; name the source columns in a mapping file, [requests] section (see docs/reference/inputs.md)")
+    } else {
+        format!(
+            "{why}; did you mean {}? Map them in a mapping file: [requests] {}",
+            suggestions
+                .iter()
+                .map(|s| format!("`{}`", s.split(" = ").nth(1).unwrap_or_default().trim_matches('"')))
+                .collect::<Vec<_>>()
+                .join(", "),
+            suggestions.join(", ")
+        )
+    };
+    Problem::new(
+        format!(
+            "{what} ({}) among the requests' columns ({})",
+            names.join(", "),
+            ingest::list_columns(columns)
+        ),
+        "the columns the incident names, or a mapping to them",
+    )
+    .file(table.files[0].location.shown_path())
+    .hint(hint)
 }
 
 /// Reads every column of every planned file, for the value problems alone: run when the audit

@@ -352,7 +352,9 @@ pub(crate) fn plan(
     plan
 }
 
-fn list_columns(columns: &[String]) -> String {
+/// Column names for a message: the first 30, in backticks.
+pub(crate) fn list_columns<'a>(columns: impl IntoIterator<Item = &'a String>) -> String {
+    let columns: Vec<&String> = columns.into_iter().collect();
     const SHOWN: usize = 30;
     let mut s: Vec<String> = columns
         .iter()
@@ -377,6 +379,14 @@ pub(crate) fn ts_of(table: Table) -> Col {
 }
 
 impl TablePlan {
+    /// Every source column name of the table's files.
+    pub(crate) fn source_columns(&self) -> BTreeSet<String> {
+        self.files
+            .iter()
+            .flat_map(|f| f.columns().iter().cloned())
+            .collect()
+    }
+
     /// Units of parallel work: one per Parquet row group, one per other file.
     pub(crate) fn units(&self) -> Vec<Unit> {
         let mut units = Vec::new();
