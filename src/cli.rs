@@ -4,11 +4,65 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// Exit codes and where to read more, shown by `--help` and in the man pages.
+macro_rules! exit_codes {
+    () => {
+        "\
+Exit codes:
+  0  verdict pass or warn (the gate is open)
+  1  verdict fail: at least one check failed (with `--fail-on warn`, a warning too)
+  2  usage, configuration or input error: the message names the file, column and row
+  3  verdict inconclusive: too little data to judge a check — wait and retry
+
+`rollproof explain` lists the checks and `rollproof explain CHECK` documents one. The incident
+file, the inputs and mapping, every figure and the JSON report are documented in docs/reference/
+of the rollproof sources."
+    };
+}
+
+/// The incident file in brief, for `audit --help` and its man page.
+macro_rules! incident_format {
+    () => {
+        "\
+The incident file (TOML; `rollproof init LOGS -o incident.toml` writes a first one):
+
+  id = \"INC-2041\"
+  title = \"prompt pack v7 regression\"
+  flip_at = \"2026-11-27T10:15:00Z\"          # the rollback pointer flip
+  root_cause_url = \"https://…\"              # optional
+
+  [inputs]                                   # relative to the incident file's folder
+  requests = \"requests.parquet\"             # globs, s3://, gs://, az://, https:// allowed
+  receipts = \"receipts.parquet\"             # optional
+  mapping = \"mapping.toml\"                  # optional: when columns have other names
+
+  [windows]                                  # half-open [start, end)
+  baseline = [\"2026-11-27T08:30:00Z\", \"2026-11-27T09:00:00Z\"]
+  post     = [\"2026-11-27T10:25:00Z\", \"2026-11-27T11:00:00Z\"]   # default: flip_at + 10 min .. end
+  freeze   = [\"2026-11-27T10:10:00Z\", \"2026-11-27T10:40:00Z\"]   # optional
+
+  [expected_pins]                            # the last known good set
+  prompt_ver = \"p-6\"
+  index_hash = \"ih-a41f\"
+
+  [cache]
+  namespace = \"ns:{index_hash}:{prompt_ver}\"
+
+  [thresholds]                               # defaults; see `rollproof init` output
+  p95_latency_ratio_max = 1.15
+
+A canary incident has `mode = \"canary\"`, a [canary] section (baseline_arm, canary_arm, window)
+and [expected_pins.ARM] per arm.
+
+"
+    };
+}
 #[derive(Debug, Parser)]
 #[command(
     name = "rollproof",
     version,
-    about = "Audit a rollback (or gate a canary) from request logs and side-effect receipts, with evidence"
+    about = "Audit a rollback (or gate a canary) from request logs and side-effect receipts, with evidence",
+    after_long_help = exit_codes!()
 )]
 pub(crate) struct Cli {
     #[command(subcommand)]
@@ -18,10 +72,14 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Audit an incident: run every check, print the verdict, exit 0 (pass/warn), 1 (fail), 2 (input error) or 3 (inconclusive)
+    #[command(after_long_help = concat!(incident_format!(), exit_codes!()))]
     Audit(AuditArgs),
-    /// Print a check's documentation (what it checks, why it matters, what fails it, columns it needs)
+    /// Write a commented incident file from the logs: their columns, time range, likely pins
+    #[command(after_long_help = concat!(incident_format!(), exit_codes!()))]
+    Init(InitArgs),
+    /// Print a check's documentation (what it checks, why it matters, what fails it); `otlp`: the OpenTelemetry preset
     Explain {
-        /// Check id, e.g. `pins`; without it, list every check
+        /// Check id, e.g. `pins`, or `otlp`; without it, list every check
         check: Option<String>,
     },
     /// Print a shell completion script (e.g. `rollproof completions bash > /etc/bash_completion.d/rollproof`)
@@ -29,8 +87,14 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff), e.g. `rollproof man > rollproof.1`
-    Man,
+    /// Print a man page (roff): `rollproof man > rollproof.1`, `rollproof man audit > rollproof-audit.1`, or all of them with `--dir`
+    Man {
+        /// The subcommand whose page to print (default: the top-level page)
+        subcommand: Option<String>,
+        /// Write every page (rollproof.1, rollproof-audit.1, …) into DIR instead
+        #[arg(long, value_name = "DIR", conflicts_with = "subcommand")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -42,40 +106,70 @@ pub enum Format {
     Html,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    /// Exit 1 only when a check fails (the default)
+    Fail,
+    /// Exit 1 when a check fails or warns
+    Warn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    /// Colour on a terminal, unless NO_COLOR is set
+    Auto,
+    Always,
+    Never,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct AuditArgs {
     /// The incident file (TOML)
     pub incident: PathBuf,
-    /// What goes to stdout
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
-    /// Write the `--format` output to FILE instead of stdout
-    #[arg(long, value_name = "FILE")]
+    /// What goes to stdout (default: text; with `--output`, taken from its extension)
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Write the `--format` output to FILE instead of stdout (`-`: stdout); the format is taken
+    /// from the extension (.json, .md, .html, .xml for JUnit, .txt) when `--format` is not given
+    #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Also write the JSON report to FILE
+    /// Also write the JSON report to FILE (`-`: stdout)
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Also write the HTML postmortem (self-contained, no script) to FILE
+    /// Also write the HTML postmortem (self-contained, no script) to FILE (`-`: stdout)
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
-    /// Also write the Markdown summary (for a PR comment) to FILE
+    /// Also write the Markdown summary (for a PR comment) to FILE (`-`: stdout)
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
-    /// Also write JUnit XML (one test case per check) to FILE
+    /// Also write JUnit XML (one test case per check) to FILE (`-`: stdout)
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Write every violating row of every failing or warning check (Parquet, one file per
+    /// check and kind) and an index, into DIR
+    #[arg(long, value_name = "DIR")]
+    pub evidence_dir: Option<PathBuf>,
     /// Print GitHub Actions annotations and append to $GITHUB_STEP_SUMMARY (on by default when GITHUB_ACTIONS=true)
     #[arg(long)]
     pub github: bool,
-    /// Request logs (globs allowed), replacing [inputs] requests; relative to the current folder
+    /// Request logs (globs and URLs allowed), replacing [inputs] requests; relative to the current folder
     #[arg(long, value_name = "PATH")]
     pub requests: Vec<String>,
-    /// Side-effect receipts (globs allowed), replacing [inputs] receipts
+    /// Side-effect receipts (globs and URLs allowed), replacing [inputs] receipts
     #[arg(long, value_name = "PATH")]
     pub receipts: Vec<String>,
-    /// Mapping file, replacing [inputs] mapping
+    /// Mapping file, replacing [inputs] mapping; relative to the current folder
     #[arg(long, value_name = "FILE")]
     pub mapping: Option<PathBuf>,
+    /// Override a threshold of the incident file, e.g. `--threshold p95_latency_ratio_max=1.2` (repeatable)
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub threshold: Vec<String>,
+    /// Which verdict closes the gate (exit 1): `fail` (default), or `warn` too
+    #[arg(long, value_enum, default_value_t = FailOn::Fail)]
+    pub fail_on: FailOn,
+    /// Colour the terminal summary
+    #[arg(long, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
     /// Worker threads (default: all cores); the output is identical for any value
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -86,6 +180,29 @@ pub struct AuditArgs {
     /// otherwise read with ranged requests, and their sha256 is null)
     #[arg(long)]
     pub hash_inputs: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Request logs (globs and URLs allowed)
+    #[arg(required = true)]
+    pub requests: Vec<String>,
+    /// Side-effect receipts (globs and URLs allowed)
+    #[arg(long, value_name = "PATH")]
+    pub receipts: Vec<String>,
+    /// Write the incident file to FILE (default: stdout); a mapping stub goes beside it when
+    /// columns need one
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// A mapping file, when the logs' column names differ from rollproof's
+    #[arg(long, value_name = "FILE")]
+    pub mapping: Option<PathBuf>,
+    /// Write a canary incident (two arms) instead of a rollback
+    #[arg(long)]
+    pub canary: bool,
+    /// Overwrite FILE (and mapping.toml beside it) when they exist
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use anyhow::Context;
 use rollproof::{ExitStatus, Format, Report, Table};
 
 use crate::cli;
-use crate::settings::{AuditSettings, Settings, UsageError};
+use crate::settings::{AuditSettings, Destination, Settings, UsageError};
 
 pub fn run(settings: Settings) -> anyhow::Result<ExitStatus> {
     match settings {
@@ -21,16 +21,59 @@ pub fn run(settings: Settings) -> anyhow::Result<ExitStatus> {
             write_stdout(&String::from_utf8_lossy(&out))?;
             Ok(ExitStatus::Success)
         }
-        Settings::Man => {
-            use clap::CommandFactory;
-            let mut out = Vec::new();
-            clap_mangen::Man::new(cli::Cli::command())
-                .render(&mut out)
-                .context("could not render the man page")?;
-            write_stdout(&String::from_utf8_lossy(&out))?;
-            Ok(ExitStatus::Success)
-        }
+        Settings::Man { subcommand, dir } => man(subcommand.as_deref(), dir.as_deref()),
+        Settings::Init(settings) => crate::init::run(&settings),
     }
+}
+
+/// The man pages: `rollproof.1` and one per subcommand (`rollproof-audit.1`, …), each with the
+/// exit codes.
+fn man(subcommand: Option<&str>, dir: Option<&Path>) -> anyhow::Result<ExitStatus> {
+    use clap::CommandFactory;
+    let top = cli::Cli::command();
+    let page = |cmd: clap::Command, name: &str| -> anyhow::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd.name(name.to_owned()))
+            .render(&mut out)
+            .context("could not render the man page")?;
+        Ok(out)
+    };
+    let subcommands: Vec<clap::Command> = top.get_subcommands().cloned().collect();
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("could not create `{}`", dir.display()))?;
+        write_file(
+            &dir.join("rollproof.1"),
+            &String::from_utf8_lossy(&page(top.clone(), "rollproof")?),
+        )?;
+        for sub in subcommands {
+            let name = format!("rollproof-{}", sub.get_name());
+            write_file(
+                &dir.join(format!("{name}.1")),
+                &String::from_utf8_lossy(&page(sub, &name)?),
+            )?;
+        }
+        return Ok(ExitStatus::Success);
+    }
+    let out = match subcommand {
+        None => page(top, "rollproof")?,
+        Some(name) => {
+            let Some(sub) = subcommands.into_iter().find(|c| c.get_name() == name) else {
+                let names: Vec<String> = top
+                    .get_subcommands()
+                    .map(|c| c.get_name().to_string())
+                    .collect();
+                return Err(UsageError(format!(
+                    "no subcommand `{name}`; subcommands are {}",
+                    names.join(", ")
+                ))
+                .into());
+            };
+            page(sub, &format!("rollproof-{name}"))?
+        }
+    };
+    write_stdout(&String::from_utf8_lossy(&out))?;
+    Ok(ExitStatus::Success)
 }
 
 fn explain(check: Option<&str>) -> anyhow::Result<ExitStatus> {
@@ -96,8 +139,9 @@ fn audit(settings: &AuditSettings) -> anyhow::Result<ExitStatus> {
         }
     };
     let options = rollproof::AuditOptions {
-        series: settings.html.is_some() || settings.format == Format::Html,
+        series: settings.outputs.iter().any(|o| o.format == Format::Html),
         hash_inputs: settings.hash_inputs,
+        evidence: settings.evidence_dir.is_some(),
     };
     let report = pool.install(|| {
         rollproof::audit_path(&settings.incident, &settings.inputs, options, &progress)
@@ -107,7 +151,16 @@ fn audit(settings: &AuditSettings) -> anyhow::Result<ExitStatus> {
     }
     let report = report?;
     write_outputs(settings, &report)?;
-    Ok(report.verdict.exit_status())
+    if let Some(dir) = &settings.evidence_dir {
+        let written = report
+            .write_evidence(dir)
+            .with_context(|| format!("could not write the evidence to `{}`", dir.display()))?;
+        eprintln!("evidence: {written} rows written to `{}`", dir.display());
+    }
+    Ok(match report.verdict {
+        rollproof::Status::Warn if settings.fail_on_warn => ExitStatus::Failed,
+        verdict => verdict.exit_status(),
+    })
 }
 
 fn rayon_pool(threads: usize) -> anyhow::Result<rayon::ThreadPool> {
@@ -118,15 +171,18 @@ fn rayon_pool(threads: usize) -> anyhow::Result<rayon::ThreadPool> {
 }
 
 fn write_outputs(settings: &AuditSettings, report: &Report) -> anyhow::Result<()> {
-    let files = [
-        (&settings.json, Format::Json),
-        (&settings.html, Format::Html),
-        (&settings.markdown, Format::Markdown),
-        (&settings.junit, Format::Junit),
-    ];
-    for (path, format) in files {
-        if let Some(path) = path {
-            write_file(path, &rollproof::render(format, report))?;
+    let options = rollproof::RenderOptions {
+        color: settings.color,
+    };
+    for output in &settings.outputs {
+        match &output.to {
+            Destination::File(path) => write_file(path, &rollproof::render(output.format, report))?,
+            Destination::Stdout => {
+                write_stdout(&rollproof::render_with(output.format, report, options))?
+            }
+            Destination::Stderr => {
+                eprint!("{}", rollproof::render_with(output.format, report, options))
+            }
         }
     }
     if let Some(summary) = &settings.step_summary {
@@ -143,15 +199,14 @@ fn write_outputs(settings: &AuditSettings, report: &Report) -> anyhow::Result<()
         file.write_all(rollproof::render(Format::Markdown, report).as_bytes())
             .with_context(|| format!("could not append to `{}`", summary.display()))?;
     }
-    let main = rollproof::render(settings.format, report);
-    match &settings.output {
-        Some(path) => write_file(path, &main)?,
-        None => write_stdout(&main)?,
-    }
     if settings.github {
         // Workflow commands: on stdout with the human summary; on stderr when stdout is data.
         let annotations = rollproof::render(Format::GithubAnnotations, report);
-        if settings.format == Format::Text && settings.output.is_none() {
+        let text_on_stdout = settings
+            .outputs
+            .iter()
+            .any(|o| o.to == Destination::Stdout && o.format == Format::Text);
+        if text_on_stdout {
             write_stdout(&annotations)?;
         } else {
             eprint!("{annotations}");

@@ -1,20 +1,44 @@
 //! CLI arguments → validated settings. Library code never sees clap types.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
 use rollproof::{Format as OutputFormat, InputOverrides};
 
-use crate::cli::{AuditArgs, Cli, Command, Format};
+use crate::cli::{AuditArgs, Cli, Color, Command, FailOn, Format, InitArgs};
+
+/// Where a rendering goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    Stdout,
+    /// The text summary, when another rendering has stdout.
+    Stderr,
+    File(PathBuf),
+}
+
+impl Destination {
+    fn from_arg(path: PathBuf) -> Destination {
+        if path.as_os_str() == "-" {
+            Destination::Stdout
+        } else {
+            Destination::File(path)
+        }
+    }
+}
+
+/// One rendering of the report and where it goes.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub format: OutputFormat,
+    pub to: Destination,
+}
 
 #[derive(Debug, Clone)]
 pub struct AuditSettings {
     pub incident: PathBuf,
-    pub format: OutputFormat,
-    pub output: Option<PathBuf>,
-    pub json: Option<PathBuf>,
-    pub html: Option<PathBuf>,
-    pub markdown: Option<PathBuf>,
-    pub junit: Option<PathBuf>,
+    /// The `--format`/`--output` rendering first, then `--json`, `--html`, `--markdown`, `--junit`.
+    pub outputs: Vec<Output>,
+    pub evidence_dir: Option<PathBuf>,
     /// GitHub Actions annotations and step summary.
     pub github: bool,
     /// `$GITHUB_STEP_SUMMARY`, when GitHub output is on and it is set.
@@ -24,14 +48,32 @@ pub struct AuditSettings {
     pub progress: bool,
     /// Read every object in a store whole to hash it.
     pub hash_inputs: bool,
+    /// A warning closes the gate too.
+    pub fail_on_warn: bool,
+    /// Colour the terminal summary.
+    pub color: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct InitSettings {
+    pub requests: Vec<String>,
+    pub receipts: Vec<String>,
+    pub mapping: Option<PathBuf>,
+    pub output: Option<PathBuf>,
+    pub canary: bool,
+    pub force: bool,
 }
 
 #[derive(Debug, Clone)]
 pub enum Settings {
     Audit(AuditSettings),
+    Init(InitSettings),
     Explain(Option<String>),
     Completions(clap_complete::Shell),
-    Man,
+    Man {
+        subcommand: Option<String>,
+        dir: Option<PathBuf>,
+    },
 }
 
 /// A usage error: exit 2.
@@ -44,9 +86,52 @@ impl Settings {
         match cli.command {
             Command::Explain { check } => Ok(Settings::Explain(check)),
             Command::Completions { shell } => Ok(Settings::Completions(shell)),
-            Command::Man => Ok(Settings::Man),
+            Command::Man { subcommand, dir } => Ok(Settings::Man { subcommand, dir }),
             Command::Audit(args) => Ok(Settings::Audit(audit(args)?)),
+            Command::Init(args) => Ok(Settings::Init(init(args))),
         }
+    }
+}
+
+fn output_format(format: Format) -> OutputFormat {
+    match format {
+        Format::Text => OutputFormat::Text,
+        Format::Json => OutputFormat::Json,
+        Format::Markdown => OutputFormat::Markdown,
+        Format::Junit => OutputFormat::Junit,
+        Format::Html => OutputFormat::Html,
+    }
+}
+
+/// The format a file's extension names, as promptfoo and others do.
+fn format_of_extension(path: &Path) -> Option<OutputFormat> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "json" => OutputFormat::Json,
+        "md" | "markdown" => OutputFormat::Markdown,
+        "html" | "htm" => OutputFormat::Html,
+        "xml" => OutputFormat::Junit,
+        "txt" | "text" => OutputFormat::Text,
+        _ => return None,
+    })
+}
+
+/// The format `--format` and `--output` say, for the main output; `None` when `--output` has an
+/// extension rollproof does not know and no `--format` was given.
+pub fn main_format(
+    format: Option<Format>,
+    output: Option<&Path>,
+) -> Result<OutputFormat, UsageError> {
+    match (format, output) {
+        (Some(f), _) => Ok(output_format(f)),
+        (None, None) => Ok(OutputFormat::Text),
+        (None, Some(p)) if p.as_os_str() == "-" => Ok(OutputFormat::Text),
+        (None, Some(p)) => format_of_extension(p).ok_or_else(|| {
+            UsageError(format!(
+                "cannot tell the format of `--output {}` from its extension; add `--format` (text, json, markdown, junit, html) or use .txt, .json, .md, .xml, .html",
+                p.display()
+            ))
+        }),
     }
 }
 
@@ -56,21 +141,68 @@ fn audit(args: AuditArgs) -> Result<AuditSettings, UsageError> {
         Some(n) => n,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
+    let format = main_format(args.format, args.output.as_deref())?;
+    let mut outputs = vec![Output {
+        format,
+        to: args
+            .output
+            .clone()
+            .map(Destination::from_arg)
+            .unwrap_or(Destination::Stdout),
+    }];
+    for (path, format) in [
+        (args.json, OutputFormat::Json),
+        (args.html, OutputFormat::Html),
+        (args.markdown, OutputFormat::Markdown),
+        (args.junit, OutputFormat::Junit),
+    ] {
+        if let Some(path) = path {
+            outputs.push(Output {
+                format,
+                to: Destination::from_arg(path),
+            });
+        }
+    }
+    // `--json -` and friends claim stdout; the text summary, when nothing asked for it there,
+    // goes to stderr for the human.
+    let claimed = outputs[1..].iter().any(|o| o.to == Destination::Stdout);
+    if claimed && args.format.is_none() && args.output.is_none() {
+        outputs[0].to = Destination::Stderr;
+    }
+    check_destinations(&outputs)?;
+    let thresholds = args
+        .threshold
+        .iter()
+        .map(|t| match t.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                Ok((k.trim().to_string(), v.trim().to_string()))
+            }
+            _ => Err(UsageError(format!(
+                "`--threshold {t}`: expected KEY=VALUE, e.g. --threshold p95_latency_ratio_max=1.2"
+            ))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let github = args.github || std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+    // Colour goes to the text summary on a terminal (https://no-color.org: NO_COLOR turns it off).
+    let text_on_terminal = outputs.iter().any(|o| {
+        o.format == OutputFormat::Text
+            && match o.to {
+                Destination::Stdout => std::io::stdout().is_terminal(),
+                Destination::Stderr => std::io::stderr().is_terminal(),
+                Destination::File(_) => false,
+            }
+    });
+    let color = match args.color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => {
+            text_on_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    };
     Ok(AuditSettings {
         incident: args.incident,
-        format: match args.format {
-            Format::Text => OutputFormat::Text,
-            Format::Json => OutputFormat::Json,
-            Format::Markdown => OutputFormat::Markdown,
-            Format::Junit => OutputFormat::Junit,
-            Format::Html => OutputFormat::Html,
-        },
-        output: args.output,
-        json: args.json,
-        html: args.html,
-        markdown: args.markdown,
-        junit: args.junit,
+        outputs,
+        evidence_dir: args.evidence_dir,
         github,
         step_summary: if github {
             std::env::var_os("GITHUB_STEP_SUMMARY")
@@ -83,9 +215,79 @@ fn audit(args: AuditArgs) -> Result<AuditSettings, UsageError> {
             requests: args.requests,
             receipts: args.receipts,
             mapping: args.mapping,
+            thresholds,
+            outputs: Vec::new(),
         },
         threads,
         progress: !args.quiet,
         hash_inputs: args.hash_inputs,
+        fail_on_warn: args.fail_on == FailOn::Warn,
+        color,
     })
+    .map(|mut s| {
+        // Outputs are inputs' neighbours: the audit refuses one that is an input.
+        s.inputs.outputs = s
+            .outputs
+            .iter()
+            .filter_map(|o| match &o.to {
+                Destination::File(p) => Some(p.clone()),
+                Destination::Stdout | Destination::Stderr => None,
+            })
+            .chain(s.evidence_dir.clone())
+            .collect();
+        s
+    })
+}
+
+/// At most one rendering on stdout, and no file written twice.
+fn check_destinations(outputs: &[Output]) -> Result<(), UsageError> {
+    let on_stdout: Vec<&Output> = outputs
+        .iter()
+        .filter(|o| o.to == Destination::Stdout)
+        .collect();
+    if on_stdout.len() > 1 {
+        return Err(UsageError(format!(
+            "{} renderings would go to stdout; send the main one to a file with `--output FILE`",
+            on_stdout.len()
+        )));
+    }
+    for (i, a) in outputs.iter().enumerate() {
+        for b in &outputs[i + 1..] {
+            if let (Destination::File(pa), Destination::File(pb)) = (&a.to, &b.to) {
+                if same_path(pa, pb) {
+                    return Err(UsageError(format!(
+                        "`{}` is named by two outputs; one would overwrite the other",
+                        pa.display()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether two output paths name the same file (they may not exist yet).
+fn same_path(a: &Path, b: &Path) -> bool {
+    let resolve = |p: &Path| -> PathBuf {
+        let parent = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        match (parent.canonicalize(), p.file_name()) {
+            (Ok(dir), Some(name)) => dir.join(name),
+            _ => p.to_path_buf(),
+        }
+    };
+    resolve(a) == resolve(b)
+}
+
+fn init(args: InitArgs) -> InitSettings {
+    InitSettings {
+        requests: args.requests,
+        receipts: args.receipts,
+        mapping: args.mapping,
+        output: args.output,
+        canary: args.canary,
+        force: args.force,
+    }
 }

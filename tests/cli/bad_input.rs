@@ -301,7 +301,11 @@ fn pins_under_other_names_are_an_input_error_not_a_skip() {
         "pins_under_other_names",
         &incident,
         &[("requests.csv", csv.as_bytes())],
-        &["no column of the expected pins (`build_id`)", "`BuildID`", "build_id = \"BuildID\""],
+        &[
+            "no column of the expected pins (`build_id`)",
+            "`BuildID`",
+            "build_id = \"BuildID\"",
+        ],
     );
 }
 

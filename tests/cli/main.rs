@@ -3,9 +3,11 @@
 
 mod bad_input;
 mod canary;
+mod conventions;
 mod determinism;
 mod fixtures;
 mod formats;
+mod init;
 mod malformed;
 mod properties;
 mod real_logs;

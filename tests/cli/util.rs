@@ -19,10 +19,16 @@ pub fn run(args: &[&str]) -> Output {
 }
 
 pub fn run_in(dir: &Path, args: &[&str]) -> Output {
+    run_env(dir, args, &[])
+}
+
+/// [`run_in`] with environment variables set.
+pub fn run_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     assert_cmd::Command::new(assert_cmd::cargo::cargo_bin!("rollproof"))
         .current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
         .args(args)
         .output()
         .expect("rollproof runs")

@@ -46,6 +46,7 @@ pub fn audit_one_file(name: &str, data: &[u8]) {
     let options = rollproof::AuditOptions {
         series: true,
         hash_inputs: false,
+        evidence: true,
     };
     if let Ok(report) = rollproof::audit(
         &incident,

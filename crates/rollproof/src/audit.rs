@@ -14,14 +14,19 @@ use crate::error::{InputError, Problem};
 use crate::incident::{Incident, InputPaths};
 use crate::ingest::{self, InputSpec, Mapping, Resolved, TablePlan, UnitCounts};
 use crate::plan::{Columns, Ctx, Mode};
-use crate::report::{DataInstant, InputReport, Report, ReportInputs, RowAccounting};
+use crate::report::{DataInstant, EvidenceTable, InputReport, Report, ReportInputs, RowAccounting};
 
-/// Input paths given on the command line, replacing the incident's (relative to the current folder).
+/// What the command line changes of the incident file: input paths (relative to the current
+/// folder), threshold values, and the files the run will write (refused when one is an input).
 #[derive(Debug, Clone, Default)]
 pub struct InputOverrides {
     pub requests: Vec<String>,
     pub receipts: Vec<String>,
     pub mapping: Option<PathBuf>,
+    /// `(threshold, value)` pairs, the value as written (`1.2`, `200`).
+    pub thresholds: Vec<(String, String)>,
+    /// Files the run will write: an input among them is an error, not evidence overwritten.
+    pub outputs: Vec<PathBuf>,
 }
 
 /// What the run computes besides the checks.
@@ -32,6 +37,9 @@ pub struct AuditOptions {
     /// Read every object in a store whole to hash it (local files are always hashed; objects are
     /// hashed when they were read whole anyway).
     pub hash_inputs: bool,
+    /// Collect every row behind the findings of failing and warning checks into the report
+    /// (`Report::write_evidence`); a third pass over the inputs.
+    pub evidence: bool,
 }
 
 /// Runs the audit. Input problems of all files are reported together.
@@ -42,6 +50,14 @@ pub fn audit(
     progress: Progress<'_>,
 ) -> Result<Report, InputError> {
     let timings = Timings::new();
+    let mut incident = incident.clone();
+    let threshold_problems = incident.override_thresholds(&overrides.thresholds);
+    if !threshold_problems.is_empty() {
+        return Err(InputError {
+            problems: threshold_problems,
+        });
+    }
+    let incident = &incident;
     let (ctx, tables) = prepare(incident, overrides, options.series)?;
     let kernels = kernels_of(&ctx);
     let files: Vec<&ingest::SourceFile> = tables.all().flat_map(|t| t.files.iter()).collect();
@@ -112,7 +128,12 @@ pub fn audit(
     let timeline = states
         .try_get::<checks::series::SeriesKernel>()
         .and_then(|s| s.timeline(&ctx));
-    Ok(Report::build(
+    let evidence = if options.evidence {
+        collect_evidence(&ctx, &tables, &states, &results)?
+    } else {
+        Vec::new()
+    };
+    let mut report = Report::build(
         incident,
         results,
         ReportInputs {
@@ -122,7 +143,71 @@ pub fn audit(
             data_end: rows.max_ts,
             timeline,
         },
-    ))
+    );
+    report.evidence = evidence;
+    Ok(report)
+}
+
+/// Every row behind the findings of the failing and warning checks, per check and kind: one more
+/// pass over each table that has such findings, units read side by side a few at a time and
+/// their rows kept in unit order (so the files are the same whatever the thread count).
+fn collect_evidence(
+    ctx: &Ctx,
+    tables: &Tables,
+    states: &States,
+    results: &[CheckResult],
+) -> Result<Vec<EvidenceTable>, InputError> {
+    let mut out: Vec<EvidenceTable> = Vec::new();
+    let kinds: Vec<(&'static str, &'static checks::Evidence)> = checks::of_mode(ctx.plan.mode())
+        .zip(results)
+        .filter(|(_, r)| matches!(r.status, checks::Status::Fail | checks::Status::Warn))
+        .flat_map(|(c, _)| c.evidence.iter().map(move |e| (c.info.id, *e)))
+        .collect();
+    for table in [Table::Requests, Table::Receipts] {
+        let of_table: Vec<(&str, &checks::Evidence)> = kinds
+            .iter()
+            .copied()
+            .filter(|(_, e)| e.table == table)
+            .collect();
+        let Some(plan) = tables.get(table).filter(|_| !of_table.is_empty()) else {
+            continue;
+        };
+        let wanted: Vec<Col> = plan.present.iter().copied().collect();
+        let mut found: Vec<Vec<arrow::array::RecordBatch>> = vec![Vec::new(); of_table.len()];
+        let units = plan.units();
+        for chunk in units.chunks(2 * rayon::current_num_threads().max(1)) {
+            let per_unit: Vec<Result<Vec<Vec<arrow::array::RecordBatch>>, InputError>> = chunk
+                .par_iter()
+                .map(|unit| {
+                    let mut mine = vec![Vec::new(); of_table.len()];
+                    plan.read_unit(*unit, &wanted, |batch| {
+                        let rows = crate::engine::Rows::new(ctx, table, batch);
+                        for (k, (_, e)) in of_table.iter().enumerate() {
+                            let keep = (e.select)(ctx, states, &rows);
+                            if keep.iter().any(|k| *k) {
+                                mine[k].push(batch.filter(&keep).to_record_batch());
+                            }
+                        }
+                    })?;
+                    Ok(mine)
+                })
+                .collect();
+            for unit in per_unit {
+                for (k, batches) in unit?.into_iter().enumerate() {
+                    found[k].extend(batches);
+                }
+            }
+        }
+        for ((check, e), batches) in of_table.into_iter().zip(found) {
+            out.push(EvidenceTable {
+                check,
+                kind: e.kind,
+                table: table.name(),
+                batches,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Runs the audit of the incident file at `path`. When the incident has problems, the inputs it
@@ -134,7 +219,10 @@ pub fn audit_path(
     options: AuditOptions,
     progress: Progress<'_>,
 ) -> Result<Report, InputError> {
-    let (incident, inputs, mut problems) = Incident::load_lenient(path);
+    let (mut incident, inputs, mut problems) = Incident::load_lenient(path);
+    if let Some(incident) = incident.as_mut() {
+        problems.extend(incident.override_thresholds(&overrides.thresholds));
+    }
     if let (Some(incident), true) = (&incident, problems.is_empty()) {
         return audit(incident, overrides, options, progress);
     }
@@ -161,6 +249,7 @@ pub(crate) fn prepare(
         &mut problems,
     );
     check_columns(incident, &tables, &mut problems);
+    check_outputs(incident, &tables, &overrides.outputs, &mut problems);
     if !problems.is_empty() {
         problems.extend(validate_values(&tables));
         return Err(InputError { problems });
@@ -196,8 +285,16 @@ fn check_columns(incident: &Incident, tables: &Tables, problems: &mut Vec<Proble
                 "the checks `pins` and `mixed_versions` would verify nothing",
             ));
         }
-        let cache = incident.plan.pin_sets().iter().any(|s| s.namespace.is_some());
-        if cache && ![Col::CacheNs, Col::CacheHit].iter().any(|c| requests.present.contains(c)) {
+        let cache = incident
+            .plan
+            .pin_sets()
+            .iter()
+            .any(|s| s.namespace.is_some());
+        if cache
+            && ![Col::CacheNs, Col::CacheHit]
+                .iter()
+                .any(|c| requests.present.contains(c))
+        {
             problems.push(missing_columns_problem(
                 "neither cache column",
                 &[Col::CacheNs, Col::CacheHit],
@@ -206,7 +303,9 @@ fn check_columns(incident: &Incident, tables: &Tables, problems: &mut Vec<Proble
                 "[cache] asks for the cache rotation check",
             ));
         }
-        if looks_like(&columns, RECEIPT_ONLY) && !requests.present.iter().any(|c| REQUEST_ONLY.contains(c)) {
+        if looks_like(&columns, RECEIPT_ONLY)
+            && !requests.present.iter().any(|c| REQUEST_ONLY.contains(c))
+        {
             problems.push(
                 Problem::new(
                     format!("receipts given as the requests (columns are {})", ingest::list_columns(&columns)),
@@ -224,7 +323,13 @@ fn check_columns(incident: &Incident, tables: &Tables, problems: &mut Vec<Proble
             .present
             .iter()
             .any(|c| !matches!(c, Col::RTs | Col::RRequestId));
-        if !receipt_present && request_like.iter().filter(|n| columns.contains(**n)).count() >= 2 {
+        if !receipt_present
+            && request_like
+                .iter()
+                .filter(|n| columns.contains(**n))
+                .count()
+                >= 2
+        {
             problems.push(
                 Problem::new(
                     format!("request logs given as the receipts (columns are {})", ingest::list_columns(&columns)),
@@ -237,8 +342,49 @@ fn check_columns(incident: &Incident, tables: &Tables, problems: &mut Vec<Proble
     }
 }
 
+/// An output that is one of the inputs would overwrite the evidence the report hashes: refused.
+fn check_outputs(
+    incident: &Incident,
+    tables: &Tables,
+    outputs: &[PathBuf],
+    problems: &mut Vec<Problem>,
+) {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let mut inputs: Vec<PathBuf> = vec![incident.path.clone()];
+    inputs.extend(
+        tables
+            .all()
+            .flat_map(|t| t.files.iter())
+            .filter_map(|f| match &f.location {
+                ingest::location::Location::Local(p) => Some(p.clone()),
+                ingest::location::Location::Remote(_) => None,
+            }),
+    );
+    for output in outputs {
+        let Some(out) = id(output) else { continue };
+        if let Some(input) = inputs.iter().find(|i| id(i) == Some(out)) {
+            problems.push(
+                Problem::new(
+                    format!("an output that is an input (`{}`)", input.display()),
+                    "reports written beside the inputs, never over them",
+                )
+                .file(output)
+                .hint("the report hashes its inputs as evidence; choose another output path"),
+            );
+        }
+    }
+}
+
 /// Receipt columns a request log does not have.
-const RECEIPT_ONLY: &[&str] = &["receipt_id", "idempotency_key", "writer_id", "decision", "effect", "effect_id"];
+const RECEIPT_ONLY: &[&str] = &[
+    "receipt_id",
+    "idempotency_key",
+    "writer_id",
+    "decision",
+    "effect",
+    "effect_id",
+];
 /// Request columns that say "one row per request".
 const REQUEST_ONLY: &[Col] = &[
     Col::Status,
@@ -283,7 +429,10 @@ fn missing_columns_problem(
             "{why}; did you mean {}? Map them in a mapping file: [requests] {}",
             suggestions
                 .iter()
-                .map(|s| format!("`{}`", s.split(" = ").nth(1).unwrap_or_default().trim_matches('"')))
+                .map(|s| format!(
+                    "`{}`",
+                    s.split(" = ").nth(1).unwrap_or_default().trim_matches('"')
+                ))
                 .collect::<Vec<_>>()
                 .join(", "),
             suggestions.join(", ")

@@ -173,6 +173,50 @@ impl CanonBatch {
         self.ts.is_empty()
     }
 
+    /// The batch with canonical column names, `ts` as a UTC timestamp: what evidence files hold.
+    pub(crate) fn to_record_batch(&self) -> arrow::array::RecordBatch {
+        use arrow::array::TimestampMicrosecondArray;
+        use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+        let ts =
+            TimestampMicrosecondArray::new(self.ts.values().clone(), None).with_timezone("UTC");
+        let mut fields = vec![Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        )];
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(ts)];
+        for (col, arr) in &self.columns {
+            fields.push(Field::new(col.name(), arr.data_type().clone(), true));
+            columns.push(arr.clone());
+        }
+        arrow::array::RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+            .expect("canonical columns of one length")
+    }
+
+    /// The rows where `keep` is true.
+    pub(crate) fn filter(&self, keep: &[bool]) -> CanonBatch {
+        let mask = BooleanArray::from(keep.to_vec());
+        let ts = arrow::compute::filter(self.ts.as_ref(), &mask).expect("filter of equal lengths");
+        CanonBatch {
+            ts: Arc::new(
+                ts.as_any()
+                    .downcast_ref::<Int64Array>()
+                    .expect("filter keeps the type")
+                    .clone(),
+            ),
+            columns: self
+                .columns
+                .iter()
+                .map(|(c, a)| {
+                    (
+                        *c,
+                        arrow::compute::filter(a.as_ref(), &mask).expect("filter of equal lengths"),
+                    )
+                })
+                .collect(),
+        }
+    }
+
     pub(crate) fn ts(&self) -> &[i64] {
         self.ts.values()
     }

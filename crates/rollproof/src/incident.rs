@@ -70,6 +70,27 @@ impl Default for Thresholds {
     }
 }
 
+impl Thresholds {
+    /// Every threshold by name with its value, in the order of [`THRESHOLD_KEYS`].
+    pub(crate) fn entries(&self) -> [(&'static str, f64); 10] {
+        [
+            ("error_rate_max", self.error_rate_max),
+            (
+                "recovery_within_minutes",
+                f64::from(self.recovery_within_minutes),
+            ),
+            ("p95_latency_ratio_max", self.p95_latency_ratio_max),
+            ("p99_latency_ratio_max", self.p99_latency_ratio_max),
+            ("delta_s_p95_drift_warn", self.delta_s_p95_drift_warn),
+            ("delta_s_p95_drift_max", self.delta_s_p95_drift_max),
+            ("coverage_min", self.coverage_min),
+            ("coverage_drop_max", self.coverage_drop_max),
+            ("lambda_flip_rate_max", self.lambda_flip_rate_max),
+            ("min_requests", self.min_requests as f64),
+        ]
+    }
+}
+
 /// Input paths as written in the incident file (relative to its folder).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct InputPaths {
@@ -199,7 +220,7 @@ struct RawCanary {
     window: Option<Vec<toml::Value>>,
 }
 
-const THRESHOLD_KEYS: &[&str] = &[
+pub(crate) const THRESHOLD_KEYS: &[&str] = &[
     "error_rate_max",
     "recovery_within_minutes",
     "p95_latency_ratio_max",
@@ -275,6 +296,31 @@ impl Incident {
             }
         }
         (incident, Some(inputs), problems)
+    }
+
+    /// Replaces thresholds with values from the command line (`1.2`, `200`), validated like the
+    /// incident file's; returns the problems.
+    pub(crate) fn override_thresholds(&mut self, values: &[(String, String)]) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut table = toml::Table::new();
+        for (key, text) in values {
+            match format!("v = {text}").parse::<toml::Table>() {
+                Ok(mut t) => {
+                    table.insert(key.clone(), t.remove("v").expect("parsed `v = …`"));
+                }
+                Err(_) => problems.push(
+                    Problem::new(format!("`--threshold {key}={text}`"), "a number")
+                        .column(format!("thresholds.{key}"))
+                        .hint("write e.g. --threshold p95_latency_ratio_max=1.2"),
+                ),
+            }
+        }
+        apply_thresholds(&self.path, &mut self.thresholds, &table, &mut problems);
+        for p in &mut problems {
+            p.file = None;
+            p.location = Some("--threshold".to_string());
+        }
+        problems
     }
 
     pub fn id(&self) -> &str {
@@ -555,7 +601,19 @@ fn parse_thresholds(
     problems: &mut Vec<Problem>,
 ) -> Thresholds {
     let mut t = Thresholds::default();
-    let Some(table) = table else { return t };
+    if let Some(table) = table {
+        apply_thresholds(path, &mut t, table, problems);
+    }
+    t
+}
+
+/// Sets the thresholds `table` names; unknown names and bad values are problems.
+fn apply_thresholds(
+    path: &Path,
+    t: &mut Thresholds,
+    table: &toml::Table,
+    problems: &mut Vec<Problem>,
+) {
     for (name, value) in table {
         let key = format!("thresholds.{name}");
         if !THRESHOLD_KEYS.contains(&name.as_str()) {
@@ -605,7 +663,6 @@ fn parse_thresholds(
             _ => unreachable!("THRESHOLD_KEYS and this match list the same keys"),
         }
     }
-    t
 }
 
 fn build(

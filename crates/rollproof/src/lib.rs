@@ -27,6 +27,7 @@ pub(crate) mod ingest;
 mod plan;
 mod report;
 mod stats;
+mod survey;
 mod time;
 
 pub use audit::{audit, audit_path, AuditOptions, InputOverrides};
@@ -35,7 +36,8 @@ pub use columns::Table;
 pub use error::{InputError, Problem};
 pub use incident::Incident;
 pub use plan::Mode;
-pub use report::{render, CheckReport, Format, Report, SCHEMA_VERSION};
+pub use report::{render, render_with, CheckReport, Format, RenderOptions, Report, SCHEMA_VERSION};
+pub use survey::{survey, Survey};
 
 /// The OpenTelemetry preset as a mapping file to start from (`rollproof explain otlp`).
 pub fn otlp_preset_mapping() -> String {

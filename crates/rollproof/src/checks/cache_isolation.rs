@@ -10,6 +10,7 @@ pub(crate) static CHECK: CheckSpec = CheckSpec {
     info: &INFO,
     kernels: &[&CACHE],
     finish,
+    evidence: &[&super::cache_rotation::WRONG_HITS],
 };
 
 pub(crate) static INFO: CheckInfo = CheckInfo {

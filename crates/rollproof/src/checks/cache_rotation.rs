@@ -7,19 +7,20 @@ use arrow::array::Array;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    region_of, CheckInfo, CheckResult, CheckSpec, Event, EventKind, Fields, Finish, Metric, Status,
-    ROLLBACK, SAMPLE_CAP,
+    region_of, CheckInfo, CheckResult, CheckSpec, Event, EventKind, Evidence, Fields, Finish,
+    Metric, Status, ROLLBACK, SAMPLE_CAP,
 };
 use crate::columns::{Col, Table};
 use crate::engine::{Kernel, Rows, Stage, States};
 use crate::plan::Ctx;
-use crate::stats::{Counts, Samples};
+use crate::stats::{Counts, Keyed, SampleKey, Strata};
 use crate::time::format_millis;
 
 pub(crate) static CHECK: CheckSpec = CheckSpec {
     info: &INFO,
     kernels: &[&CACHE],
     finish,
+    evidence: &[&WRONG_HITS],
 };
 
 pub(crate) static INFO: CheckInfo = CheckInfo {
@@ -64,6 +65,12 @@ pub(crate) struct Sample {
     region: String,
 }
 
+impl Keyed for Sample {
+    fn key(&self) -> SampleKey<'_> {
+        (self.ts, self.request_id.as_deref())
+    }
+}
+
 /// Cache hits checked against their own set's namespace.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct State {
@@ -72,7 +79,8 @@ pub(crate) struct State {
     pub(crate) by_region: Counts,
     pub(crate) by_set: [u64; 2],
     pub(crate) last_wrong_at: Option<i64>,
-    samples: Samples<Sample>,
+    /// The earliest and latest stale hits of each region.
+    samples: Strata<Sample>,
 }
 
 /// Audited cache hits against their pin set's rendered namespace.
@@ -96,7 +104,7 @@ impl Kernel for CacheKernel {
             by_region: Counts::default(),
             by_set: [0; 2],
             last_wrong_at: None,
-            samples: Samples::new(SAMPLE_CAP),
+            samples: Strata::new(2),
         }
     }
 
@@ -114,6 +122,48 @@ impl Kernel for CacheKernel {
         state.samples.merge(other.samples);
     }
 }
+
+/// Per row: an audited cache hit, and whether its namespace is not its set's.
+fn hits_and_wrong(ctx: &Ctx, rows: &Rows<'_>) -> (Vec<bool>, Vec<bool>) {
+    let batch = rows.batch;
+    let n = batch.len();
+    let (Some(hit), Some(ns)) = (batch.bool(Col::CacheHit), batch.str(Col::CacheNs)) else {
+        return (vec![false; n], vec![false; n]);
+    };
+    let expected: Vec<&str> = ctx
+        .plan
+        .pin_sets()
+        .iter()
+        .map(|s| s.namespace.as_deref().unwrap_or_default())
+        .collect();
+    // Bit s: the namespace differs from set s's.
+    let differs = ns.map_rows(|v| {
+        expected
+            .iter()
+            .enumerate()
+            .fold(0u8, |acc, (s, e)| acc | (((v != Some(*e)) as u8) << s))
+    });
+    let hits = hit.values();
+    let audited_hit: Vec<bool> = (0..n)
+        .map(|i| rows.set[i] != 0 && hit.is_valid(i) && hits.value(i))
+        .collect();
+    let wrong = (0..n)
+        .map(|i| audited_hit[i] && (differs[i] >> (rows.set[i] - 1)) & 1 == 1)
+        .collect();
+    (audited_hit, wrong)
+}
+
+/// Evidence: the stale (rollback) or foreign (canary) cache hits.
+pub(crate) static WRONG_HITS: Evidence = Evidence {
+    kind: "cache_hits_from_another_namespace",
+    table: Table::Requests,
+    select: |ctx, _, rows| {
+        if State::skip_reason(ctx).is_some() {
+            return vec![false; rows.len()];
+        }
+        hits_and_wrong(ctx, rows).1
+    },
+};
 
 impl State {
     /// Why the kernel cannot run, if it cannot.
@@ -141,32 +191,18 @@ impl State {
             return;
         }
         let batch = rows.batch;
-        let hit = batch.bool(Col::CacheHit).expect("projected");
         let ns = batch.str(Col::CacheNs).expect("projected");
-        let expected: Vec<&str> = ctx
-            .plan
-            .pin_sets()
-            .iter()
-            .map(|s| s.namespace.as_deref().expect("checked"))
-            .collect();
-        // Bit s: the namespace differs from set s's.
-        let wrong = ns.map_rows(|v| {
-            expected
-                .iter()
-                .enumerate()
-                .fold(0u8, |acc, (s, e)| acc | (((v != Some(*e)) as u8) << s))
-        });
+        let (hit, wrong) = hits_and_wrong(ctx, rows);
         let region = batch.str(Col::Region);
         let request_id = batch.str(Col::RequestId);
         let ts = batch.ts();
-        let hits = hit.values();
         for i in 0..batch.len() {
-            let set = rows.set[i];
-            if set == 0 || !hit.is_valid(i) || !hits.value(i) {
+            if !hit[i] {
                 continue;
             }
+            let set = rows.set[i];
             self.hits_checked += 1;
-            if (wrong[i] >> (set - 1)) & 1 == 0 {
+            if !wrong[i] {
                 continue;
             }
             self.wrong_hits += 1;
@@ -175,26 +211,20 @@ impl State {
             let r = region_of(region.as_ref(), i);
             self.by_region.bump(r);
             let id = request_id.as_ref().and_then(|c| c.get(i));
-            if self
-                .samples
-                .would_keep(|last| (ts[i], id) < (last.ts, last.request_id.as_deref()))
-            {
-                self.samples.push(Sample {
-                    ts: ts[i],
-                    request_id: id.map(str::to_string),
-                    found: ns.get(i).map(str::to_string),
-                    set,
-                    region: r.to_string(),
-                });
-            }
+            self.samples.offer(r, (ts[i], id), || Sample {
+                ts: ts[i],
+                request_id: id.map(str::to_string),
+                found: ns.get(i).map(str::to_string),
+                set,
+                region: r.to_string(),
+            });
         }
     }
 
     pub(crate) fn samples(&self, ctx: &Ctx) -> Vec<Fields> {
         self.samples
-            .items()
-            .iter()
-            .cloned()
+            .pick(SAMPLE_CAP)
+            .into_iter()
             .map(|s| {
                 let mut f = Fields::new();
                 f.insert("request_id".into(), Metric::Text(s.request_id));

@@ -9,19 +9,68 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{CheckInfo, CheckResult, CheckSpec, Fields, Finish, Metric, Status, BOTH, SAMPLE_CAP};
+use super::{
+    CheckInfo, CheckResult, CheckSpec, Evidence, Fields, Finish, Metric, Status, BOTH, SAMPLE_CAP,
+};
 use crate::columns::{hash_str, hash_str_128, Col, Table};
 use crate::engine::lookup::{Found, Lookup, LookupSpec};
 use crate::engine::{Kernel, Rows, Stage, States};
 use crate::plan::Ctx;
-use crate::stats::{Counts, Samples, Targets};
+use crate::stats::{Counts, Keyed, SampleKey, Samples, Strata, Targets};
 use crate::time::{format_millis, Micros, MICROS_PER_SECOND};
 
 pub(crate) static CHECK: CheckSpec = CheckSpec {
     info: &INFO,
     kernels: &[&EFFECTS, &KEY_LOOKUP],
     finish,
+    evidence: &[&Evidence {
+        kind: "executions_of_duplicated_keys",
+        table: Table::Receipts,
+        select: |ctx, states, rows| {
+            let s = &states.get::<EffectsKernel>().summary;
+            executions_of_keys(ctx, rows, &s.duplicated, |_| true)
+        },
+    }],
 };
+
+/// Per row: an execution (decision missing or `new`) in scope.
+pub(crate) fn executions(ctx: &Ctx, rows: &Rows<'_>) -> Vec<bool> {
+    let batch = rows.batch;
+    let ts = batch.ts();
+    let decision = batch.str(Col::Decision);
+    (0..batch.len())
+        .map(|i| {
+            ctx.plan.receipt_in_scope(ts[i])
+                && decision_code(decision.as_ref().and_then(|d| d.get(i))) == 0
+        })
+        .collect()
+}
+
+/// Per row: an execution in scope whose idempotency key is among `keys` (sorted) and passes
+/// `and`.
+pub(crate) fn executions_of_keys(
+    ctx: &Ctx,
+    rows: &Rows<'_>,
+    keys: &[u128],
+    and: impl Fn(Micros) -> bool,
+) -> Vec<bool> {
+    let batch = rows.batch;
+    let ts = batch.ts();
+    let (Some(key), false) = (batch.str(Col::IdempotencyKey), keys.is_empty()) else {
+        return vec![false; batch.len()];
+    };
+    let decision = batch.str(Col::Decision);
+    (0..batch.len())
+        .map(|i| {
+            ctx.plan.receipt_in_scope(ts[i])
+                && decision_code(decision.as_ref().and_then(|d| d.get(i))) == 0
+                && key
+                    .get(i)
+                    .is_some_and(|k| keys.binary_search(&hash_str_128(k)).is_ok())
+                && and(ts[i])
+        })
+        .collect()
+}
 
 pub(crate) static INFO: CheckInfo = CheckInfo {
     id: "duplicate_effects",
@@ -105,10 +154,28 @@ pub(crate) struct State {
     pub(crate) freeze_by_effect: Counts,
     pub(crate) writes_during_freeze: u64,
     pub(crate) executions_after_freeze: u64,
+    /// Executions during the freeze: the earliest and latest of each writer.
+    pub(crate) freeze_samples: Strata<FreezeWrite>,
     pub(crate) max_ts: Option<Micros>,
     /// What the executions add up to per key; computed when the state is settled.
     #[serde(skip)]
     pub(crate) summary: Summary,
+}
+
+/// An execution during the write freeze, as a sample shows it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub(crate) struct FreezeWrite {
+    pub(crate) ts: Micros,
+    pub(crate) receipt_id: Option<String>,
+    pub(crate) writer: Option<String>,
+    pub(crate) effect: Option<String>,
+    pub(crate) idempotency_key: Option<String>,
+}
+
+impl Keyed for FreezeWrite {
+    fn key(&self) -> SampleKey<'_> {
+        (self.ts, self.receipt_id.as_deref())
+    }
 }
 
 /// Phase of an execution: index into PHASES_FREEZE (with a freeze window) or PHASES_FLIP.
@@ -149,6 +216,10 @@ pub(crate) struct Summary {
     pub(crate) flip_targets: Vec<u128>,
     /// Executions of the keys above.
     pub(crate) target_executions: BTreeMap<u128, u64>,
+    /// Every key executed more than once / by two writers at the flip, sorted: what
+    /// `--evidence-dir` selects receipts by.
+    pub(crate) duplicated: Vec<u128>,
+    pub(crate) two_writer: Vec<u128>,
 }
 
 /// Why the receipt checks cannot run, if they cannot.
@@ -179,6 +250,7 @@ impl Kernel for EffectsKernel {
             Col::WriterId,
             Col::Effect,
             Col::EffectId,
+            Col::ReceiptId,
         ]
     }
 
@@ -206,6 +278,7 @@ impl Kernel for EffectsKernel {
         }
         state.freeze_by_writer.merge(other.freeze_by_writer);
         state.freeze_by_effect.merge(other.freeze_by_effect);
+        state.freeze_samples.merge(other.freeze_samples);
     }
 
     fn settle(&self, ctx: &Ctx, state: &mut State, _prior: &States) {
@@ -234,6 +307,7 @@ impl State {
         let effect = batch.str(Col::Effect);
         let effects = effect.as_ref().map(|e| e.map_rows(small_hash));
         let effect_ids = batch.str(Col::EffectId).map(|e| e.map_rows(small_hash));
+        let receipt = batch.str(Col::ReceiptId);
         let flip_range = ctx
             .plan
             .flip_at()
@@ -266,10 +340,19 @@ impl State {
             if let Some(freeze) = freeze {
                 if freeze.contains(ts[i]) {
                     self.writes_during_freeze += 1;
-                    self.freeze_by_writer
-                        .bump(writer.as_ref().and_then(|c| c.get(i)).unwrap_or("unknown"));
+                    let w = writer.as_ref().and_then(|c| c.get(i));
+                    self.freeze_by_writer.bump(w.unwrap_or("unknown"));
                     self.freeze_by_effect
                         .bump(effect.as_ref().and_then(|c| c.get(i)).unwrap_or("unknown"));
+                    let id = receipt.as_ref().and_then(|c| c.get(i));
+                    self.freeze_samples
+                        .offer(w.unwrap_or("unknown"), (ts[i], id), || FreezeWrite {
+                            ts: ts[i],
+                            receipt_id: id.map(str::to_string),
+                            writer: w.map(str::to_string),
+                            effect: effect.as_ref().and_then(|c| c.get(i)).map(str::to_string),
+                            idempotency_key: key.get(i).map(str::to_string),
+                        });
                 } else if ts[i] >= freeze.end {
                     self.executions_after_freeze += 1;
                 }
@@ -327,6 +410,7 @@ impl State {
             if distinct(|e| e.writer, |e| e.near_flip) {
                 s.two_writer_effects += 1;
                 flips.push(key);
+                s.two_writer.push(key);
             }
             let count = group.len() as u64;
             if count < 2 {
@@ -335,6 +419,7 @@ impl State {
             s.duplicate_keys += 1;
             s.extra_executions += count - 1;
             duplicates.push(key);
+            s.duplicated.push(key);
             let first = group
                 .iter()
                 .min_by_key(|e| (e.ts, e.effect))
@@ -351,6 +436,8 @@ impl State {
             }
             s.extra_by_phase[first_phase] -= 1;
         }
+        s.duplicated.sort_unstable();
+        s.two_writer.sort_unstable();
         s.duplicate_targets = duplicates.into_vec();
         s.flip_targets = flips.into_vec();
         for target in s.duplicate_targets.iter().chain(&s.flip_targets) {

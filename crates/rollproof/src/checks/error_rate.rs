@@ -11,6 +11,7 @@ pub(crate) static CHECK: CheckSpec = CheckSpec {
     info: &INFO,
     kernels: &[&ERRORS, &ROWS],
     finish,
+    evidence: &[],
 };
 
 pub(crate) static INFO: CheckInfo = CheckInfo {

@@ -21,6 +21,21 @@ pub(crate) static CHECK: CheckSpec = CheckSpec {
     info: &INFO,
     kernels: &[&ERRORS, &ROWS],
     finish,
+    evidence: &[&super::Evidence {
+        kind: "errors_after_the_flip",
+        table: Table::Requests,
+        select: |ctx, _, rows| {
+            let n = rows.len();
+            let (Some(status), Some(flip)) = (rows.batch.int(Col::Status), ctx.plan.flip_at())
+            else {
+                return vec![false; n];
+            };
+            let ts = rows.batch.ts();
+            (0..n)
+                .map(|i| ts[i] >= flip && status.is_valid(i) && is_error(status.value(i)))
+                .collect()
+        },
+    }],
 };
 
 pub(crate) static INFO: CheckInfo = CheckInfo {

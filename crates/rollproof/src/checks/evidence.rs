@@ -8,6 +8,7 @@ pub(crate) static CHECK: CheckSpec = CheckSpec {
     info: &INFO,
     kernels: &[],
     finish,
+    evidence: &[],
 };
 
 pub(crate) static INFO: CheckInfo = CheckInfo {

@@ -14,6 +14,7 @@ pub(crate) static CHECK: CheckSpec = CheckSpec {
     info: &INFO,
     kernels: &[&LATENCY, &ROWS],
     finish,
+    evidence: &[],
 };
 
 pub(crate) static INFO: CheckInfo = CheckInfo {

@@ -6,7 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CheckInfo, CheckResult, CheckSpec, Fields, Finish, Metric, Status, ROLLBACK, SAMPLE_CAP,
+    CheckInfo, CheckResult, CheckSpec, Evidence, Fields, Finish, Metric, Status, ROLLBACK,
+    SAMPLE_CAP,
 };
 use crate::columns::{hash_str, Col, Table};
 use crate::engine::lookup::{Found, Lookup, LookupSpec};
@@ -19,6 +20,11 @@ pub(crate) static CHECK: CheckSpec = CheckSpec {
     info: &INFO,
     kernels: &[&USERS, &USER_LOOKUP],
     finish,
+    evidence: &[&Evidence {
+        kind: "requests_of_users_on_several_versions",
+        table: Table::Requests,
+        select: mixed_users_requests,
+    }],
 };
 
 pub(crate) static INFO: CheckInfo = CheckInfo {
@@ -81,6 +87,18 @@ pub(crate) fn skip_reason(ctx: &Ctx) -> Option<String> {
         return Some("none of the expected pins is a column of the requests".to_string());
     }
     None
+}
+
+/// Evidence: the audited requests of every user who saw more than one value.
+pub(crate) fn mixed_users_requests(ctx: &Ctx, states: &States, rows: &Rows<'_>) -> Vec<bool> {
+    let n = rows.len();
+    let (Some(users), None) = (rows.batch.str(Col::UserId), skip_reason(ctx)) else {
+        return vec![false; n];
+    };
+    let state = states.get::<UsersKernel>();
+    let mixed =
+        users.map_rows(|u| u.is_some_and(|u| state.users.get(&hash_str(Some(u))) == Some(&MIXED)));
+    (0..n).map(|i| rows.set[i] != 0 && mixed[i]).collect()
 }
 
 /// The distinct values (pin tuples, or arms) each user's audited requests carried.

@@ -29,7 +29,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::engine::{AnyKernel, States};
+use crate::columns::Table;
+use crate::engine::{AnyKernel, Rows, States};
 use crate::plan::{Ctx, Mode};
 use crate::time::{format_millis, Micros};
 
@@ -62,6 +63,17 @@ pub(crate) struct CheckSpec {
     /// The kernels whose settled states `finish` reads (shared kernels are run once).
     pub(crate) kernels: &'static [&'static dyn AnyKernel],
     pub(crate) finish: fn(&Finish<'_>) -> CheckResult,
+    /// The rows behind the check's findings, for `--evidence-dir`: each kind selects rows of
+    /// one table (written when the check fails or warns).
+    pub(crate) evidence: &'static [&'static Evidence],
+}
+
+/// A kind of finding whose rows `--evidence-dir` writes: every row `select` picks.
+pub(crate) struct Evidence {
+    /// The file's name (without extension) in the evidence folder.
+    pub(crate) kind: &'static str,
+    pub(crate) table: Table,
+    pub(crate) select: fn(&Ctx, &States, &Rows<'_>) -> Vec<bool>,
 }
 
 /// What a check's `finish` reads.
@@ -260,6 +272,8 @@ pub enum Metric {
     Time(Option<Micros>),
     Flag(bool),
     Counts(BTreeMap<String, u64>),
+    /// Instants by name (region → its last violation), shown as RFC 3339 UTC with milliseconds.
+    Times(BTreeMap<String, Micros>),
     Texts(Vec<String>),
 }
 
@@ -307,6 +321,11 @@ impl Metric {
                 .map(|(k, v)| format!("{k}: {v}"))
                 .collect::<Vec<_>>()
                 .join(", "),
+            Metric::Times(m) => m
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", format_millis(*v)))
+                .collect::<Vec<_>>()
+                .join(", "),
             Metric::Texts(v) => v.join(", "),
             Metric::MaybeCount(None)
             | Metric::Number(None)
@@ -331,6 +350,7 @@ impl Serialize for Metric {
             Metric::Time(Some(t)) => s.serialize_str(&format_millis(*t)),
             Metric::Flag(b) => s.serialize_bool(*b),
             Metric::Counts(m) => m.serialize(s),
+            Metric::Times(m) => s.collect_map(m.iter().map(|(k, v)| (k, format_millis(*v)))),
             Metric::Texts(v) => v.serialize(s),
             Metric::MaybeCount(None)
             | Metric::Number(_)

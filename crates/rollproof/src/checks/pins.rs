@@ -2,19 +2,29 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
 use super::rows::ROWS;
 use super::{
-    region_of, CheckInfo, CheckResult, CheckSpec, Fields, Finish, Metric, Status, BOTH, SAMPLE_CAP,
+    CheckInfo, CheckResult, CheckSpec, Evidence, Fields, Finish, Metric, Status, BOTH, SAMPLE_CAP,
 };
 use crate::columns::{Col, Table, PIN_COLUMNS};
 use crate::engine::{Kernel, Rows, Stage, States};
 use crate::plan::{Ctx, Mode};
-use crate::stats::{Counts, Samples};
+use crate::stats::{intern, Counts, Keyed, SampleKey, Strata};
 
 pub(crate) static CHECK: CheckSpec = CheckSpec {
     info: &INFO,
     kernels: &[&PINS, &ROWS],
     finish,
+    evidence: &[&Evidence {
+        kind: "requests_with_wrong_pins",
+        table: Table::Requests,
+        select: |ctx, _, rows| {
+            let (wrong, _) = violations(ctx, &checked_pins(ctx), rows);
+            wrong.iter().map(|w| *w != 0).collect()
+        },
+    }],
 };
 
 pub(crate) static INFO: CheckInfo = CheckInfo {
@@ -53,6 +63,15 @@ pub(crate) struct Sample {
     region: String,
 }
 
+impl Keyed for Sample {
+    fn key(&self) -> SampleKey<'_> {
+        (self.ts, self.request_id.as_deref())
+    }
+}
+
+/// Samples kept per pin and per region: the earliest and the latest two.
+const PER_STRATUM: usize = 2;
+
 #[derive(Serialize, Deserialize)]
 pub(crate) struct State {
     /// Pins (index into PIN_COLUMNS) that some set names and the logs have.
@@ -62,8 +81,11 @@ pub(crate) struct State {
     missing: u64,
     by_pin: [u64; 8],
     by_region: Counts,
+    /// Audited requests per region: the denominators of the per-region rates.
+    requests_by_region: Counts,
+    last_violation_by_region: BTreeMap<String, i64>,
     by_arm: [u64; 2],
-    samples: Samples<Sample>,
+    samples: Strata<Sample>,
 }
 
 /// Audited requests against their pin set.
@@ -83,17 +105,7 @@ impl Kernel for PinsKernel {
     }
 
     fn init(&self, ctx: &Ctx, _prior: &States) -> State {
-        let checked_pins = (0..PIN_COLUMNS.len())
-            .filter(|&j| {
-                let col = PIN_COLUMNS[j];
-                ctx.has(col)
-                    && ctx
-                        .plan
-                        .pin_sets()
-                        .iter()
-                        .any(|s| s.pins.iter().any(|(c, _)| *c == col))
-            })
-            .collect();
+        let checked_pins = checked_pins(ctx);
         State {
             checked_pins,
             requests_checked: 0,
@@ -101,8 +113,10 @@ impl Kernel for PinsKernel {
             missing: 0,
             by_pin: [0; 8],
             by_region: Counts::default(),
+            requests_by_region: Counts::default(),
+            last_violation_by_region: BTreeMap::new(),
             by_arm: [0; 2],
-            samples: Samples::new(SAMPLE_CAP),
+            samples: Strata::new(PER_STRATUM),
         }
     }
 
@@ -120,8 +134,81 @@ impl Kernel for PinsKernel {
         state.by_arm[0] += other.by_arm[0];
         state.by_arm[1] += other.by_arm[1];
         state.by_region.merge(other.by_region);
+        state.requests_by_region.merge(other.requests_by_region);
+        for (region, t) in other.last_violation_by_region {
+            let slot = state.last_violation_by_region.entry(region).or_insert(t);
+            *slot = (*slot).max(t);
+        }
         state.samples.merge(other.samples);
     }
+}
+
+/// Per row, bit `j` set when pin `j` (of `checked_pins`) differs from the row's set or is
+/// missing, and the same for missing only; rows not audited are 0.
+pub(crate) fn violations(ctx: &Ctx, checked_pins: &[usize], rows: &Rows<'_>) -> (Vec<u8>, Vec<u8>) {
+    let batch = rows.batch;
+    let n = batch.len();
+    let mut wrong = vec![0u8; n];
+    let mut absent = vec![0u8; n];
+    for &j in checked_pins {
+        let col = PIN_COLUMNS[j];
+        let arr = batch.str(col).expect("present pin columns are projected");
+        let expected: Vec<Option<&str>> = ctx
+            .plan
+            .pin_sets()
+            .iter()
+            .map(|s| {
+                s.pins
+                    .iter()
+                    .find(|(c, _)| *c == col)
+                    .map(|(_, v)| v.as_str())
+            })
+            .collect();
+        // Per distinct value (dictionary) or per row: 2 bits per pin set, 0 ok / 1 differs / 2 missing.
+        let codes = arr.map_rows(|v| {
+            let mut code = 0u8;
+            for (s, e) in expected.iter().enumerate() {
+                if let Some(e) = e {
+                    let k = match v {
+                        None => 2,
+                        Some(x) if x == *e => 0,
+                        Some(_) => 1,
+                    };
+                    code |= k << (2 * s);
+                }
+            }
+            code
+        });
+        for i in 0..n {
+            let set = rows.set[i];
+            if set == 0 {
+                continue;
+            }
+            let k = (codes[i] >> (2 * (set - 1))) & 3;
+            if k != 0 {
+                wrong[i] |= 1 << j;
+                if k == 2 {
+                    absent[i] |= 1 << j;
+                }
+            }
+        }
+    }
+    (wrong, absent)
+}
+
+/// The pins (indices into PIN_COLUMNS) some set names and the requests have.
+pub(crate) fn checked_pins(ctx: &Ctx) -> Vec<usize> {
+    (0..PIN_COLUMNS.len())
+        .filter(|&j| {
+            let col = PIN_COLUMNS[j];
+            ctx.has(col)
+                && ctx
+                    .plan
+                    .pin_sets()
+                    .iter()
+                    .any(|s| s.pins.iter().any(|(c, _)| *c == col))
+        })
+        .collect()
 }
 
 impl State {
@@ -130,62 +217,24 @@ impl State {
             return;
         }
         let batch = rows.batch;
-        let n = batch.len();
-        // Bit j of `wrong[i]`: pin j differs or is missing; of `absent[i]`: pin j is missing.
-        let mut wrong = vec![0u8; n];
-        let mut absent = vec![0u8; n];
-        for &j in &self.checked_pins {
-            let col = PIN_COLUMNS[j];
-            let arr = batch.str(col).expect("present pin columns are projected");
-            let expected: Vec<Option<&str>> = ctx
-                .plan
-                .pin_sets()
-                .iter()
-                .map(|s| {
-                    s.pins
-                        .iter()
-                        .find(|(c, _)| *c == col)
-                        .map(|(_, v)| v.as_str())
-                })
-                .collect();
-            // Per distinct value (dictionary) or per row: 2 bits per pin set, 0 ok / 1 differs / 2 missing.
-            let codes = arr.map_rows(|v| {
-                let mut code = 0u8;
-                for (s, e) in expected.iter().enumerate() {
-                    if let Some(e) = e {
-                        let k = match v {
-                            None => 2,
-                            Some(x) if x == *e => 0,
-                            Some(_) => 1,
-                        };
-                        code |= k << (2 * s);
-                    }
-                }
-                code
-            });
-            for i in 0..n {
-                let set = rows.set[i];
-                if set == 0 {
-                    continue;
-                }
-                let k = (codes[i] >> (2 * (set - 1))) & 3;
-                if k != 0 {
-                    wrong[i] |= 1 << j;
-                    if k == 2 {
-                        absent[i] |= 1 << j;
-                    }
-                }
-            }
-        }
-        let region = batch.str(Col::Region);
+        let (wrong, absent) = violations(ctx, &self.checked_pins, rows);
+        let (region_ids, regions) = intern(
+            batch.str(Col::Region).as_ref(),
+            batch.len(),
+            "unknown",
+            "all",
+        );
+        let mut checked_by_region = vec![0u64; regions.len()];
         let request_id = batch.str(Col::RequestId);
         let ts = batch.ts();
-        for i in 0..n {
+        for i in 0..batch.len() {
             let set = rows.set[i];
             if set == 0 {
                 continue;
             }
             self.requests_checked += 1;
+            let r = region_ids[i] as usize;
+            checked_by_region[r] += 1;
             let mask = wrong[i];
             if mask == 0 {
                 continue;
@@ -196,26 +245,42 @@ impl State {
                 *count += ((mask >> j) & 1) as u64;
             }
             self.by_arm[set as usize - 1] += 1;
-            let r = region_of(region.as_ref(), i);
-            self.by_region.bump(r);
+            let region = regions[r];
+            self.by_region.bump(region);
+            match self.last_violation_by_region.get_mut(region) {
+                Some(t) => *t = (*t).max(ts[i]),
+                None => {
+                    self.last_violation_by_region
+                        .insert(region.to_string(), ts[i]);
+                }
+            }
             let id = request_id.as_ref().and_then(|c| c.get(i));
-            if self
-                .samples
-                .would_keep(|last| (ts[i], id) < (last.ts, last.request_id.as_deref()))
-            {
-                let pin = mask.trailing_zeros() as usize;
-                let found = batch
-                    .str(PIN_COLUMNS[pin])
-                    .and_then(|c| c.get(i))
-                    .map(str::to_string);
-                self.samples.push(Sample {
+            let sample = |pin: usize| {
+                move || Sample {
                     ts: ts[i],
                     request_id: id.map(str::to_string),
                     pin,
-                    found,
+                    found: batch
+                        .str(PIN_COLUMNS[pin])
+                        .and_then(|c| c.get(i))
+                        .map(str::to_string),
                     set,
-                    region: r.to_string(),
-                });
+                    region: region.to_string(),
+                }
+            };
+            for j in (0..8).filter(|j| mask >> j & 1 == 1) {
+                self.samples
+                    .offer(PIN_COLUMNS[j].name(), (ts[i], id), sample(j));
+            }
+            self.samples.offer(
+                &format!("region {region}"),
+                (ts[i], id),
+                sample(mask.trailing_zeros() as usize),
+            );
+        }
+        for (r, n) in checked_by_region.into_iter().enumerate() {
+            if n > 0 {
+                self.requests_by_region.add(regions[r], n);
             }
         }
     }
@@ -317,6 +382,18 @@ fn finish(f: &Finish<'_>) -> CheckResult {
             .metric("by_pin", Metric::Counts(by_pin))
             .metric("by_region", Metric::Counts(state.by_region.sorted()))
             .metric(
+                "requests_by_region",
+                Metric::Counts(state.requests_by_region.sorted()),
+            )
+            .metric(
+                "last_violation_at",
+                Metric::Time(state.last_violation_by_region.values().max().copied()),
+            )
+            .metric(
+                "last_violation_at_by_region",
+                Metric::Times(state.last_violation_by_region.clone()),
+            )
+            .metric(
                 "pins_checked",
                 Metric::Texts(
                     state
@@ -347,9 +424,8 @@ fn finish(f: &Finish<'_>) -> CheckResult {
         }
         result.samples = state
             .samples
-            .items()
-            .iter()
-            .cloned()
+            .pick(SAMPLE_CAP)
+            .into_iter()
             .map(|s| {
                 let col = PIN_COLUMNS[s.pin];
                 let expected = ctx.plan.pin_sets()[s.set as usize - 1]

@@ -15,6 +15,7 @@ pub(crate) static CHECK: CheckSpec = CheckSpec {
     info: &INFO,
     kernels: &[&QUALITY, &ROWS],
     finish,
+    evidence: &[],
 };
 
 pub(crate) static INFO: CheckInfo = CheckInfo {

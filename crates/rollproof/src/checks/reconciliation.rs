@@ -10,7 +10,9 @@ use std::sync::Arc;
 use arrow::array::Array;
 use serde::{Deserialize, Serialize};
 
-use super::{CheckInfo, CheckResult, CheckSpec, Fields, Finish, Metric, Status, BOTH, SAMPLE_CAP};
+use super::{
+    CheckInfo, CheckResult, CheckSpec, Evidence, Fields, Finish, Metric, Status, BOTH, SAMPLE_CAP,
+};
 use crate::columns::{hash_str, Col, Table};
 use crate::engine::lookup::{Found, Lookup, LookupSpec};
 use crate::engine::{Kernel, Rows, Stage, States};
@@ -23,6 +25,18 @@ pub(crate) static CHECK: CheckSpec = CheckSpec {
     info: &INFO,
     kernels: &[&RECEIPT_SIDE, &REQUEST_SIDE, &REQUEST_LOOKUP],
     finish,
+    evidence: &[
+        &Evidence {
+            kind: "receipts_of_requests_not_in_the_logs",
+            table: Table::Receipts,
+            select: |ctx, states, rows| receipts_of(ctx, states, rows, |j| &j.orphans, false),
+        },
+        &Evidence {
+            kind: "executions_for_failed_requests",
+            table: Table::Receipts,
+            select: |ctx, states, rows| receipts_of(ctx, states, rows, |j| &j.failed, true),
+        },
+    ],
 };
 
 pub(crate) static INFO: CheckInfo = CheckInfo {
@@ -74,6 +88,37 @@ pub(crate) struct RequestSide {
     /// The join, once settled.
     #[serde(skip)]
     joined: Option<Joined>,
+}
+
+/// Per row: a receipt in scope whose request id is in the set `which` picks from the join (and an
+/// execution, when `executions_only`).
+fn receipts_of(
+    ctx: &Ctx,
+    states: &States,
+    rows: &Rows<'_>,
+    which: fn(&Joined) -> &Vec<u64>,
+    executions_only: bool,
+) -> Vec<bool> {
+    let batch = rows.batch;
+    let n = batch.len();
+    let joined = states
+        .try_get::<RequestSideKernel>()
+        .and_then(|r| r.joined.as_ref());
+    let (Some(joined), Some(request)) = (joined, batch.str(Col::RRequestId)) else {
+        return vec![false; n];
+    };
+    let ids = which(joined);
+    let decision = batch.str(Col::Decision);
+    let ts = batch.ts();
+    (0..n)
+        .map(|i| {
+            ctx.plan.receipt_in_scope(ts[i])
+                && (!executions_only || is_execution(decision.as_ref().and_then(|d| d.get(i))))
+                && request
+                    .get(i)
+                    .is_some_and(|id| ids.binary_search(&hash_str(Some(id))).is_ok())
+        })
+        .collect()
 }
 
 fn applies(ctx: &Ctx) -> bool {
@@ -233,6 +278,9 @@ pub(crate) struct Joined {
     pub(crate) failed_requests_with_executions: u64,
     pub(crate) orphan_targets: Vec<u64>,
     pub(crate) failed_targets: Vec<u64>,
+    /// Every orphan request id, and every failed request id with executions (sorted hashes).
+    pub(crate) orphans: Vec<u64>,
+    pub(crate) failed: Vec<u64>,
 }
 
 /// `found`: (request id hash, failed) sorted, so that a request id's entries are adjacent.
@@ -247,12 +295,16 @@ fn join(table: &ReceiptTable, found: &[(u64, bool)]) -> Joined {
             j.orphan_receipts += table.receipts[slot] as u64;
             j.orphan_request_ids += 1;
             orphans.push(h);
+            j.orphans.push(h);
         } else if entries.iter().any(|(_, f)| *f) && table.executions[slot] > 0 {
             j.executions_on_failed_requests += table.executions[slot] as u64;
             j.failed_requests_with_executions += 1;
             failed.push(h);
+            j.failed.push(h);
         }
     }
+    j.orphans.sort_unstable();
+    j.failed.sort_unstable();
     j.orphan_targets = orphans.into_vec();
     j.failed_targets = failed.into_vec();
     j

@@ -9,6 +9,11 @@ pub(crate) static CHECK: CheckSpec = CheckSpec {
     info: &INFO,
     kernels: &[&USERS, &USER_LOOKUP],
     finish,
+    evidence: &[&super::Evidence {
+        kind: "requests_of_users_on_both_arms",
+        table: crate::columns::Table::Requests,
+        select: super::mixed_versions::mixed_users_requests,
+    }],
 };
 
 pub(crate) static INFO: CheckInfo = CheckInfo {

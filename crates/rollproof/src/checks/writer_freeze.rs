@@ -4,13 +4,43 @@
 
 use super::duplicate_effects::{key_samples, skip_reason, EffectsKernel, EFFECTS, KEY_LOOKUP};
 use super::rows::{RowsKernel, ROWS};
-use super::{CheckInfo, CheckResult, CheckSpec, Finish, Metric, Status, ROLLBACK};
+use super::{
+    CheckInfo, CheckResult, CheckSpec, Fields, Finish, Metric, Status, ROLLBACK, SAMPLE_CAP,
+};
 use crate::time::format_millis;
 
 pub(crate) static CHECK: CheckSpec = CheckSpec {
     info: &INFO,
     kernels: &[&EFFECTS, &KEY_LOOKUP, &ROWS],
     finish,
+    evidence: &[
+        &super::Evidence {
+            kind: "executions_during_the_freeze",
+            table: crate::columns::Table::Receipts,
+            select: |ctx, _, rows| {
+                let Some(freeze) = ctx.plan.freeze() else {
+                    return vec![false; rows.len()];
+                };
+                super::duplicate_effects::executions(ctx, rows)
+                    .into_iter()
+                    .zip(rows.batch.ts())
+                    .map(|(exec, t)| exec && freeze.contains(*t))
+                    .collect()
+            },
+        },
+        &super::Evidence {
+            kind: "executions_by_two_writers_at_the_flip",
+            table: crate::columns::Table::Receipts,
+            select: |ctx, states, rows| {
+                let s = &states.get::<EffectsKernel>().summary;
+                let flip = ctx.plan.flip_at().unwrap_or_default();
+                let near = 60 * crate::time::MICROS_PER_SECOND;
+                super::duplicate_effects::executions_of_keys(ctx, rows, &s.two_writer, |t| {
+                    (t - flip).abs() <= near
+                })
+            },
+        },
+    ],
 };
 
 pub(crate) static INFO: CheckInfo = CheckInfo {
@@ -110,6 +140,29 @@ fn finish(f: &Finish<'_>) -> CheckResult {
             "",
             "0 and 0",
         );
-    result.samples = key_samples(f.states, &summary.flip_targets);
+    let mut samples: Vec<Fields> = partial
+        .freeze_samples
+        .pick(SAMPLE_CAP)
+        .into_iter()
+        .map(|w| {
+            let mut f = Fields::new();
+            f.insert("kind".into(), Metric::Text(Some("during_freeze".into())));
+            f.insert("ts".into(), Metric::Time(Some(w.ts)));
+            f.insert("receipt_id".into(), Metric::Text(w.receipt_id));
+            f.insert("writer".into(), Metric::Text(w.writer));
+            f.insert("effect".into(), Metric::Text(w.effect));
+            f.insert("idempotency_key".into(), Metric::Text(w.idempotency_key));
+            f
+        })
+        .collect();
+    samples.extend(
+        key_samples(f.states, &summary.flip_targets)
+            .into_iter()
+            .map(|mut f| {
+                f.insert("kind".into(), Metric::Text(Some("two_writers".into())));
+                f
+            }),
+    );
+    result.samples = samples;
     result
 }

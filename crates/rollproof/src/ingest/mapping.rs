@@ -48,6 +48,15 @@ impl Unit {
         }
     }
 
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Unit::Ns => "ns",
+            Unit::Us => "us",
+            Unit::Ms => "ms",
+            Unit::S => "s",
+        }
+    }
+
     fn parse(s: &str) -> Option<Unit> {
         match s {
             "ns" => Some(Unit::Ns),

@@ -275,14 +275,31 @@ pub(crate) fn plan(
     mapping: &Mapping,
     problems: &mut Vec<Problem>,
 ) -> TablePlan {
+    let inspected = inspect_all(table, files, mapping.spans);
+    plan_inspected(table, inspected, mapping, problems)
+}
+
+/// Inspects every file, in parallel (a remote file's footer is a round trip).
+pub(crate) fn inspect_all(
+    table: Table,
+    files: Vec<Resolved>,
+    spans: mapping::SpanSelection,
+) -> Vec<Result<SourceFile, Problem>> {
+    use rayon::prelude::*;
+    files
+        .into_par_iter()
+        .map(|input| inspect(table, input, spans))
+        .collect()
+}
+
+/// [`plan`] for files already inspected.
+pub(crate) fn plan_inspected(
+    table: Table,
+    inspected: Vec<Result<SourceFile, Problem>>,
+    mapping: &Mapping,
+    problems: &mut Vec<Problem>,
+) -> TablePlan {
     let table_mapping = mapping.table(table).clone();
-    let inspected: Vec<Result<SourceFile, Problem>> = {
-        use rayon::prelude::*;
-        files
-            .into_par_iter()
-            .map(|input| inspect(table, input, mapping.spans))
-            .collect()
-    };
     let mut plan = TablePlan {
         table,
         files: Vec::new(),

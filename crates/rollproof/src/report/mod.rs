@@ -37,10 +37,25 @@ pub enum Format {
     GithubAnnotations,
 }
 
+/// How renderings look, where a format allows a choice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RenderOptions {
+    /// ANSI colours in the terminal summary.
+    pub color: bool,
+}
+
 /// Renders `report` in `format`.
 pub fn render(format: Format, report: &Report) -> String {
+    render_with(format, report, RenderOptions::default())
+}
+
+/// Renders `report` in `format`, with `options`.
+pub fn render_with(format: Format, report: &Report, options: RenderOptions) -> String {
+    let text = text::Text {
+        color: options.color,
+    };
     let renderer: &dyn Renderer = match format {
-        Format::Text => &text::Text,
+        Format::Text => &text,
         Format::Json => &json::Json,
         Format::Markdown => &markdown::Markdown,
         Format::Junit => &junit::Junit,
@@ -113,6 +128,68 @@ pub struct Report {
     /// never part of the JSON (so the JSON does not depend on which reports a run writes).
     #[serde(skip)]
     pub(crate) timeline: Option<Timeline>,
+    /// Every row behind the findings, when the audit was asked for it (`--evidence-dir`).
+    #[serde(skip)]
+    pub evidence: Vec<EvidenceTable>,
+}
+
+/// The rows behind one kind of finding of one check, with canonical column names.
+#[derive(Debug, Clone)]
+pub struct EvidenceTable {
+    pub check: &'static str,
+    pub kind: &'static str,
+    /// `requests` or `receipts`.
+    pub table: &'static str,
+    pub batches: Vec<arrow::array::RecordBatch>,
+}
+
+impl EvidenceTable {
+    pub fn rows(&self) -> u64 {
+        self.batches.iter().map(|b| b.num_rows() as u64).sum()
+    }
+}
+
+impl Report {
+    /// Writes the evidence into `dir`: one Parquet file per check and kind of finding
+    /// (`pins.requests_with_wrong_pins.parquet`, …) and `index.json` listing them with their row
+    /// counts. Returns the rows written.
+    pub fn write_evidence(&self, dir: &std::path::Path) -> anyhow::Result<u64> {
+        use anyhow::Context;
+        std::fs::create_dir_all(dir)?;
+        let mut index = Vec::new();
+        let mut total = 0;
+        for table in &self.evidence {
+            let name = format!("{}.{}.parquet", table.check, table.kind);
+            let rows = table.rows();
+            if let Some(first) = table.batches.first() {
+                let file = std::fs::File::create(dir.join(&name))
+                    .with_context(|| format!("could not create `{name}`"))?;
+                let mut writer = parquet::arrow::ArrowWriter::try_new(file, first.schema(), None)?;
+                for batch in &table.batches {
+                    writer.write(batch)?;
+                }
+                writer.close()?;
+            }
+            total += rows;
+            index.push(serde_json::json!({
+                "check": table.check,
+                "kind": table.kind,
+                "table": table.table,
+                "rows": rows,
+                "file": (rows > 0).then_some(name),
+            }));
+        }
+        let index = serde_json::json!({
+            "incident": self.incident.id,
+            "verdict": self.verdict,
+            "evidence": index,
+        });
+        std::fs::write(
+            dir.join("index.json"),
+            serde_json::to_string_pretty(&index)? + "\n",
+        )?;
+        Ok(total)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -340,6 +417,7 @@ impl Report {
             rows: extra.rows,
             checks,
             timeline: extra.timeline,
+            evidence: Vec::new(),
         }
     }
 

@@ -6,7 +6,10 @@ use std::fmt::Write;
 use super::{Renderer, Report};
 use crate::checks::{Fields, Status};
 
-pub(crate) struct Text;
+pub(crate) struct Text {
+    /// ANSI colours for the status words (on a terminal, unless NO_COLOR).
+    pub(crate) color: bool,
+}
 
 const FINDINGS_PER_CHECK: usize = 3;
 
@@ -51,7 +54,7 @@ impl Renderer for Text {
         let _ = writeln!(
             out,
             "verdict: {} (exit {}) — {} failed, {} inconclusive, {} warned, {} passed, {} skipped",
-            r.verdict.name().to_uppercase(),
+            self.paint(r.verdict, &r.verdict.name().to_uppercase()),
             r.exit_code,
             c.fail,
             c.inconclusive,
@@ -63,8 +66,8 @@ impl Renderer for Text {
         for check in &r.checks {
             let _ = writeln!(
                 out,
-                "  {:<5} {:<18} {}",
-                status_word(check.status),
+                "  {} {:<18} {}",
+                self.paint(check.status, &format!("{:<5}", status_word(check.status))),
                 check.id,
                 sanitize(&check.summary)
             );
@@ -95,6 +98,23 @@ impl Renderer for Text {
             rows.receipts_read
         );
         out
+    }
+}
+
+impl Text {
+    /// A status word in its colour: red fail, yellow warn, green pass, magenta inconclusive.
+    fn paint(&self, status: Status, word: &str) -> String {
+        if !self.color {
+            return word.to_string();
+        }
+        let code = match status {
+            Status::Fail => "1;31",
+            Status::Warn => "33",
+            Status::Pass => "32",
+            Status::Inconclusive => "35",
+            Status::Skip => "2",
+        };
+        format!("\x1b[{code}m{word}\x1b[0m")
     }
 }
 

@@ -6,6 +6,7 @@
 pub(crate) mod hash_index;
 mod quantiles;
 mod samples;
+mod strata;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use quantiles::Quantiles;
 pub(crate) use samples::{Samples, Targets};
+pub(crate) use strata::{Keyed, SampleKey, Strata};
 
 /// Sum of values in `[0, 1]` (or any small non-negative range) as fixed-point integers, so that the
 /// sum does not depend on the order of additions. Resolution 2⁻⁴⁰ per value.
@@ -91,6 +93,38 @@ impl Counts {
     pub(crate) fn sorted(&self) -> BTreeMap<String, u64> {
         self.0.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
+
+    /// Adds `n` to `key`.
+    pub(crate) fn add(&mut self, key: &str, n: u64) {
+        if let Some(c) = self.0.get_mut(key) {
+            *c += n;
+        } else {
+            self.0.insert(key.to_string(), n);
+        }
+    }
+}
+
+/// Per row, a small index into the distinct values of a string column (evaluated once per
+/// dictionary value): counting by region with one string hash per distinct value, not per row.
+pub(crate) fn intern<'a>(
+    col: Option<&crate::columns::StrCol<'a>>,
+    rows: usize,
+    missing: &'a str,
+    absent: &'a str,
+) -> (Vec<u32>, Vec<&'a str>) {
+    let Some(col) = col else {
+        return (vec![0; rows], vec![absent]);
+    };
+    let mut names: Vec<&'a str> = Vec::new();
+    let mut index: HashMap<&'a str, u32> = HashMap::new();
+    let ids = col.map_rows(|v| {
+        let name = v.unwrap_or(missing);
+        *index.entry(name).or_insert_with(|| {
+            names.push(name);
+            (names.len() - 1) as u32
+        })
+    });
+    (ids, names)
 }
 
 impl Serialize for Counts {
