@@ -73,6 +73,38 @@ fn every_fixture_matches_its_planted_figures() {
                 checks[id]["summary"]
             );
         }
+        if let Some(impact) = expected["impact"].as_object() {
+            let got = &report["impact"];
+            for key in ["incident_start", "peak_error_rate"] {
+                assert_figure(&name, "impact", key, &impact[key], &got[key]);
+            }
+            let windows: Vec<&str> = got["windows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|w| w["name"].as_str().unwrap())
+                .collect();
+            let want: Vec<&str> = impact["windows"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            let mut sorted = windows.clone();
+            sorted.sort();
+            assert_eq!(sorted, want, "{name}: impact windows");
+            for w in got["windows"].as_array().unwrap() {
+                let wname = w["name"].as_str().unwrap();
+                for (key, value) in impact["windows"][wname].as_object().unwrap() {
+                    assert_figure(&name, &format!("impact.{wname}"), key, value, &w[key]);
+                }
+            }
+        } else {
+            assert!(
+                report.get("impact").is_none(),
+                "{name}: no impact section in canary mode"
+            );
+        }
         for (id, figures) in expected["figures"].as_object().unwrap() {
             let check = checks
                 .get(id)

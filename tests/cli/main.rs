@@ -8,6 +8,7 @@ mod determinism;
 mod fixtures;
 mod formats;
 mod init;
+mod layout;
 mod malformed;
 mod properties;
 mod real_logs;

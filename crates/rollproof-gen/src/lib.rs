@@ -885,6 +885,7 @@ pub fn expected(s: &Scenario, requests: &[Request], receipts: &[Receipt]) -> Val
         json!({"orphan_receipts": orphans, "executions_on_failed_requests": on_failed}),
     );
 
+    let impact = (!s.canary).then(|| impact_oracle(s, requests));
     let statuses: BTreeMap<&str, &str> = s.statuses.iter().copied().collect();
     let exit_code = match s.verdict {
         "fail" => 1,
@@ -897,6 +898,77 @@ pub fn expected(s: &Scenario, requests: &[Request], receipts: &[Receipt]) -> Val
         "exit_code": exit_code,
         "statuses": statuses,
         "figures": checks,
+        "impact": impact,
+    })
+}
+
+/// The report's `impact` section, by plain loops over the rows (the definitions of
+/// docs/reference/figures.md, written independently of rollproof's kernel).
+fn impact_oracle(s: &Scenario, requests: &[Request]) -> Value {
+    let good = pins_of(&GOOD);
+    let off_pin =
+        |r: &Request| (0..EXPECTED_PINS).any(|p| !r.pins[p].is_empty() && r.pins[p] != good[p]);
+    let is_error = |r: &Request| r.status >= 500 || r.status == 429;
+    let affected = |r: &Request| off_pin(r) || is_error(r);
+    let minute = |t: Micros| (t - s.flip_at).div_euclid(MICROS_PER_MINUTE);
+    let in_minute = |k: i64| requests.iter().filter(move |r| minute(r.ts) == k);
+    let degraded = |k: i64| {
+        let rows: Vec<&Request> = in_minute(k).collect();
+        let n = rows.len() as f64;
+        !rows.is_empty()
+            && (rows.iter().filter(|r| is_error(r)).count() as f64 / n > 0.005
+                || rows.iter().filter(|r| off_pin(r)).count() as f64 / n >= 0.05)
+    };
+    let candidates: Vec<i64> = (minute(s.baseline.1)..0)
+        .filter(|&k| s.flip_at + k * MICROS_PER_MINUTE >= s.baseline.1)
+        .filter(|&k| in_minute(k).next().is_some())
+        .collect();
+    let start = candidates.iter().enumerate().find_map(|(i, &k)| {
+        (degraded(k) && candidates.get(i + 1).is_none_or(|&n| degraded(n))).then_some(k)
+    });
+    let window = |from: Micros, to: Micros| {
+        let rows: Vec<&Request> = requests
+            .iter()
+            .filter(|r| r.ts >= from && r.ts < to)
+            .collect();
+        let users: BTreeSet<&str> = rows.iter().map(|r| r.user_id.as_str()).collect();
+        let hit: BTreeSet<&str> = rows
+            .iter()
+            .filter(|r| affected(r))
+            .map(|r| r.user_id.as_str())
+            .collect();
+        json!({
+            "requests": rows.len(),
+            "errors": rows.iter().filter(|r| is_error(r)).count(),
+            "off_pin_requests": rows.iter().filter(|r| off_pin(r)).count(),
+            "affected_requests": rows.iter().filter(|r| affected(r)).count(),
+            "users": users.len(),
+            "affected_users": hit.len(),
+        })
+    };
+    let mut windows = serde_json::Map::new();
+    windows.insert("baseline".into(), window(s.baseline.0, s.baseline.1));
+    if let Some(k) = start {
+        windows.insert(
+            "incident".into(),
+            window(s.flip_at + k * MICROS_PER_MINUTE, s.flip_at),
+        );
+    }
+    if s.post.0 > s.flip_at {
+        windows.insert("settling".into(), window(s.flip_at, s.post.0));
+    }
+    windows.insert("post".into(), window(s.post.0, s.post.1));
+    let peak = (start.unwrap_or(0)..=minute(s.end))
+        .filter_map(|k| {
+            let rows: Vec<&Request> = in_minute(k).collect();
+            (!rows.is_empty())
+                .then(|| rows.iter().filter(|r| is_error(r)).count() as f64 / rows.len() as f64)
+        })
+        .fold(None, |m: Option<f64>, e| Some(m.map_or(e, |m| m.max(e))));
+    json!({
+        "incident_start": start.map(|k| format_seconds(s.flip_at + k * MICROS_PER_MINUTE)),
+        "peak_error_rate": peak,
+        "windows": windows,
     })
 }
 

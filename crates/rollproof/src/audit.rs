@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::checks::{self, CheckResult, Finish, InputTotals, TableTotals};
+use crate::checks::{self, CheckResult, Finish, InputTotals, Metric, TableTotals};
 use crate::columns::{Col, Table};
 use crate::engine::pass::{self, Progress};
 use crate::engine::{AnyKernel, Stage, States};
@@ -128,6 +128,14 @@ pub fn audit(
     let timeline = states
         .try_get::<checks::series::SeriesKernel>()
         .and_then(|s| s.timeline(&ctx));
+    let recovery_minutes = results
+        .iter()
+        .find(|r| r.id == "error_recovery")
+        .and_then(|r| r.metrics.get("recovery_minutes"))
+        .and_then(Metric::as_count);
+    let impact = states
+        .try_get::<checks::impact::ImpactKernel>()
+        .and_then(|s| s.report(&ctx, recovery_minutes));
     let evidence = if options.evidence {
         collect_evidence(&ctx, &tables, &states, &results)?
     } else {
@@ -142,6 +150,15 @@ pub fn audit(
             data_start: rows.min_ts,
             data_end: rows.max_ts,
             timeline,
+            distributions: options
+                .series
+                .then(|| {
+                    states
+                        .try_get::<checks::latency::LatencyKernel>()
+                        .map(|s| s.curves())
+                })
+                .flatten(),
+            impact,
         },
     );
     report.evidence = evidence;
@@ -589,6 +606,9 @@ pub(crate) fn kernels_of(ctx: &Ctx) -> Vec<&'static dyn AnyKernel> {
     let mut kernels: Vec<&'static dyn AnyKernel> = checks::ALWAYS.to_vec();
     if ctx.series {
         kernels.push(&checks::series::SERIES);
+    }
+    if ctx.plan.mode() == Mode::Rollback {
+        kernels.push(&checks::impact::IMPACT);
     }
     for check in checks::of_mode(ctx.plan.mode()) {
         for &k in check.kernels {

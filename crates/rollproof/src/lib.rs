@@ -29,6 +29,7 @@ mod report;
 mod stats;
 mod survey;
 mod time;
+mod words;
 
 pub use audit::{audit, audit_path, AuditOptions, InputOverrides};
 pub use checks::{find as check_info, infos as check_infos, CheckInfo, ExitStatus, Metric, Status};

@@ -18,6 +18,7 @@ use crate::ingest::mapping::Unit;
 use crate::ingest::{self, InputSpec, Mapping, TablePlan};
 use crate::plan::Mode;
 use crate::time::{format_seconds, Micros, MICROS_PER_MINUTE};
+use crate::words::{count, plural};
 
 /// Distinct values kept per column; rarer ones beyond this are counted together.
 const MAX_VALUES: usize = 64;
@@ -557,26 +558,6 @@ fn quote(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn plural(n: usize, one: &str, many: &str) -> String {
-    format!(
-        "{} {}",
-        thousands(n as u64),
-        if n == 1 { one } else { many }
-    )
-}
-
 /// The value of `[inputs] requests = …`: one string, or an array.
 fn inputs_value(patterns: &[String]) -> String {
     match patterns {
@@ -617,14 +598,14 @@ impl Survey {
         let _ = writeln!(
             out,
             "# Written by `rollproof init` from {} ({} rows, {}){}.",
-            plural(r.files.len(), "request file", "request files"),
-            thousands(r.tally.rows),
+            plural(r.files.len() as u64, "request file", "request files"),
+            count(r.tally.rows),
             time_range(r.tally.first, r.tally.last),
             match &self.receipts {
                 Some(rc) => format!(
                     " and {} ({} rows)",
-                    plural(rc.files.len(), "receipt file", "receipt files"),
-                    thousands(rc.tally.rows)
+                    plural(rc.files.len() as u64, "receipt file", "receipt files"),
+                    count(rc.tally.rows)
                 ),
                 None => String::new(),
             }
@@ -767,7 +748,7 @@ impl Survey {
                     format!(
                         "{} ({} rows, {} .. {})",
                         quote(v),
-                        thousands(s.rows),
+                        count(s.rows),
                         format_seconds(s.first),
                         format_seconds(s.last)
                     )
@@ -804,7 +785,7 @@ impl Survey {
         out.push_str("[canary]\n");
         let seen: Vec<String> = arms
             .iter()
-            .map(|(a, s)| format!("{} ({} rows)", quote(a), thousands(s.rows)))
+            .map(|(a, s)| format!("{} ({} rows)", quote(a), count(s.rows)))
             .collect();
         let arms_note = if seen.is_empty() {
             "no `arm` column found: map it in the mapping file".to_string()
@@ -925,8 +906,8 @@ impl Survey {
                 out,
                 "{}: {}, {} rows, {}",
                 t.table.name(),
-                plural(t.files.len(), "file", "files"),
-                thousands(t.tally.rows),
+                plural(t.files.len() as u64, "file", "files"),
+                count(t.tally.rows),
                 time_range(t.tally.first, t.tally.last)
             );
             let mut formats: Vec<&str> = t.files.iter().map(|f| f.1).collect();
@@ -994,13 +975,5 @@ mod tests {
             .map(|e| e.0)
             .collect();
         assert_eq!(names, THRESHOLD_KEYS);
-    }
-
-    #[test]
-    fn thousands_separators() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(1234567), "1,234,567");
     }
 }

@@ -5,6 +5,7 @@
 
 use super::cache_rotation::{CacheKernel, State, CACHE};
 use super::{CheckInfo, CheckResult, CheckSpec, Finish, Metric, Status, CANARY};
+use crate::words::plural;
 
 pub(crate) static CHECK: CheckSpec = CheckSpec {
     info: &INFO,
@@ -26,8 +27,16 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
     columns_it_needs: "ts, arm, cache_hit, cache_ns, and a [cache] namespace template; region and request_id \
         for breakdowns and samples.",
     remediation: "give each arm its own cache namespace (render it from the arm's pins) and purge the shared entries",
-    region_column: None,
-    impact: None,
+    region_column: Some(("foreign cache hits", "hits_by_region")),
+    impact: Some(|_, m, _| {
+        let n = m.get("foreign_hits").and_then(Metric::as_count).unwrap_or(0);
+        (n > 0).then(|| {
+            format!(
+                "{} served from the other arm's namespace: answers crossed between the arms (cache poisoning).",
+                crate::words::plural(n, "cache hit was", "cache hits were")
+            )
+        })
+    }),
     events: None,
 };
 
@@ -42,7 +51,8 @@ fn finish(f: &Finish<'_>) -> CheckResult {
             Status::Fail,
             format!(
                 "{} of {} cache hits were served from another arm's (or an unknown) namespace",
-                partial.wrong_hits, partial.hits_checked
+                super::count(partial.wrong_hits),
+                super::count(partial.hits_checked)
             ),
         )
     } else {
@@ -50,7 +60,7 @@ fn finish(f: &Finish<'_>) -> CheckResult {
             Status::Pass,
             format!(
                 "all {} cache hits came from their own arm's namespace",
-                partial.hits_checked
+                super::count(partial.hits_checked)
             ),
         )
     };
@@ -63,9 +73,13 @@ fn finish(f: &Finish<'_>) -> CheckResult {
         .metric("foreign_hits", Metric::Count(partial.wrong_hits))
         .metric("by_arm", Metric::Counts(by_arm))
         .metric("by_region", Metric::Counts(partial.by_region.sorted()))
+        .metric(
+            "hits_by_region",
+            Metric::Counts(partial.hits_by_region.sorted()),
+        )
         .metric("last_foreign_at", Metric::Time(partial.last_wrong_at))
         .cells(
-            format!("{} foreign hits", partial.wrong_hits),
+            plural(partial.wrong_hits, "foreign hit", "foreign hits"),
             "",
             "0 foreign hits",
         )

@@ -3,6 +3,7 @@
 //! The kernel (cache hits whose namespace is not their pin set's rendered namespace) is shared
 //! with `cache_isolation`, which groups rows by arm instead of by time.
 
+use crate::words::plural;
 use arrow::array::Array;
 use serde::{Deserialize, Serialize};
 
@@ -36,11 +37,14 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
     columns_it_needs: "ts, cache_hit, cache_ns, and a [cache] namespace template in the incident; region and \
         request_id for breakdowns and samples.",
     remediation: "purge or rotate the cache namespace in {regions}; make namespace rotation part of the rollback runbook",
-    region_column: Some("stale cache hits"),
-    impact: Some(|_, m| {
+    region_column: Some(("stale cache hits", "hits_by_region")),
+    impact: Some(|_, m, _| {
         let s = m.get("stale_hits").and_then(Metric::as_count).unwrap_or(0);
         (s > 0).then(|| {
-            format!("{s} cache hits after the flip served answers cached by the bad version.")
+            format!(
+                "{} after the flip served answers cached by the bad version.",
+                crate::words::plural(s, "cache hit", "cache hits")
+            )
         })
     }),
     events: Some(|m, _| {
@@ -77,6 +81,8 @@ pub(crate) struct State {
     pub(crate) hits_checked: u64,
     pub(crate) wrong_hits: u64,
     pub(crate) by_region: Counts,
+    /// Audited cache hits per region: the denominators of `by_region`.
+    pub(crate) hits_by_region: Counts,
     pub(crate) by_set: [u64; 2],
     pub(crate) last_wrong_at: Option<i64>,
     /// The earliest and latest stale hits of each region.
@@ -102,6 +108,7 @@ impl Kernel for CacheKernel {
             hits_checked: 0,
             wrong_hits: 0,
             by_region: Counts::default(),
+            hits_by_region: Counts::default(),
             by_set: [0; 2],
             last_wrong_at: None,
             samples: Strata::new(2),
@@ -119,6 +126,7 @@ impl Kernel for CacheKernel {
         state.by_set[1] += other.by_set[1];
         state.last_wrong_at = super::rows::max_option(state.last_wrong_at, other.last_wrong_at);
         state.by_region.merge(other.by_region);
+        state.hits_by_region.merge(other.hits_by_region);
         state.samples.merge(other.samples);
     }
 }
@@ -202,13 +210,14 @@ impl State {
             }
             let set = rows.set[i];
             self.hits_checked += 1;
+            let r = region_of(region.as_ref(), i);
+            self.hits_by_region.bump(r);
             if !wrong[i] {
                 continue;
             }
             self.wrong_hits += 1;
             self.by_set[set as usize - 1] += 1;
             self.last_wrong_at = Some(self.last_wrong_at.map_or(ts[i], |t| t.max(ts[i])));
-            let r = region_of(region.as_ref(), i);
             self.by_region.bump(r);
             let id = request_id.as_ref().and_then(|c| c.get(i));
             self.samples.offer(r, (ts[i], id), || Sample {
@@ -261,8 +270,8 @@ fn finish(f: &Finish<'_>) -> CheckResult {
                 Status::Fail,
                 format!(
                     "{} of {} post-flip cache hits came from a stale namespace (expected `{namespace}`; last at {})",
-                    state.wrong_hits,
-                    state.hits_checked,
+                    super::count(state.wrong_hits),
+                    super::count(state.hits_checked),
                     state.last_wrong_at.map(format_millis).unwrap_or_default()
                 ),
             )
@@ -271,7 +280,7 @@ fn finish(f: &Finish<'_>) -> CheckResult {
                 Status::Pass,
                 format!(
                     "all {} post-flip cache hits came from `{namespace}`",
-                    state.hits_checked
+                    super::count(state.hits_checked)
                 ),
             )
         };
@@ -279,10 +288,14 @@ fn finish(f: &Finish<'_>) -> CheckResult {
             .metric("hits_checked", Metric::Count(state.hits_checked))
             .metric("stale_hits", Metric::Count(state.wrong_hits))
             .metric("by_region", Metric::Counts(state.by_region.sorted()))
+            .metric(
+                "hits_by_region",
+                Metric::Counts(state.hits_by_region.sorted()),
+            )
             .metric("last_stale_at", Metric::Time(state.last_wrong_at))
             .metric("expected_namespace", Metric::Text(Some(namespace)))
             .cells(
-                format!("{} stale hits", state.wrong_hits),
+                plural(state.wrong_hits, "stale hit", "stale hits"),
                 "",
                 "0 stale hits",
             )

@@ -5,6 +5,7 @@
 //! settled. It also carries what `writer_freeze` needs, so one pass over the receipts feeds both
 //! checks. Samples come from a targeted look-up of the few keys shown.
 
+use crate::words::plural;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -90,12 +91,17 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
         request_id for breakdowns and samples.",
     remediation: "reconcile the duplicated side effects with the affected users (refunds, corrections); enforce the idempotency fence on every retry path",
     region_column: None,
-    impact: Some(|_, m| {
+    impact: Some(|_, m, _| {
         let e = m.get("extra_executions").and_then(Metric::as_count).unwrap_or(0);
         (e > 0).then(|| {
             format!(
-                "{e} side effects were executed more than once ({} idempotency keys).",
-                m.get("duplicate_keys").and_then(Metric::as_count).unwrap_or(0)
+                "{} executed more than once ({}).",
+                plural(e, "side effect was", "side effects were"),
+                plural(
+                    m.get("duplicate_keys").and_then(Metric::as_count).unwrap_or(0),
+                    "idempotency key",
+                    "idempotency keys"
+                )
             )
         })
     }),
@@ -590,7 +596,11 @@ fn finish(f: &Finish<'_>) -> CheckResult {
     let mut parts = Vec::new();
     if extra > 0 {
         status = Status::Fail;
-        parts.push(format!("{extra} extra executions over {duplicate_keys} idempotency keys executed more than once"));
+        parts.push(format!(
+            "{} over {} executed more than once",
+            plural(extra, "extra execution", "extra executions"),
+            plural(duplicate_keys, "idempotency key", "idempotency keys")
+        ));
     }
     if multi_effect_id > 0 {
         status = Status::Fail;
@@ -601,14 +611,15 @@ fn finish(f: &Finish<'_>) -> CheckResult {
     if partial.unknown_decisions > 0 {
         status = status.worst(Status::Warn);
         parts.push(format!(
-            "{} receipts have an unknown decision (not new/duplicate/conflict)",
-            partial.unknown_decisions
+            "{} an unknown decision (not new/duplicate/conflict)",
+            plural(partial.unknown_decisions, "receipt has", "receipts have")
         ));
     }
     if parts.is_empty() {
         parts.push(format!(
-            "{} executions, each idempotency key executed once ({} dedupe hits: the fence held)",
-            partial.executions, partial.dedupe_hits
+            "{}, each idempotency key executed once ({}: the fence held)",
+            plural(partial.executions, "execution", "executions"),
+            plural(partial.dedupe_hits, "dedupe hit", "dedupe hits")
         ));
     }
     let phase_counts: BTreeMap<String, u64> = phases
@@ -637,7 +648,7 @@ fn finish(f: &Finish<'_>) -> CheckResult {
             Metric::Count(partial.executions_without_key),
         )
         .cells(
-            format!("{extra} extra executions"),
+            plural(extra, "extra execution", "extra executions"),
             "",
             "0 extra executions",
         )

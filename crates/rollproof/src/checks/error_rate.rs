@@ -26,7 +26,17 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
     columns_it_needs: "ts, arm, status.",
     remediation: "find what still errors after the flip (region, dependency, cache) before reopening writes",
     region_column: None,
-    impact: None,
+    impact: Some(|_, m, _| {
+        let rate = |k: &str| m.get(k).and_then(Metric::as_number);
+        let (Some(c), Some(b)) = (rate("canary_error_rate"), rate("baseline_error_rate")) else {
+            return None;
+        };
+        Some(format!(
+            "The canary's users saw errors on {} of requests, the stable arm's on {}.",
+            super::pct(c),
+            super::pct(b)
+        ))
+    }),
     events: None,
 };
 
@@ -46,6 +56,8 @@ fn finish(f: &Finish<'_>) -> CheckResult {
             .metric("canary_error_rate", Metric::Number(canary))
             .metric("baseline_errors", Metric::Count(partial.sides[0].hits))
             .metric("canary_errors", Metric::Count(partial.sides[1].hits))
+            .metric("baseline_requests", Metric::Count(partial.sides[0].total))
+            .metric("canary_requests", Metric::Count(partial.sides[1].total))
             .metric("error_rate_max", Metric::Number(Some(max)))
             .metric("status_missing", Metric::Count(partial.status_missing))
             .metric("status_invalid", Metric::Count(partial.status_invalid))

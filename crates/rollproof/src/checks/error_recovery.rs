@@ -54,10 +54,11 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
     columns_it_needs: "ts, status.",
     remediation: "find what still errors after the flip (region, dependency, cache) before reopening writes",
     region_column: None,
-    impact: Some(|status, m| {
+    impact: Some(|status, m, _| {
         match m.get("recovery_minutes").and_then(Metric::as_count) {
             Some(k) if k > 0 => Some(format!(
-                "Users saw elevated errors for {k} minutes after the flip."
+                "After the flip, errors took {} to fall back under the threshold for good.",
+                crate::words::minutes(k)
             )),
             Some(_) => None,
             None if status == Status::Fail => {

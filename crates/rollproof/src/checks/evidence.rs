@@ -3,6 +3,7 @@
 
 use super::{CheckInfo, CheckResult, CheckSpec, Finish, Metric, Status, BOTH};
 use crate::plan::Mode;
+use crate::words::plural;
 
 pub(crate) static CHECK: CheckSpec = CheckSpec {
     info: &INFO,
@@ -49,10 +50,16 @@ fn finish(f: &Finish<'_>) -> CheckResult {
         rows += r.rows;
     }
     let summary = if notes.is_empty() {
-        format!("{files} input files ({rows} rows) hashed; root cause linked")
+        format!(
+            "{} ({}) hashed; root cause linked",
+            plural(files, "input file", "input files"),
+            plural(rows, "row", "rows")
+        )
     } else {
         format!(
-            "{files} input files ({rows} rows) hashed; {}",
+            "{} ({}) hashed; {}",
+            plural(files, "input file", "input files"),
+            plural(rows, "row", "rows"),
             notes.join("; ")
         )
     };
@@ -83,7 +90,11 @@ fn finish(f: &Finish<'_>) -> CheckResult {
         .metric("receipts_given", Metric::Flag(receipts.is_some()))
         .metric("expected_pins", Metric::Texts(expected))
         .cells(
-            format!("{files} files, {rows} rows"),
+            format!(
+                "{}, {}",
+                plural(files, "file", "files"),
+                plural(rows, "row", "rows")
+            ),
             "",
             "root cause linked, all tables given",
         )

@@ -32,7 +32,19 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
     columns_it_needs: "ts, latency_ms (or a duration mapped with a unit).",
     remediation: "compare the slow path with the baseline (cold caches, leftover flags, index tuning)",
     region_column: None,
-    impact: None,
+    impact: Some(|status, m, mode| {
+        let ratio = |k: &str| m.get(k).and_then(Metric::as_number);
+        let p95 = ratio("p95_ratio")?;
+        match mode {
+            Mode::Canary => Some(format!(
+                "Canary p95 latency was ×{p95:.2} the stable arm's{}.",
+                ratio("p99_ratio").map(|r| format!(" (p99 ×{r:.2})")).unwrap_or_default()
+            )),
+            Mode::Rollback => (status != Status::Pass && status != Status::Skip).then(|| {
+                format!("After the flip, p95 latency was still ×{p95:.2} the baseline.")
+            }),
+        }
+    }),
     events: None,
 };
 
@@ -86,6 +98,21 @@ impl Kernel for LatencyKernel {
         state.sides[0].merge(&other.sides[0]);
         state.sides[1].merge(&other.sides[1]);
         state.negative += other.negative;
+    }
+}
+
+impl State {
+    /// Each side's latency distribution as (quantile, ms) points, for the HTML chart: every
+    /// percent, and 99.5% and 99.9%.
+    pub(crate) fn curves(&self) -> [Vec<(f64, f64)>; 2] {
+        let curve = |q: &Quantiles| -> Vec<(f64, f64)> {
+            (1..=99u64)
+                .map(|p| p * 10)
+                .chain([995, 999])
+                .filter_map(|permille| q.quantile(permille).map(|v| (permille as f64 / 1000.0, v)))
+                .collect()
+        };
+        [curve(&self.sides[0]), curve(&self.sides[1])]
     }
 }
 

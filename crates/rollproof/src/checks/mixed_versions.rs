@@ -40,7 +40,15 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
     columns_it_needs: "ts, user_id and the pin columns named in [expected_pins]; request_id for samples.",
     remediation: "find what keeps users on the old version (sticky sessions, per-user caches) and drain it",
     region_column: None,
-    impact: None,
+    impact: Some(|_, m, _| {
+        let n = m.get("users_mixed").and_then(Metric::as_count).unwrap_or(0);
+        (n > 0).then(|| {
+            format!(
+                "{} more than one version after the flip.",
+                crate::words::plural(n, "user was served", "users were served")
+            )
+        })
+    }),
     events: None,
 };
 
@@ -326,12 +334,19 @@ fn finish(f: &Finish<'_>) -> CheckResult {
     let (status, summary) = if mixed > 0 {
         (
             Status::Warn,
-            format!("{mixed} of {checked} users saw more than one version tuple after the flip"),
+            format!(
+                "{} of {} users saw more than one version tuple after the flip",
+                super::count(mixed),
+                super::count(checked)
+            ),
         )
     } else {
         (
             Status::Pass,
-            format!("each of {checked} users saw one version tuple after the flip"),
+            format!(
+                "each of {} users saw one version tuple after the flip",
+                super::count(checked)
+            ),
         )
     };
     let mut result = CheckResult::new(INFO.id, status, summary)

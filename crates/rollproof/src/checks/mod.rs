@@ -15,6 +15,7 @@ pub(crate) mod duplicate_effects;
 pub(crate) mod error_rate;
 pub(crate) mod error_recovery;
 pub(crate) mod evidence;
+pub(crate) mod impact;
 pub(crate) mod latency;
 pub(crate) mod mixed_versions;
 pub(crate) mod pins;
@@ -121,16 +122,17 @@ pub struct CheckInfo {
     /// The postmortem's action item when the check fails or warns; `{regions}` is replaced by the
     /// regions of its `by_region` breakdown (or "every region").
     pub remediation: &'static str,
-    /// Column label of its `by_region` breakdown in the per-region table, if it has one.
-    pub region_column: Option<&'static str>,
+    /// Its `by_region` breakdown in the per-region table, if it has one: the column label, and
+    /// the metric holding each region's denominator (for rates and totals).
+    pub region_column: Option<(&'static str, &'static str)>,
     /// The postmortem's impact sentence, from the check's status and figures.
     pub(crate) impact: Option<ImpactFn>,
     /// Events the check adds to the incident timeline.
     pub(crate) events: Option<EventsFn>,
 }
 
-/// The impact sentence of a check, from its status and figures.
-pub(crate) type ImpactFn = fn(Status, &Fields) -> Option<String>;
+/// The impact sentence of a check, from its status, figures and the audit's mode.
+pub(crate) type ImpactFn = fn(Status, &Fields, Mode) -> Option<String>;
 /// The timeline events of a check, from its figures and the flip.
 pub(crate) type EventsFn = fn(&Fields, Option<Micros>) -> Vec<Event>;
 
@@ -300,6 +302,13 @@ impl Metric {
         }
     }
 
+    pub fn as_times(&self) -> Option<&BTreeMap<String, Micros>> {
+        match self {
+            Metric::Times(m) => Some(m),
+            _ => None,
+        }
+    }
+
     pub fn as_counts(&self) -> Option<&BTreeMap<String, u64>> {
         match self {
             Metric::Counts(m) => Some(m),
@@ -437,15 +446,7 @@ impl CheckResult {
     }
 }
 
-/// Formats a fraction as a percentage with two decimals.
-pub(crate) fn pct(v: f64) -> String {
-    format!("{:.2}%", v * 100.0)
-}
-
-/// Formats an optional number with `digits` decimals, or `n/a`.
-pub(crate) fn num(v: Option<f64>, digits: usize) -> String {
-    v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.digits$}"))
-}
+pub(crate) use crate::words::{count, num, pct};
 
 /// Region of row `i` for breakdowns: `all` when the logs have no region, `unknown` when missing.
 #[inline]

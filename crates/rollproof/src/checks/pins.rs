@@ -1,5 +1,6 @@
 //! `pins`: every audited request carries its expected version pins.
 
+use crate::words::plural;
 use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
@@ -43,11 +44,19 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
     columns_it_needs: "ts and the pin columns named in [expected_pins]; region, request_id (and arm in \
         canary mode) for breakdowns and samples.",
     remediation: "redeploy the last known good pins to {regions}; add a pin check to the deploy gate",
-    region_column: Some("requests with a wrong pin"),
-    impact: Some(|_, m| {
+    region_column: Some(("requests with a wrong pin", "requests_by_region")),
+    impact: Some(|_, m, mode| {
         let v = m.get("violations").and_then(Metric::as_count).unwrap_or(0);
-        (v > 0).then(|| {
-            format!("{v} requests after the flip were served with a wrong or missing version pin.")
+        (v > 0).then(|| match mode {
+            Mode::Rollback => format!(
+                "{} after the flip {} served with a wrong or missing version pin.",
+                crate::words::plural(v, "request", "requests"),
+                if v == 1 { "was" } else { "were" }
+            ),
+            Mode::Canary => format!(
+                "{} in the window carried a pin other than their arm's: that traffic did not run the version under test.",
+                crate::words::plural(v, "request", "requests")
+            ),
         })
     }),
     events: None,
@@ -343,14 +352,14 @@ fn finish(f: &Finish<'_>) -> CheckResult {
                 .iter()
                 .max_by_key(|(k, v)| (**v, std::cmp::Reverse(k.to_string())));
             let detail = worst
-                .map(|(k, v)| format!(" (most: `{k}` on {v})"))
+                .map(|(k, v)| format!(" (most: `{k}` on {})", super::count(*v)))
                 .unwrap_or_default();
             (
                 Status::Fail,
                 format!(
                     "{} of {} {} carry a wrong or missing pin{}",
-                    state.violations,
-                    state.requests_checked,
+                    super::count(state.violations),
+                    super::count(state.requests_checked),
                     ctx.plan.audited_noun(),
                     detail
                 ),
@@ -360,7 +369,7 @@ fn finish(f: &Finish<'_>) -> CheckResult {
                 Status::Warn,
                 format!(
                     "all {} {} carry the expected pins, but {} cannot be verified (not in the logs)",
-                    state.requests_checked,
+                    super::count(state.requests_checked),
                     ctx.plan.audited_noun(),
                     unverified.join(", ")
                 ),
@@ -370,7 +379,7 @@ fn finish(f: &Finish<'_>) -> CheckResult {
                 Status::Pass,
                 format!(
                     "all {} {} carry the expected pins",
-                    state.requests_checked,
+                    super::count(state.requests_checked),
                     ctx.plan.audited_noun()
                 ),
             )
@@ -408,7 +417,7 @@ fn finish(f: &Finish<'_>) -> CheckResult {
                 Metric::Texts(unverified.iter().map(|s| s.to_string()).collect()),
             )
             .cells(
-                format!("{} violations", state.violations),
+                plural(state.violations, "violation", "violations"),
                 "",
                 "0 violations",
             )

@@ -5,6 +5,7 @@
 //! state settles, and the request pass looks each request id up in that index, keeping the ones
 //! it sees and whether they failed. The join itself happens when the request side settles.
 
+use crate::words::{count, plural};
 use std::sync::Arc;
 
 use arrow::array::Array;
@@ -422,14 +423,24 @@ fn finish(f: &Finish<'_>) -> CheckResult {
     let mut parts = Vec::new();
     if j.orphan_receipts > 0 {
         parts.push(format!(
-            "{} receipts name {} request ids that are not in the request logs",
-            j.orphan_receipts, j.orphan_request_ids
+            "{} {} not in the request logs",
+            plural(j.orphan_receipts, "receipt names", "receipts name"),
+            plural(
+                j.orphan_request_ids,
+                "request id that is",
+                "request ids that are"
+            )
         ));
     }
     if j.executions_on_failed_requests > 0 {
         parts.push(format!(
-            "{} executions belong to {} requests that returned an error (retry-duplicate risk)",
-            j.executions_on_failed_requests, j.failed_requests_with_executions
+            "{} to {} that returned an error (retry-duplicate risk)",
+            plural(
+                j.executions_on_failed_requests,
+                "execution belongs",
+                "executions belong"
+            ),
+            plural(j.failed_requests_with_executions, "request", "requests")
         ));
     }
     let status = if parts.is_empty() {
@@ -458,11 +469,12 @@ fn finish(f: &Finish<'_>) -> CheckResult {
         )
         .cells(
             format!(
-                "{} orphans, {} on failed requests",
-                j.orphan_receipts, j.executions_on_failed_requests
+                "{}, {} on failed requests",
+                plural(j.orphan_receipts, "orphan", "orphans"),
+                count(j.executions_on_failed_requests)
             ),
             "",
-            "0 and 0 (warn)",
+            "0 orphans, 0 on failed requests (warn)",
         );
     let mut samples = request_samples(f.states, &j.orphan_targets, "orphan");
     samples.extend(request_samples(

@@ -9,22 +9,41 @@ use arrow::array::Array;
 use serde::{Deserialize, Serialize};
 
 use crate::columns::{Col, Table};
-use crate::engine::{Kernel, Rows, Stage, States};
+use std::collections::BTreeMap;
+
+use super::error_recovery::is_error;
+use crate::engine::{Kernel, Rows, Stage, States, SIDE_BASELINE, SIDE_SUBJECT};
 use crate::plan::{Ctx, Plan};
 use crate::stats::{ExactSum, Quantiles};
 use crate::time::{Micros, MICROS_PER_MINUTE};
 
-/// Per-bucket figures around the flip.
+/// Per-bucket figures around the flip (rollback), or over the window per arm (canary); and
+/// per-region figures of the two sides.
 #[derive(Debug, Clone)]
 pub struct Timeline {
     pub bucket_minutes: i64,
+    /// Rollback: every request. Canary: the baseline (stable) arm.
     pub points: Vec<TimelinePoint>,
+    /// Canary: the canary arm, bucket by bucket with `points`. Empty in rollback mode.
+    pub canary_points: Vec<TimelinePoint>,
+    /// Region → figures of [baseline window, after the flip] (rollback) or [baseline arm, canary
+    /// arm] (canary), sorted by region.
+    pub regions: Vec<(String, [RegionFigures; 2])>,
+    /// The two sides over every region.
+    pub totals: [RegionFigures; 2],
+}
+
+/// One side's figures in one region.
+#[derive(Debug, Clone, Default)]
+pub struct RegionFigures {
+    pub requests: u64,
+    pub errors: u64,
+    pub error_rate: Option<f64>,
+    pub p95_latency_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
 pub struct TimelinePoint {
-    /// Start of the bucket, epoch µs.
-    pub start: i64,
     /// Minutes from the flip to the start of the bucket.
     pub minute: i64,
     pub error_rate: Option<f64>,
@@ -33,6 +52,7 @@ pub struct TimelinePoint {
     pub stale_hits: u64,
     pub delta_s_p95: Option<f64>,
     pub coverage_mean: Option<f64>,
+    pub requests: u64,
 }
 
 /// At most this many buckets; longer spans use wider buckets.
@@ -75,8 +95,9 @@ impl Bucket {
     }
 }
 
-/// The chart range: from the baseline (or 30 min before the flip) to the end of the post window
-/// (or 90 min after the flip).
+/// The chart range. Rollback: from the baseline (or 30 min before the flip) to the end of the
+/// post window (or 90 min after the flip), origin the flip. Canary: the window (no window, no
+/// per-minute series), origin its start.
 #[derive(Debug, Clone, Copy)]
 struct Range {
     start: Micros,
@@ -86,20 +107,26 @@ struct Range {
 }
 
 fn range(ctx: &Ctx) -> Option<Range> {
-    let Plan::Rollback(r) = &ctx.plan else {
-        return None;
-    };
     if !ctx.series {
         return None;
     }
-    let flip = r.flip_at;
-    let start = r.baseline.start.min(flip - 30 * MICROS_PER_MINUTE);
-    let end = if r.post_is_default {
-        flip + 90 * MICROS_PER_MINUTE
-    } else {
-        r.post.end
-    }
-    .max(flip + 30 * MICROS_PER_MINUTE);
+    let (start, end, origin) = match &ctx.plan {
+        Plan::Rollback(r) => {
+            let flip = r.flip_at;
+            let start = r.baseline.start.min(flip - 30 * MICROS_PER_MINUTE);
+            let end = if r.post_is_default {
+                flip + 90 * MICROS_PER_MINUTE
+            } else {
+                r.post.end
+            }
+            .max(flip + 30 * MICROS_PER_MINUTE);
+            (start, end, flip)
+        }
+        Plan::Canary(c) => {
+            let w = c.window?;
+            (w.start, w.end, w.start)
+        }
+    };
     // Both positive: end > start.
     let minutes = (end - start + MICROS_PER_MINUTE - 1) / MICROS_PER_MINUTE;
     let bucket = ((minutes + MAX_BUCKETS - 1) / MAX_BUCKETS).max(1) * MICROS_PER_MINUTE;
@@ -107,16 +134,54 @@ fn range(ctx: &Ctx) -> Option<Range> {
         start,
         end,
         bucket,
-        origin: flip,
+        origin,
     })
 }
 
-/// Buckets by index from the chart's first bucket (dense: the range is fixed before the pass).
+/// Requests, errors and latency of one side in one region.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct RegionCell {
+    requests: u64,
+    with_status: u64,
+    errors: u64,
+    latency: Option<Quantiles>,
+}
+
+impl RegionCell {
+    fn merge(&mut self, o: RegionCell) {
+        self.requests += o.requests;
+        self.with_status += o.with_status;
+        self.errors += o.errors;
+        match (self.latency.as_mut(), o.latency) {
+            (Some(m), Some(t)) => m.merge(&t),
+            (None, Some(t)) => self.latency = Some(t),
+            _ => {}
+        }
+    }
+
+    fn figures(&self) -> RegionFigures {
+        RegionFigures {
+            requests: self.requests,
+            errors: self.errors,
+            error_rate: (self.with_status > 0)
+                .then(|| self.errors as f64 / self.with_status as f64),
+            p95_latency_ms: self.latency.as_ref().and_then(|q| q.quantile(950)),
+        }
+    }
+}
+
+fn latency_histogram() -> Quantiles {
+    Quantiles::new_with_precision(1000.0, 3_600_000.0, 2)
+}
+
+/// Buckets by index from the chart's first bucket (dense: the range is fixed before the pass),
+/// one vector per side (rollback: one), and the per-region cells.
 #[derive(Default, Serialize, Deserialize)]
 pub(crate) struct State {
-    buckets: Vec<Bucket>,
-    /// Bucket number (relative to the flip) of `buckets[0]`.
+    sides: Vec<Vec<Bucket>>,
+    /// Bucket number (relative to the origin) of `sides[_][0]`.
     first: i64,
+    regions: BTreeMap<String, [RegionCell; 2]>,
 }
 
 /// The per-minute series the HTML charts draw.
@@ -130,10 +195,11 @@ impl Kernel for SeriesKernel {
     const STAGE: Stage = Stage::Requests;
 
     fn columns(&self, ctx: &Ctx) -> Vec<Col> {
-        if range(ctx).is_none() {
+        if !ctx.series {
             return Vec::new();
         }
         let mut cols = vec![
+            Col::Region,
             Col::Status,
             Col::LatencyMs,
             Col::CacheHit,
@@ -154,24 +220,38 @@ impl Kernel for SeriesKernel {
     }
 
     fn merge(&self, state: &mut State, other: State) {
-        if state.buckets.is_empty() {
-            *state = other;
+        for (region, cells) in other.regions {
+            let mine = state.regions.entry(region).or_default();
+            for (m, t) in mine.iter_mut().zip(cells) {
+                m.merge(t);
+            }
+        }
+        if state.sides.is_empty() {
+            state.sides = other.sides;
+            state.first = other.first;
             return;
         }
-        for (mine, theirs) in state.buckets.iter_mut().zip(other.buckets) {
-            mine.merge(theirs);
+        for (mine, theirs) in state.sides.iter_mut().zip(other.sides) {
+            for (m, t) in mine.iter_mut().zip(theirs) {
+                m.merge(t);
+            }
         }
     }
 }
 
 impl State {
     fn update(&mut self, ctx: &Ctx, rows: &Rows<'_>) {
+        if ctx.series {
+            self.update_regions(ctx, rows);
+        }
         let Some(r) = range(ctx) else { return };
         let batch = rows.batch;
-        if self.buckets.is_empty() {
+        let canary = matches!(ctx.plan, Plan::Canary(_));
+        if self.sides.is_empty() {
             self.first = (r.start - r.origin).div_euclid(r.bucket);
             let last = (r.end - 1 - r.origin).div_euclid(r.bucket);
-            self.buckets = vec![Bucket::default(); (last - self.first + 1) as usize];
+            let n = (last - self.first + 1) as usize;
+            self.sides = vec![vec![Bucket::default(); n]; if canary { 2 } else { 1 }];
         }
         let first = self.first;
         let ts = batch.ts();
@@ -187,32 +267,48 @@ impl State {
         if index.iter().all(Option::is_none) {
             return;
         }
-        let set = &ctx.plan.pin_sets()[0];
+        // Canary: the side of each row (0 stable, 1 canary, None another arm or outside).
+        let side_of = |i: usize| -> Option<usize> {
+            if canary {
+                rows.side
+                    .get(i)
+                    .and_then(|&s| (s > 0).then(|| s as usize - 1))
+            } else {
+                Some(0)
+            }
+        };
+        let sets = ctx.plan.pin_sets();
         let mut pins_ok = vec![true; n];
         let mut any_pin = false;
-        for (col, want) in &set.pins {
-            let Some(arr) = batch.str(*col) else { continue };
-            any_pin = true;
-            let ok = arr.map_rows(|v| v == Some(want.as_str()));
-            for (o, k) in pins_ok.iter_mut().zip(ok) {
-                *o &= k;
+        let mut stale = vec![false; n];
+        let mut any_stale = false;
+        for (s, set) in sets.iter().enumerate() {
+            let mine = |i: usize| !canary || side_of(i) == Some(s);
+            for (col, want) in &set.pins {
+                let Some(arr) = batch.str(*col) else { continue };
+                any_pin = true;
+                let ok = arr.map_rows(|v| v == Some(want.as_str()));
+                for (i, (o, k)) in pins_ok.iter_mut().zip(ok).enumerate() {
+                    if mine(i) {
+                        *o &= k;
+                    }
+                }
+            }
+            if let (Some(hit), Some(ns), Some(want)) = (
+                batch.bool(Col::CacheHit),
+                batch.str(Col::CacheNs),
+                set.namespace.as_deref(),
+            ) {
+                any_stale = true;
+                let wrong = ns.map_rows(|v| v != Some(want));
+                for i in 0..n {
+                    if mine(i) {
+                        stale[i] = hit.is_valid(i) && hit.value(i) && wrong[i];
+                    }
+                }
             }
         }
-        let stale: Option<Vec<bool>> = match (
-            batch.bool(Col::CacheHit),
-            batch.str(Col::CacheNs),
-            set.namespace.as_deref(),
-        ) {
-            (Some(hit), Some(ns), Some(want)) => {
-                let wrong = ns.map_rows(|v| v != Some(want));
-                Some(
-                    (0..n)
-                        .map(|i| hit.is_valid(i) && hit.value(i) && wrong[i])
-                        .collect(),
-                )
-            }
-            _ => None,
-        };
+        let stale = any_stale.then_some(stale);
         let hit = batch.bool(Col::CacheHit);
         let status = batch.int(Col::Status);
         let latency = batch.float(Col::LatencyMs);
@@ -220,12 +316,13 @@ impl State {
         let coverage = batch.float(Col::Coverage);
         for i in 0..n {
             let Some(k) = index[i] else { continue };
-            let b = &mut self.buckets[k];
+            let Some(side) = side_of(i) else { continue };
+            let b = &mut self.sides[side][k];
             b.requests += 1;
             if let Some(s) = status.filter(|s| s.is_valid(i)) {
                 let v = s.values()[i];
                 b.with_status += 1;
-                b.errors += (v >= 500 || v == 429) as u64;
+                b.errors += is_error(v) as u64;
             }
             if any_pin {
                 b.pins_checked += 1;
@@ -240,7 +337,7 @@ impl State {
             }
             if let Some(l) = latency.filter(|l| l.is_valid(i) && l.values()[i] >= 0.0) {
                 b.latency
-                    .get_or_insert_with(|| Quantiles::new_with_precision(1000.0, 3_600_000.0, 2))
+                    .get_or_insert_with(latency_histogram)
                     .record(l.values()[i]);
             }
             if let Some(d) =
@@ -258,31 +355,120 @@ impl State {
         }
     }
 
+    /// Per region, the two sides: rollback [baseline window, after the flip], canary [baseline
+    /// arm, canary arm].
+    fn update_regions(&mut self, ctx: &Ctx, rows: &Rows<'_>) {
+        let batch = rows.batch;
+        let region = batch.str(Col::Region);
+        let status = batch.int(Col::Status);
+        let latency = batch.float(Col::LatencyMs);
+        let canary = matches!(ctx.plan, Plan::Canary(_));
+        // Regions of one batch are few: look each up once per run of equal values.
+        let mut last: Option<(&str, usize)> = None;
+        let mut keys: Vec<String> = Vec::new();
+        let mut cells: Vec<[RegionCell; 2]> = Vec::new();
+        for i in 0..batch.len() {
+            let side = if canary {
+                match rows.side[i] {
+                    SIDE_BASELINE => 0,
+                    SIDE_SUBJECT => 1,
+                    _ => continue,
+                }
+            } else if rows.set[i] > 0 {
+                1
+            } else if rows.side[i] == SIDE_BASELINE {
+                0
+            } else {
+                continue;
+            };
+            let name = super::region_of(region.as_ref(), i);
+            let slot = match last {
+                Some((l, slot)) if l == name => slot,
+                _ => {
+                    let slot = match keys.iter().position(|k| k == name) {
+                        Some(p) => p,
+                        None => {
+                            keys.push(name.to_string());
+                            cells.push(Default::default());
+                            keys.len() - 1
+                        }
+                    };
+                    last = Some((name, slot));
+                    slot
+                }
+            };
+            let c = &mut cells[slot][side];
+            c.requests += 1;
+            if let Some(s) = status.filter(|s| s.is_valid(i)) {
+                c.with_status += 1;
+                c.errors += is_error(s.values()[i]) as u64;
+            }
+            if let Some(l) = latency.filter(|l| l.is_valid(i) && l.values()[i] >= 0.0) {
+                c.latency
+                    .get_or_insert_with(latency_histogram)
+                    .record(l.values()[i]);
+            }
+        }
+        for (k, c) in keys.into_iter().zip(cells) {
+            let mine = self.regions.entry(k).or_default();
+            for (m, t) in mine.iter_mut().zip(c) {
+                m.merge(t);
+            }
+        }
+    }
+
     /// The series as the report shows it.
     pub(crate) fn timeline(&self, ctx: &Ctx) -> Option<Timeline> {
-        let r = range(ctx)?;
-        let points = self
-            .buckets
+        if !ctx.series {
+            return None;
+        }
+        let regions = self
+            .regions
             .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                let k = self.first + i as i64;
-                let rate = |num: u64, den: u64| (den > 0).then(|| num as f64 / den as f64);
-                TimelinePoint {
-                    start: r.origin + k * r.bucket,
-                    minute: k * r.bucket / MICROS_PER_MINUTE,
-                    error_rate: rate(b.errors, b.with_status),
-                    p95_latency_ms: b.latency.as_ref().and_then(|q| q.quantile(950)),
-                    pins_ok_share: rate(b.pins_ok, b.pins_checked),
-                    stale_hits: b.stale_hits,
-                    delta_s_p95: b.delta_s.as_ref().and_then(|q| q.quantile(950)),
-                    coverage_mean: b.coverage.mean(),
-                }
-            })
+            .map(|(k, c)| (k.clone(), [c[0].figures(), c[1].figures()]))
             .collect();
+        let mut all = [RegionCell::default(), RegionCell::default()];
+        for cells in self.regions.values() {
+            for (a, c) in all.iter_mut().zip(cells) {
+                a.merge(c.clone());
+            }
+        }
+        let totals = [all[0].figures(), all[1].figures()];
+        let Some(r) = range(ctx) else {
+            return Some(Timeline {
+                bucket_minutes: 1,
+                points: Vec::new(),
+                canary_points: Vec::new(),
+                regions,
+                totals,
+            });
+        };
+        let points = |buckets: &[Bucket]| -> Vec<TimelinePoint> {
+            buckets
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    let k = self.first + i as i64;
+                    let rate = |num: u64, den: u64| (den > 0).then(|| num as f64 / den as f64);
+                    TimelinePoint {
+                        minute: k * r.bucket / MICROS_PER_MINUTE,
+                        error_rate: rate(b.errors, b.with_status),
+                        p95_latency_ms: b.latency.as_ref().and_then(|q| q.quantile(950)),
+                        pins_ok_share: rate(b.pins_ok, b.pins_checked),
+                        stale_hits: b.stale_hits,
+                        delta_s_p95: b.delta_s.as_ref().and_then(|q| q.quantile(950)),
+                        coverage_mean: b.coverage.mean(),
+                        requests: b.requests,
+                    }
+                })
+                .collect()
+        };
         Some(Timeline {
             bucket_minutes: r.bucket / MICROS_PER_MINUTE,
-            points,
+            points: self.sides.first().map(|b| points(b)).unwrap_or_default(),
+            canary_points: self.sides.get(1).map(|b| points(b)).unwrap_or_default(),
+            regions,
+            totals,
         })
     }
 }

@@ -29,7 +29,18 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
     columns_it_needs: "ts, arm, user_id; request_id for samples.",
     remediation: "make arm assignment sticky per user before comparing arms",
     region_column: None,
-    impact: None,
+    impact: Some(|_, m, _| {
+        let n = m
+            .get("users_both_arms")
+            .and_then(Metric::as_count)
+            .unwrap_or(0);
+        (n > 0).then(|| {
+            format!(
+                "{} both arms, so their answers switched versions mid-session.",
+                crate::words::plural(n, "user saw", "users saw")
+            )
+        })
+    }),
     events: None,
 };
 
@@ -43,12 +54,16 @@ fn finish(f: &Finish<'_>) -> CheckResult {
     let (status, summary) = if both > 0 {
         (
             Status::Warn,
-            format!("{both} of {checked} users saw both arms"),
+            format!(
+                "{} of {} users saw both arms",
+                super::count(both),
+                super::count(checked)
+            ),
         )
     } else {
         (
             Status::Pass,
-            format!("each of {checked} users stayed on one arm"),
+            format!("each of {} users stayed on one arm", super::count(checked)),
         )
     };
     let mut result = CheckResult::new(INFO.id, status, summary)

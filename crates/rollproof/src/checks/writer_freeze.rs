@@ -8,6 +8,7 @@ use super::{
     CheckInfo, CheckResult, CheckSpec, Fields, Finish, Metric, Status, ROLLBACK, SAMPLE_CAP,
 };
 use crate::time::format_millis;
+use crate::words::plural;
 
 pub(crate) static CHECK: CheckSpec = CheckSpec {
     info: &INFO,
@@ -59,9 +60,14 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
         freeze for the freeze figures.",
     remediation: "audit the writes made during the freeze and at the flip; make the freeze a hard fence and hand over writers with a lease",
     region_column: None,
-    impact: Some(|_, m| {
+    impact: Some(|_, m, _| {
         let f = m.get("writes_during_freeze").and_then(Metric::as_count).unwrap_or(0);
-        (f > 0).then(|| format!("{f} side effects were executed during the write freeze."))
+        (f > 0).then(|| {
+            format!(
+                "{} executed during the write freeze.",
+                plural(f, "side effect was", "side effects were")
+            )
+        })
     }),
     events: None,
 };
@@ -81,15 +87,15 @@ fn finish(f: &Finish<'_>) -> CheckResult {
     if partial.writes_during_freeze > 0 {
         status = Status::Fail;
         parts.push(format!(
-            "{} executions during the write freeze",
-            partial.writes_during_freeze
+            "{} during the write freeze",
+            plural(partial.writes_during_freeze, "execution", "executions")
         ));
     }
     if two_writers > 0 {
         status = Status::Fail;
         parts.push(format!(
-            "{two_writers} side effect{} executed by two or more writers within ±60 s of the flip",
-            if two_writers == 1 { "" } else { "s" }
+            "{} executed by two or more writers within ±60 s of the flip",
+            plural(two_writers, "side effect", "side effects")
         ));
     }
     let never_unfrozen = match (freeze, end_of_data) {
@@ -106,8 +112,8 @@ fn finish(f: &Finish<'_>) -> CheckResult {
     if parts.is_empty() {
         parts.push(match freeze {
             Some(_) => format!(
-                "no execution during the freeze, one writer per side effect at the flip, {} executions after the freeze",
-                partial.executions_after_freeze
+                "no execution during the freeze, one writer per side effect at the flip, {} after the freeze",
+                plural(partial.executions_after_freeze, "execution", "executions")
             ),
             None => "one writer per side effect at the flip (no freeze window given)".to_string(),
         });
@@ -134,11 +140,12 @@ fn finish(f: &Finish<'_>) -> CheckResult {
         .metric("freeze_window", Metric::Flag(freeze.is_some()))
         .cells(
             format!(
-                "{} writes in freeze, {two_writers} two-writer effects",
-                partial.writes_during_freeze
+                "{} in the freeze, {}",
+                plural(partial.writes_during_freeze, "write", "writes"),
+                plural(two_writers, "two-writer effect", "two-writer effects")
             ),
             "",
-            "0 and 0",
+            "0 writes in the freeze, 0 two-writer effects",
         );
     let mut samples: Vec<Fields> = partial
         .freeze_samples

@@ -1,5 +1,7 @@
-//! JUnit XML (`--junit FILE`) for CI systems: one test case per check, and one per region for
-//! checks that break down by region. Failures carry the observed value against the threshold.
+//! JUnit XML (`--junit FILE`) for CI systems: one test case per check, so that a CI dashboard's
+//! failure count is the number of failed checks. A failure carries the observed value against the
+//! threshold, and the check's per-region breakdown when it has one. A warning passes (JUnit has
+//! no warning state) and says so in the case's output.
 
 use quick_junit::{NonSuccessKind, Report as JunitReport, TestCase, TestCaseStatus, TestSuite};
 
@@ -43,36 +45,26 @@ impl Renderer for Junit {
     fn render(&self, r: &Report) -> String {
         let mut suite = TestSuite::new(format!("rollproof {} {}", r.mode, r.incident.id));
         for check in &r.checks {
-            let detail = format!(
+            let mut detail = format!(
                 "observed: {}\nbaseline: {}\nthreshold: {}\n{}",
                 check.observed, check.baseline, check.threshold, check.summary
             );
+            if let Some(by_region) = check
+                .metrics
+                .get("by_region")
+                .and_then(Metric::as_counts)
+                .filter(|m| !m.is_empty())
+            {
+                let regions: Vec<String> =
+                    by_region.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                detail.push_str(&format!("\nby region: {}", regions.join(", ")));
+            }
             suite.add_test_case(case(
                 check.id.to_string(),
                 check.status,
                 &check.summary,
                 detail,
             ));
-            let Some(by_region) = check.metrics.get("by_region").and_then(Metric::as_counts) else {
-                continue;
-            };
-            if !matches!(check.status, Status::Pass | Status::Fail | Status::Warn) {
-                continue;
-            }
-            for (region, &n) in by_region {
-                let status = if n > 0 && check.status == Status::Fail {
-                    Status::Fail
-                } else {
-                    Status::Pass
-                };
-                let message = format!("{n} findings of `{}` in region {region}", check.id);
-                suite.add_test_case(case(
-                    format!("{}[{region}]", check.id),
-                    status,
-                    &message,
-                    message.clone(),
-                ));
-            }
         }
         let mut report = JunitReport::new("rollproof");
         report.add_test_suite(suite);

@@ -14,8 +14,17 @@ const SAMPLES_SHOWN: usize = 5;
 
 /// Makes untrusted text safe in a Markdown table cell: no pipes, no newlines, no HTML, bounded.
 pub(crate) fn cell(s: &str) -> String {
+    escape(s, 200)
+}
+
+/// Makes a paragraph safe (as a cell, with a longer bound).
+fn prose(s: &str) -> String {
+    escape(s, 2000)
+}
+
+fn escape(s: &str, max: usize) -> String {
     let mut out = String::new();
-    for c in s.chars().take(200) {
+    for c in s.chars().take(max) {
         match c {
             '|' => out.push_str("\\|"),
             '<' => out.push_str("&lt;"),
@@ -27,7 +36,7 @@ pub(crate) fn cell(s: &str) -> String {
             c => out.push(c),
         }
     }
-    if s.chars().count() > 200 {
+    if s.chars().count() > max {
         out.push('…');
     }
     out
@@ -67,6 +76,11 @@ impl Renderer for Markdown {
             c.pass,
             c.skip
         );
+        let story = super::story::postmortem(r);
+        let _ = writeln!(out, "**{}**\n", prose(&super::story::headline(r)));
+        for paragraph in &story.summary {
+            let _ = writeln!(out, "{}\n", prose(paragraph));
+        }
         let _ = writeln!(
             out,
             "| check | status | observed | baseline | threshold | summary |"
@@ -110,9 +124,9 @@ impl Renderer for Markdown {
         }
         let _ = writeln!(
             out,
-            "\n<sub>rollproof {} · {} input files · full figures in the JSON report</sub>",
+            "\n<sub>rollproof {} · {} · full figures in the JSON report</sub>",
             r.tool.version,
-            r.inputs.len()
+            crate::words::plural(r.inputs.len() as u64, "input file", "input files")
         );
         if out.len() > MAX_BYTES {
             let mut cut = MAX_BYTES;

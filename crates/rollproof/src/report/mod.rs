@@ -10,6 +10,7 @@ pub(crate) mod html;
 pub(crate) mod json;
 pub(crate) mod junit;
 pub(crate) mod markdown;
+pub(crate) mod story;
 pub(crate) mod text;
 
 use std::collections::BTreeMap;
@@ -124,10 +125,18 @@ pub struct Report {
     pub inputs: Vec<InputReport>,
     pub rows: RowAccounting,
     pub checks: Vec<CheckReport>,
+    /// Rollback mode: when the incident started in the data, its peak, its duration, and the
+    /// requests and users it touched per window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub impact: Option<Impact>,
     /// Per-minute series for the HTML charts; built only when the HTML report is asked for, and
     /// never part of the JSON (so the JSON does not depend on which reports a run writes).
     #[serde(skip)]
     pub(crate) timeline: Option<Timeline>,
+    /// Latency distributions of the two sides as (quantile, ms), for the HTML chart (built with
+    /// the series).
+    #[serde(skip)]
+    pub(crate) distributions: Option<[Vec<(f64, f64)>; 2]>,
     /// Every row behind the findings, when the audit was asked for it (`--evidence-dir`).
     #[serde(skip)]
     pub evidence: Vec<EvidenceTable>,
@@ -192,6 +201,58 @@ impl Report {
     }
 }
 
+/// The incident's impact (rollback mode); docs/reference/figures.md defines every figure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Impact {
+    /// The first degraded minute between the baseline and the flip; null when none.
+    pub incident_start: Option<Instant>,
+    /// flip_at + `error_recovery`'s recovery_minutes; null when errors never recovered (or no
+    /// status column).
+    pub recovered_at: Option<Instant>,
+    pub duration_minutes: Option<u64>,
+    /// The worst minute's error rate from the incident start (or the flip) on, and its start.
+    #[serde(serialize_with = "rate")]
+    pub peak_error_rate: Option<f64>,
+    pub peak_error_at: Option<Instant>,
+    /// The worst minute's share of off-pin requests from the incident start (or the flip) on.
+    #[serde(serialize_with = "rate")]
+    pub peak_off_pin_share: Option<f64>,
+    pub peak_off_pin_at: Option<Instant>,
+    /// baseline, incident (when found), settling (flip to post start), post.
+    pub windows: Vec<ImpactWindow>,
+    /// Whether the requests had a status column (else error figures are 0 and mean nothing).
+    #[serde(skip)]
+    pub has_status: bool,
+}
+
+/// What one window of a rollback touched.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImpactWindow {
+    pub name: &'static str,
+    pub start: Instant,
+    /// Null when the window runs to the end of the data.
+    pub end: Option<Instant>,
+    pub requests: u64,
+    pub errors: u64,
+    #[serde(serialize_with = "rate")]
+    pub error_rate: Option<f64>,
+    pub off_pin_requests: u64,
+    /// Off-pin or erroring requests.
+    pub affected_requests: u64,
+    /// Distinct users (null without a user_id column).
+    pub users: Option<u64>,
+    /// Distinct users with at least one affected request.
+    pub affected_users: Option<u64>,
+}
+
+/// A rate as the report writes numbers (rounded to 1e-9), or null.
+fn rate<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => number(*v).serialize(s),
+        None => s.serialize_none(),
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Tool {
     pub name: &'static str,
@@ -204,6 +265,11 @@ pub struct IncidentInfo {
     pub title: Option<String>,
     pub flip_at: Option<Instant>,
     pub root_cause_url: Option<String>,
+    /// Canary mode: the arm compared against, and the arm under test.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_arm: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary_arm: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -320,6 +386,8 @@ pub(crate) struct ReportInputs {
     pub(crate) data_start: Option<Micros>,
     pub(crate) data_end: Option<Micros>,
     pub(crate) timeline: Option<Timeline>,
+    pub(crate) distributions: Option<[Vec<(f64, f64)>; 2]>,
+    pub(crate) impact: Option<Impact>,
 }
 
 impl Report {
@@ -406,6 +474,8 @@ impl Report {
                 title: incident.title.clone(),
                 flip_at: incident.plan.flip_at().map(Instant),
                 root_cause_url: incident.root_cause_url.clone(),
+                baseline_arm: incident.plan.canary().map(|c| c.baseline_arm.clone()),
+                canary_arm: incident.plan.canary().map(|c| c.canary_arm.clone()),
             },
             verdict,
             exit_code: verdict.exit_status().code(),
@@ -416,7 +486,9 @@ impl Report {
             inputs: extra.inputs,
             rows: extra.rows,
             checks,
+            impact: extra.impact,
             timeline: extra.timeline,
+            distributions: extra.distributions,
             evidence: Vec::new(),
         }
     }

@@ -37,18 +37,23 @@ impl Renderer for Text {
             .as_deref()
             .map(|t| format!(" “{}”", sanitize(t)))
             .unwrap_or_default();
-        let when = match (&r.incident.flip_at, r.mode) {
-            (Some(flip), _) => format!("flip {flip}"),
-            (None, mode) => mode.to_string(),
+        let what = match (
+            &r.incident.flip_at,
+            &r.incident.canary_arm,
+            &r.incident.baseline_arm,
+        ) {
+            (Some(flip), _, _) => format!("rollback audit, flip {flip}"),
+            (None, Some(c), Some(b)) => {
+                format!("canary gate, “{}” against “{}”", sanitize(c), sanitize(b))
+            }
+            _ => format!("{} audit", r.mode),
         };
         let _ = writeln!(
             out,
-            "rollproof {} — {}{} ({} audit, {})",
+            "rollproof {} — {}{} ({what})",
             r.tool.version,
             sanitize(&r.incident.id),
-            title,
-            r.mode,
-            when
+            title
         );
         let c = &r.counts;
         let _ = writeln!(

@@ -213,3 +213,37 @@ where
 {
     Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
 }
+
+/// The Wilson score interval of a proportion `hits / n` at `z` standard errors (1.96: 95%):
+/// unlike the normal approximation it stays inside [0, 1] and is honest for 0 hits and small n.
+pub(crate) fn wilson(hits: u64, n: u64, z: f64) -> Option<(f64, f64)> {
+    if n == 0 {
+        return None;
+    }
+    let n = n as f64;
+    let p = hits as f64 / n;
+    let z2 = z * z;
+    let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
+    let half = z / (1.0 + z2 / n) * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    Some(((centre - half).max(0.0), (centre + half).min(1.0)))
+}
+
+#[cfg(test)]
+mod wilson_tests {
+    use super::wilson;
+
+    #[test]
+    fn wilson_interval_matches_published_values() {
+        // Newcombe (1998), table I: 81/263 → 0.2553–0.3662 at 95%.
+        let (lo, hi) = wilson(81, 263, 1.959964).unwrap();
+        assert!(
+            (lo - 0.2553).abs() < 5e-4 && (hi - 0.3662).abs() < 5e-4,
+            "{lo} {hi}"
+        );
+        // 0 of 10: lower bound 0, upper 0.2775.
+        let (lo, hi) = wilson(0, 10, 1.959964).unwrap();
+        assert_eq!(lo, 0.0);
+        assert!((hi - 0.2775).abs() < 5e-4, "{hi}");
+        assert_eq!(wilson(0, 0, 1.96), None);
+    }
+}

@@ -3,30 +3,36 @@
 //! Content-Security-Policy that forbids loading anything. Every string from the logs goes through
 //! tera's HTML autoescaping; the SVG geometry is numbers computed in [`charts`].
 //!
-//! This module builds the page's view from the report model. What it says about a check (the
-//! action item, the impact sentence, timeline events, its per-region column) comes from the
-//! check's own `CheckInfo`, never from a list here.
+//! This module builds the page's view from the report model. Every sentence is derived from the
+//! report's figures (the `impact` section, the checks' metrics); what the page says about a check
+//! (its action item, impact sentence, timeline events, per-region column) comes from the check's
+//! own `CheckInfo`, never from a list here. Rollback and canary pages have their own wording.
 
 mod charts;
-
-use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{CheckReport, Renderer, Report};
-use crate::checks::{EventKind, Metric, Status};
-use crate::time::format_seconds;
+use super::story;
+use super::{Renderer, Report};
+use crate::checks::series::RegionFigures;
+use crate::checks::{EventKind, Metric};
+use crate::plan::Mode;
+use crate::stats::wilson;
+use crate::time::{format_millis, format_seconds, MICROS_PER_MINUTE};
+use crate::words::{count, pct};
+use charts::{Chart, Marker, Span, Spec, XTicks};
 
 const TEMPLATE: &str = include_str!("../../../templates/report.html");
+const COMPONENTS: &str = include_str!("../../../templates/components.html");
 
 pub(crate) struct Html;
 
 impl Renderer for Html {
     fn render(&self, report: &Report) -> String {
         let mut tera = tera::Tera::default();
-        tera.add_raw_template("report.html", TEMPLATE)
-            .expect("the bundled template parses (a test renders it)");
+        tera.add_raw_templates([("components.html", COMPONENTS), ("report.html", TEMPLATE)])
+            .expect("the bundled templates parse (a test renders them)");
         let context =
             tera::Context::from_serialize(&View::build(report)).expect("the view serializes");
         tera.render("report.html", &context)
@@ -39,10 +45,10 @@ struct View<'a> {
     version: &'a str,
     schema_version: u32,
     mode: &'static str,
+    kind: &'static str,
     incident_id: &'a str,
     incident_title: Option<&'a str>,
-    flip_at: Option<String>,
-    data_span: Option<String>,
+    subtitle: Vec<String>,
     verdict: &'static str,
     verdict_word: String,
     headline: String,
@@ -50,13 +56,16 @@ struct View<'a> {
     counts: &'a super::StatusCounts,
     checks: Vec<CheckRow<'a>>,
     events: Vec<Event>,
-    charts: Vec<charts::Chart>,
+    /// Rollback: what each window of the incident touched.
+    windows: Option<Table>,
+    /// Canary: the two arms side by side.
+    arms: Option<Table>,
+    sections: Vec<ChartSection>,
     findings: Vec<Finding<'a>>,
-    region_columns: Vec<&'static str>,
-    regions: Vec<RegionRow>,
-    postmortem: Postmortem,
+    regions: Option<Table>,
+    postmortem: story::Postmortem,
     root_cause_url: Option<&'a str>,
-    inputs: &'a [super::InputReport],
+    inputs: Vec<InputRow<'a>>,
     thresholds: Vec<(String, String)>,
     expected_pins: Vec<String>,
 }
@@ -69,7 +78,7 @@ struct CheckRow<'a> {
     observed: &'a str,
     baseline: &'a str,
     threshold: &'a str,
-    sample_size: &'a str,
+    sample_size: String,
     summary: &'a str,
 }
 
@@ -86,6 +95,13 @@ struct Finding<'a> {
     status: &'static str,
     summary: &'a str,
     breakdowns: Vec<Breakdown>,
+    groups: Vec<SampleGroup>,
+}
+
+/// Samples of one kind.
+#[derive(Serialize)]
+struct SampleGroup {
+    kind: Option<String>,
     columns: Vec<String>,
     rows: Vec<Vec<String>>,
 }
@@ -97,22 +113,31 @@ struct Breakdown {
 }
 
 #[derive(Serialize)]
-struct RegionRow {
-    name: String,
-    values: Vec<u64>,
+struct ChartSection {
+    title: String,
+    note: Option<String>,
+    charts: Vec<Chart>,
+}
+
+/// A table the template draws as a table on a wide screen and as cards on a phone: every cell
+/// carries its column name.
+#[derive(Serialize, Default)]
+struct Table {
+    columns: Vec<String>,
+    rows: Vec<Vec<String>>,
+    /// A totals row, when the table has one.
+    total: Option<Vec<String>>,
+    note: Option<String>,
 }
 
 #[derive(Serialize)]
-struct Postmortem {
-    summary: String,
-    impact: Vec<String>,
-    actions: Vec<Action>,
-}
-
-#[derive(Serialize)]
-struct Action {
-    check: String,
-    action: String,
+struct InputRow<'a> {
+    role: &'a str,
+    path: &'a str,
+    format: &'a str,
+    rows: String,
+    rows_rejected: String,
+    sha256: &'a str,
 }
 
 fn metric<'a>(report: &'a Report, check: &str, key: &str) -> Option<&'a Metric> {
@@ -131,73 +156,33 @@ fn clip(s: String) -> String {
     }
 }
 
+/// A rate with its count: `12 (1.49%)`.
+fn count_rate(n: u64, of: u64) -> String {
+    if of == 0 {
+        count(n)
+    } else {
+        format!("{} ({})", count(n), pct(n as f64 / of as f64))
+    }
+}
+
 impl<'a> View<'a> {
     fn build(r: &'a Report) -> View<'a> {
-        let with = |status: Status| ids_with(r, status).join(", ");
-        let headline = match r.verdict {
-            Status::Fail => format!("The gate is closed: {} failed.", with(Status::Fail)),
-            Status::Inconclusive => {
-                format!("Too little data to judge {}.", with(Status::Inconclusive))
-            }
-            Status::Warn => format!("Back at baseline, with warnings on {}.", with(Status::Warn)),
-            Status::Pass | Status::Skip => "Production is back: every check passed.".to_string(),
-        };
-        let findings = r
-            .attention()
-            .map(|c| {
-                let mut columns: Vec<String> = Vec::new();
-                for s in &c.samples {
-                    for k in s.keys() {
-                        if !columns.contains(k) {
-                            columns.push(k.clone());
-                        }
-                    }
-                }
-                let rows = c
-                    .samples
-                    .iter()
-                    .map(|s| {
-                        columns
-                            .iter()
-                            .map(|k| clip(s.get(k).map(Metric::display).unwrap_or_default()))
-                            .collect()
-                    })
-                    .collect();
-                let breakdowns = c
-                    .metrics
-                    .iter()
-                    .filter(|(k, _)| k.starts_with("by_") || k.contains("_by_"))
-                    .filter(|(_, v)| v.as_counts().is_some_and(|m| !m.is_empty()))
-                    .map(|(k, v)| Breakdown {
-                        name: k.clone(),
-                        value: clip(v.display()),
-                    })
-                    .collect();
-                Finding {
-                    id: c.id,
-                    status: c.status.name(),
-                    summary: &c.summary,
-                    breakdowns,
-                    columns,
-                    rows,
-                }
-            })
-            .collect();
-        let (region_columns, regions) = regions(r);
+        let canary = r.mode == Mode::Canary;
         View {
             version: r.tool.version,
             schema_version: r.schema_version,
             mode: r.mode.name(),
-            incident_id: &r.incident.id,
-            incident_title: r.incident.title.as_deref(),
-            flip_at: r.incident.flip_at.map(|f| f.to_string()),
-            data_span: match (&r.windows.data_start, &r.windows.data_end) {
-                (Some(a), Some(b)) => Some(format!("{a} → {b}")),
-                _ => None,
+            kind: if canary {
+                "Canary gate"
+            } else {
+                "Rollback audit"
             },
+            incident_id: &r.incident.id,
+            incident_title: r.incident.title.as_deref().filter(|t| !t.is_empty()),
+            subtitle: subtitle(r),
             verdict: r.verdict.name(),
             verdict_word: r.verdict.name().to_uppercase(),
-            headline,
+            headline: story::headline(r),
             exit_code: r.exit_code,
             counts: &r.counts,
             checks: r
@@ -210,22 +195,39 @@ impl<'a> View<'a> {
                     observed: &c.observed,
                     baseline: &c.baseline,
                     threshold: &c.threshold,
-                    sample_size: &c.sample_size,
+                    sample_size: c
+                        .sample_size
+                        .split(" / ")
+                        .map(|n| n.parse::<u64>().map_or_else(|_| n.to_string(), count))
+                        .collect::<Vec<_>>()
+                        .join(" / "),
                     summary: &c.summary,
                 })
                 .collect(),
             events: events(r),
-            charts: r
-                .timeline
-                .as_ref()
-                .map(|t| charts::charts(r, t))
-                .unwrap_or_default(),
-            findings,
-            region_columns,
-            regions,
-            postmortem: postmortem(r),
+            windows: (!canary).then(|| windows_table(r)).flatten(),
+            arms: canary.then(|| arms_table(r)),
+            sections: if canary {
+                canary_charts(r)
+            } else {
+                rollback_charts(r)
+            },
+            findings: findings(r),
+            regions: regions(r),
+            postmortem: story::postmortem(r),
             root_cause_url: r.incident.root_cause_url.as_deref(),
-            inputs: &r.inputs,
+            inputs: r
+                .inputs
+                .iter()
+                .map(|i| InputRow {
+                    role: i.role,
+                    path: &i.path,
+                    format: i.format,
+                    rows: count(i.rows),
+                    rows_rejected: count(i.rows_rejected),
+                    sha256: i.sha256.as_deref().unwrap_or("not hashed (read by ranges)"),
+                })
+                .collect(),
             thresholds: r
                 .thresholds
                 .iter()
@@ -245,12 +247,91 @@ impl<'a> View<'a> {
     }
 }
 
-/// Names of the checks with `status`, in report order.
-fn ids_with(r: &Report, status: Status) -> Vec<&'static str> {
-    r.checks
-        .iter()
-        .filter(|c| c.status == status)
-        .map(|c| c.id)
+/// The line under the title: what was audited, over which data.
+fn subtitle(r: &Report) -> Vec<String> {
+    let mut parts = Vec::new();
+    match r.mode {
+        Mode::Rollback => {
+            if let Some(f) = r.incident.flip_at {
+                parts.push(format!("rollback flip at {f}"));
+            }
+        }
+        Mode::Canary => {
+            if let (Some(b), Some(c)) = (&r.incident.baseline_arm, &r.incident.canary_arm) {
+                parts.push(format!("arm “{c}” against “{b}”"));
+            }
+            if let Some([a, b]) = &r.windows.canary {
+                parts.push(format!("window {a} → {b}"));
+            }
+        }
+    }
+    if let (Some(a), Some(b)) = (&r.windows.data_start, &r.windows.data_end) {
+        parts.push(format!("data {a} → {b}"));
+    }
+    parts
+}
+
+fn findings(r: &Report) -> Vec<Finding<'_>> {
+    r.attention()
+        .map(|c| {
+            // Samples of several kinds (e.g. during the freeze, two writers) get a table each.
+            let mut kinds: Vec<Option<String>> = Vec::new();
+            for s in &c.samples {
+                let kind = s.get("kind").map(Metric::display);
+                if !kinds.contains(&kind) {
+                    kinds.push(kind);
+                }
+            }
+            let groups = kinds
+                .into_iter()
+                .map(|kind| {
+                    let samples: Vec<_> = c
+                        .samples
+                        .iter()
+                        .filter(|s| s.get("kind").map(Metric::display) == kind)
+                        .collect();
+                    let mut columns: Vec<String> = Vec::new();
+                    for s in &samples {
+                        for k in s.keys() {
+                            if k != "kind" && !columns.contains(k) {
+                                columns.push(k.clone());
+                            }
+                        }
+                    }
+                    let rows = samples
+                        .iter()
+                        .map(|s| {
+                            columns
+                                .iter()
+                                .map(|k| clip(s.get(k).map(Metric::display).unwrap_or_default()))
+                                .collect()
+                        })
+                        .collect();
+                    SampleGroup {
+                        kind: kind.map(|k| k.replace('_', " ")),
+                        columns,
+                        rows,
+                    }
+                })
+                .collect();
+            let breakdowns = c
+                .metrics
+                .iter()
+                .filter(|(k, _)| k.starts_with("by_") || k.contains("_by_"))
+                .filter(|(_, v)| v.as_counts().is_some_and(|m| !m.is_empty()))
+                .map(|(k, v)| Breakdown {
+                    name: k.clone(),
+                    value: clip(v.display()),
+                })
+                .collect();
+            Finding {
+                id: c.id,
+                status: c.status.name(),
+                summary: &c.summary,
+                breakdowns,
+                groups,
+            }
+        })
         .collect()
 }
 
@@ -267,33 +348,232 @@ fn display_json(v: &Value) -> String {
     }
 }
 
-/// One column per check that breaks its findings down by region (`CheckInfo::region_column`).
-fn regions(r: &Report) -> (Vec<&'static str>, Vec<RegionRow>) {
-    let mut columns = Vec::new();
-    let mut table: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for check in &r.checks {
-        let Some(label) = check.info.region_column else {
-            continue;
-        };
-        let Some(map) = check.metrics.get("by_region").and_then(Metric::as_counts) else {
-            continue;
-        };
-        let col = columns.len();
-        columns.push(label);
-        for (region, &v) in map {
-            let row = table.entry(region.clone()).or_default();
-            row.resize(col + 1, 0);
-            row[col] = v;
-        }
+/// Rollback: one row per window of the incident (from the report's `impact` section).
+fn windows_table(r: &Report) -> Option<Table> {
+    let impact = r.impact.as_ref()?;
+    let has_users = impact.windows.iter().any(|w| w.users.is_some());
+    let mut columns: Vec<String> = ["Window", "From", "To", "Requests", "Errors", "Off the pins"]
+        .map(String::from)
+        .to_vec();
+    if has_users {
+        columns.push("Users affected".into());
     }
-    let rows = table
-        .into_iter()
-        .map(|(name, mut values)| {
-            values.resize(columns.len(), 0);
-            RegionRow { name, values }
+    let rows = impact
+        .windows
+        .iter()
+        .map(|w| {
+            let mut row = vec![
+                w.name.to_string(),
+                w.start.to_string(),
+                w.end
+                    .map_or_else(|| "end of data".to_string(), |e| e.to_string()),
+                count(w.requests),
+                if impact.has_status {
+                    count_rate(w.errors, w.requests)
+                } else {
+                    "no status column".into()
+                },
+                count_rate(w.off_pin_requests, w.requests),
+            ];
+            if has_users {
+                row.push(match (w.affected_users, w.users) {
+                    (Some(a), Some(u)) => format!("{} of {}", count(a), count(u)),
+                    _ => "—".into(),
+                });
+            }
+            row
         })
         .collect();
-    (columns, rows)
+    Some(Table {
+        columns,
+        rows,
+        total: None,
+        note: Some("Affected: a request off the last known good pins or answered with an error (5xx, 429). The incident window starts at the first degraded minute the data shows.".into()),
+    })
+}
+
+/// Canary: the two arms side by side (requests, errors with their 95% interval, latency).
+fn arms_table(r: &Report) -> Table {
+    let names = [
+        r.incident
+            .baseline_arm
+            .clone()
+            .unwrap_or_else(|| "baseline".into()),
+        r.incident
+            .canary_arm
+            .clone()
+            .unwrap_or_else(|| "canary".into()),
+    ];
+    let requests = [r.rows.requests_baseline, r.rows.requests_subject];
+    let errors = [
+        metric(r, "error_rate", "baseline_errors").and_then(Metric::as_count),
+        metric(r, "error_rate", "canary_errors").and_then(Metric::as_count),
+    ];
+    // Error rates are over the requests with a status.
+    let with_status = [
+        metric(r, "error_rate", "baseline_requests")
+            .and_then(Metric::as_count)
+            .unwrap_or(0),
+        metric(r, "error_rate", "canary_requests")
+            .and_then(Metric::as_count)
+            .unwrap_or(0),
+    ];
+    let q = |side: &str, p: &str| {
+        metric(r, "latency", &format!("{side}_{p}_ms"))
+            .and_then(Metric::as_number)
+            .map_or_else(|| "—".to_string(), charts::ms)
+    };
+    let rows = (0..2)
+        .map(|i| {
+            let side = ["baseline", "canary"][i];
+            let error_cell = match errors[i] {
+                Some(e) => {
+                    let interval = wilson(e, with_status[i], 1.96)
+                        .map(|(lo, hi)| format!(" [{} – {}]", pct(lo), pct(hi)))
+                        .unwrap_or_default();
+                    format!("{}{interval}", count_rate(e, with_status[i]))
+                }
+                None => "—".into(),
+            };
+            vec![
+                names[i].clone(),
+                ["baseline", "under test"][i].into(),
+                count(requests[i]),
+                error_cell,
+                q(side, "p50"),
+                q(side, "p95"),
+                q(side, "p99"),
+            ]
+        })
+        .collect();
+    Table {
+        columns: ["Arm", "Role", "Requests", "Errors [95% interval]", "p50", "p95", "p99"]
+            .map(String::from)
+            .to_vec(),
+        rows,
+        total: None,
+        note: Some("Error intervals are Wilson score intervals at 95%: where the two arms' intervals overlap, the difference may be chance.".into()),
+    }
+}
+
+/// One row per region: traffic of the two sides, and every check's per-region findings with
+/// their rate, with a totals row.
+fn regions(r: &Report) -> Option<Table> {
+    let t = r.timeline.as_ref()?;
+    if t.regions.is_empty() {
+        return None;
+    }
+    let canary = r.mode == Mode::Canary;
+    let sides: Vec<(usize, String)> = if canary {
+        vec![
+            (
+                0,
+                r.incident
+                    .baseline_arm
+                    .clone()
+                    .unwrap_or_else(|| "baseline".into()),
+            ),
+            (
+                1,
+                r.incident
+                    .canary_arm
+                    .clone()
+                    .unwrap_or_else(|| "canary".into()),
+            ),
+        ]
+    } else {
+        vec![(1, "after the flip".to_string())]
+    };
+    let mut columns = vec!["Region".to_string()];
+    for (_, name) in &sides {
+        columns.push(format!("Requests ({name})"));
+        columns.push(format!("Errors ({name})"));
+        columns.push(format!("p95 ({name})"));
+    }
+    // Checks with a per-region breakdown and its denominators.
+    let mut breakdowns = Vec::new();
+    for c in &r.checks {
+        let Some((label, total_key)) = c.info.region_column else {
+            continue;
+        };
+        let (Some(found), Some(totals)) = (
+            c.metrics.get("by_region").and_then(Metric::as_counts),
+            c.metrics.get(total_key).and_then(Metric::as_counts),
+        ) else {
+            continue;
+        };
+        columns.push(upper_first(label));
+        breakdowns.push((found, totals));
+    }
+    let last_violation =
+        metric(r, "pins", "last_violation_at_by_region").and_then(Metric::as_times);
+    if last_violation.is_some_and(|m| !m.is_empty()) {
+        columns.push("Last wrong pin".into());
+    }
+    let cell = |f: &RegionFigures| {
+        [
+            count(f.requests),
+            match f.error_rate {
+                Some(e) => format!("{} ({})", count(f.errors), pct(e)),
+                None => "—".into(),
+            },
+            f.p95_latency_ms.map_or_else(|| "—".into(), charts::ms),
+        ]
+    };
+    let mut total_found = vec![(0u64, 0u64); breakdowns.len()];
+    let mut rows = Vec::new();
+    for (name, figures) in &t.regions {
+        let mut row = vec![name.clone()];
+        for (s, _) in &sides {
+            row.extend(cell(&figures[*s]));
+        }
+        for (i, (found, totals)) in breakdowns.iter().enumerate() {
+            let n = found.get(name).copied().unwrap_or(0);
+            let of = totals.get(name).copied().unwrap_or(0);
+            total_found[i].0 += n;
+            total_found[i].1 += of;
+            row.push(count_rate(n, of));
+        }
+        if let Some(m) = last_violation.filter(|m| !m.is_empty()) {
+            row.push(
+                m.get(name)
+                    .map_or_else(|| "—".into(), |t| format_millis(*t)),
+            );
+        }
+        rows.push(row);
+    }
+    let mut total = vec![format!("all {} regions", count(t.regions.len() as u64))];
+    for (s, _) in &sides {
+        total.extend(cell(&t.totals[*s]));
+    }
+    for (n, of) in total_found {
+        total.push(count_rate(n, of));
+    }
+    if last_violation.is_some_and(|m| !m.is_empty()) {
+        total.push(
+            metric(r, "pins", "last_violation_at")
+                .and_then(Metric::as_time)
+                .map_or_else(|| "—".into(), format_millis),
+        );
+    }
+    Some(Table {
+        columns,
+        rows,
+        total: Some(total),
+        note: Some(if canary {
+            "Per region and arm, over the canary window; rates in parentheses.".into()
+        } else {
+            "Per region, every request from the flip on; rates in parentheses (wrong pins per request, stale hits per cache hit).".into()
+        }),
+    })
+}
+
+fn upper_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
 }
 
 fn events(r: &Report) -> Vec<Event> {
@@ -308,19 +588,28 @@ fn events(r: &Report) -> Vec<Event> {
             },
         ));
     };
-    if let Some(t) = &r.timeline {
-        // The bad rollout shows as the first bucket where most requests lost the expected pins.
-        let diverged = t
-            .points
-            .iter()
-            .find(|p| p.pins_ok_share.is_some_and(|s| s < 0.5) && p.minute < 0);
-        if let Some(p) = diverged {
+    if let Some(impact) = &r.impact {
+        if let Some(start) = impact.incident_start {
             push(
-                p.start,
-                "bad rollout: most requests stop carrying the expected pins".into(),
+                start.0,
+                "incident starts: the first degraded minute (requests off the pins or erroring)"
+                    .into(),
                 "bad",
             );
         }
+        if let (Some(rate), Some(at)) = (impact.peak_error_rate, impact.peak_error_at) {
+            if rate > 0.0 {
+                push(
+                    at.0,
+                    format!("peak error rate {} (this minute)", pct(rate)),
+                    "bad",
+                );
+            }
+        }
+    }
+    if let Some([a, b]) = &r.windows.canary {
+        push(a.0, "canary window opens".into(), "");
+        push(b.0, "canary window closes".into(), "");
     }
     if let Some([start, end]) = &r.windows.freeze {
         push(start.0, "write freeze starts".into(), "bad");
@@ -341,6 +630,9 @@ fn events(r: &Report) -> Vec<Event> {
             }
         }
     }
+    if let Some(start) = r.windows.data_start {
+        push(start.0, "start of data".into(), "");
+    }
     if let Some(end) = r.windows.data_end {
         push(end.0, "end of data".into(), "");
     }
@@ -348,52 +640,390 @@ fn events(r: &Report) -> Vec<Event> {
     events.into_iter().map(|(_, e)| e).collect()
 }
 
-fn postmortem(r: &Report) -> Postmortem {
-    let failing = ids_with(r, Status::Fail);
-    let summary = match r.verdict {
-        Status::Fail => format!(
-            "The rollback of {} is not complete: {} of {} checks failed ({}). Until they pass, production is not back at the last known good state.",
-            r.incident.id,
-            failing.len(),
-            r.checks.len(),
-            failing.join(", ")
-        ),
-        Status::Inconclusive => format!("The audit of {} had too little data to judge every check; re-run it when more traffic has been logged.", r.incident.id),
-        Status::Warn => format!("The rollback of {} holds: no check failed, but some warned (see below).", r.incident.id),
-        Status::Pass | Status::Skip => format!("The rollback of {} is complete: every check passed.", r.incident.id),
-    };
-    let impact = r
-        .checks
-        .iter()
-        .filter_map(|c| {
-            c.info
-                .impact
-                .and_then(|impact| impact(c.status, &c.metrics))
-        })
-        .collect();
-    let actions = r
-        .attention()
-        .map(|c| Action {
-            check: c.id.to_string(),
-            action: action_for(c),
-        })
-        .collect();
-    Postmortem {
-        summary,
-        impact,
-        actions,
-    }
+/// Minutes from the flip of an instant.
+fn minute_of(r: &Report, t: i64) -> Option<f64> {
+    r.incident
+        .flip_at
+        .map(|f| (t - f.0) as f64 / MICROS_PER_MINUTE as f64)
 }
 
-/// The check's remediation, with `{regions}` filled from its `by_region` breakdown.
-fn action_for(c: &CheckReport) -> String {
-    if c.status == Status::Inconclusive {
-        return "collect more traffic (or lower min_requests knowingly) and re-run the audit"
-            .to_string();
-    }
-    let regions = match c.metrics.get("by_region").and_then(Metric::as_counts) {
-        Some(m) if !m.is_empty() => m.keys().cloned().collect::<Vec<_>>().join(", "),
-        _ => "every region".to_string(),
+/// Rollback: how the rollback converged, per minute around the flip.
+fn rollback_charts(r: &Report) -> Vec<ChartSection> {
+    let Some(t) = r.timeline.as_ref().filter(|t| !t.points.is_empty()) else {
+        return Vec::new();
     };
-    c.info.remediation.replace("{regions}", &regions)
+    let Some(flip) = r.incident.flip_at else {
+        return Vec::new();
+    };
+    let b = t.bucket_minutes as f64;
+    let x0 = t.points[0].minute as f64;
+    let x1 = t.points.last().map_or(x0, |p| p.minute as f64 + b);
+    let threshold = |k: &str| r.thresholds.get(k).and_then(Value::as_f64);
+    let recovery = metric(r, "error_recovery", "recovery_minutes").and_then(Metric::as_count);
+    let decorate = |s: &mut Spec| {
+        s.x_ticks = XTicks::Clock { origin: flip.0 };
+        s.markers.push(Marker {
+            x: 0.0,
+            class: "flip",
+            label: "flip".into(),
+        });
+        if let Some(k) = recovery.filter(|k| *k > 0) {
+            s.markers.push(Marker {
+                x: k as f64,
+                class: "recovery",
+                label: format!("recovered +{k} min"),
+            });
+        }
+        if let Some(start) = r.impact.as_ref().and_then(|i| i.incident_start) {
+            if let Some(m) = minute_of(r, start.0) {
+                s.markers.push(Marker {
+                    x: m,
+                    class: "onset",
+                    label: "incident starts".into(),
+                });
+            }
+        }
+        let mut strip = |w: Option<(i64, Option<i64>)>, class: &'static str, row: usize| {
+            if let Some((a, b)) = w {
+                let from = minute_of(r, a).unwrap_or(x0);
+                let to = b.and_then(|b| minute_of(r, b)).unwrap_or(x1);
+                s.strips.push(Span {
+                    from,
+                    to,
+                    class,
+                    row,
+                });
+            }
+        };
+        strip(
+            r.windows.baseline.map(|[a, b]| (a.0, Some(b.0))),
+            "win-baseline",
+            0,
+        );
+        strip(
+            r.windows
+                .post
+                .map(|[a, b]| (a.map_or(flip.0, |a| a.0), b.map(|b| b.0))),
+            "win-post",
+            0,
+        );
+        strip(
+            r.windows.freeze.map(|[a, b]| (a.0, Some(b.0))),
+            "win-freeze",
+            1,
+        );
+        s.legend("win-baseline", "baseline window");
+        s.legend("win-post", "post window");
+        if r.windows.freeze.is_some() {
+            s.legend("win-freeze", "write freeze");
+        }
+    };
+    let mut charts = Vec::new();
+
+    let max_err = t
+        .points
+        .iter()
+        .filter_map(|p| p.error_rate)
+        .fold(0.0, f64::max);
+    let err_max = charts::nice_max(max_err.max(threshold("error_rate_max").unwrap_or(0.0) * 2.0));
+    let mut s = Spec::new(
+        "User-visible error rate per minute",
+        x0,
+        x1,
+        err_max,
+        charts::pct,
+    );
+    s.legend("s0", "5xx and 429 share");
+    s.series.push(("s0", points(t, |p| p.error_rate)));
+    if let Some(m) = threshold("error_rate_max") {
+        s.hlines.push((m, "threshold"));
+        s.legend("threshold", format!("error_rate_max {}", charts::pct(m)));
+    }
+    decorate(&mut s);
+    charts.push(s.render());
+
+    let base_p95 = metric(r, "latency", "baseline_p95_ms").and_then(Metric::as_number);
+    let max_lat = t
+        .points
+        .iter()
+        .filter_map(|p| p.p95_latency_ms)
+        .fold(base_p95.unwrap_or(0.0), f64::max);
+    let mut s = Spec::new(
+        "p95 latency per minute",
+        x0,
+        x1,
+        charts::nice_max(max_lat * 1.1),
+        charts::ms,
+    );
+    s.legend("s0", "p95 of the minute");
+    s.series.push(("s0", points(t, |p| p.p95_latency_ms)));
+    if let Some(b) = base_p95 {
+        s.hlines.push((b, "baseline"));
+        s.legend("baseline", format!("baseline p95 {}", charts::ms(b)));
+    }
+    decorate(&mut s);
+    charts.push(s.render());
+
+    let mut s = Spec::new(
+        "Requests on the expected pins, and stale cache hits",
+        x0,
+        x1,
+        1.0,
+        charts::pct,
+    );
+    s.legend("s0", "share of requests on the expected pins");
+    s.series.push(("s0", points(t, |p| p.pins_ok_share)));
+    // Stale hits only mean something after the flip: scaled to the worst post-flip bucket.
+    let post: Vec<_> = t.points.iter().filter(|p| p.minute >= 0).collect();
+    let max_stale = post.iter().map(|p| p.stale_hits).max().unwrap_or(0);
+    if max_stale > 0 {
+        s.bar_max = Some(max_stale as f64);
+        for p in &post {
+            s.bars.push((
+                p.minute as f64 + b * 0.1,
+                b * 0.8,
+                p.stale_hits as f64,
+                "bar",
+            ));
+        }
+        s.legend(
+            "bar",
+            format!(
+                "stale cache hits after the flip (bar height: up to {} per {})",
+                count(max_stale),
+                if b == 1.0 {
+                    "minute".to_string()
+                } else {
+                    format!("{b} minutes")
+                }
+            ),
+        );
+    } else {
+        s.legend("bar", "no stale cache hit after the flip");
+    }
+    decorate(&mut s);
+    charts.push(s.render());
+
+    let mut s = Spec::new("ΔS p95 and coverage per minute", x0, x1, 1.0, charts::unit);
+    s.legend("s0", "ΔS p95");
+    s.legend("s1", "mean coverage");
+    s.series.push(("s0", points(t, |p| p.delta_s_p95)));
+    s.series.push(("s1", points(t, |p| p.coverage_mean)));
+    if let Some(m) = threshold("coverage_min") {
+        s.hlines.push((m, "threshold"));
+        s.legend("threshold", format!("coverage_min {m}"));
+    }
+    decorate(&mut s);
+    charts.push(s.render());
+
+    vec![ChartSection {
+        title: "How the rollback converged".into(),
+        note: (b > 1.0).then(|| format!("Each point is {b} minutes.")),
+        charts,
+    }]
+}
+
+fn points(
+    t: &crate::checks::series::Timeline,
+    value: impl Fn(&crate::checks::series::TimelinePoint) -> Option<f64>,
+) -> Vec<(f64, f64)> {
+    points_of(&t.points, t.bucket_minutes, value)
+}
+
+fn points_of(
+    pts: &[crate::checks::series::TimelinePoint],
+    bucket: i64,
+    value: impl Fn(&crate::checks::series::TimelinePoint) -> Option<f64>,
+) -> Vec<(f64, f64)> {
+    // Each bucket's value is drawn at its middle.
+    pts.iter()
+        .filter_map(|p| value(p).map(|v| (p.minute as f64 + bucket as f64 / 2.0, v)))
+        .collect()
+}
+
+/// Canary: the two arms compared, then per minute over the window.
+fn canary_charts(r: &Report) -> Vec<ChartSection> {
+    let names = [
+        r.incident
+            .baseline_arm
+            .clone()
+            .unwrap_or_else(|| "baseline".into()),
+        r.incident
+            .canary_arm
+            .clone()
+            .unwrap_or_else(|| "canary".into()),
+    ];
+    let mut compare = Vec::new();
+    if let Some(d) = r
+        .distributions
+        .as_ref()
+        .filter(|d| d.iter().any(|c| !c.is_empty()))
+    {
+        let max = d.iter().flatten().map(|p| p.1).fold(0.0, f64::max);
+        let x_max = charts::nice_max(max * 1.05);
+        let mut s = Spec::new(
+            "Latency distribution of both arms",
+            0.0,
+            x_max,
+            1.0,
+            charts::pct,
+        );
+        s.x_ticks = XTicks::Values(charts::ms);
+        for (i, class) in [(0, "s0"), (1, "s1")] {
+            s.series
+                .push((class, d[i].iter().map(|&(q, v)| (v, q)).collect()));
+            s.legend(
+                class,
+                format!("{} (share of requests at or under x)", names[i]),
+            );
+        }
+        s.hlines.push((0.95, "baseline"));
+        s.legend("baseline", "p95 level");
+        compare.push(s.render());
+    }
+    let errors = [
+        metric(r, "error_rate", "baseline_errors").and_then(Metric::as_count),
+        metric(r, "error_rate", "canary_errors").and_then(Metric::as_count),
+    ];
+    // Error rates are over the requests with a status.
+    let with_status = [
+        metric(r, "error_rate", "baseline_requests")
+            .and_then(Metric::as_count)
+            .unwrap_or(0),
+        metric(r, "error_rate", "canary_requests")
+            .and_then(Metric::as_count)
+            .unwrap_or(0),
+    ];
+    if let [Some(eb), Some(ec)] = errors {
+        let intervals = [
+            wilson(eb, with_status[0], 1.96),
+            wilson(ec, with_status[1], 1.96),
+        ];
+        let top = intervals
+            .iter()
+            .flatten()
+            .map(|i| i.1)
+            .fold(threshold_or(r, "error_rate_max", 0.0) * 1.2, f64::max);
+        let y_max = charts::nice_max(top.max(0.001));
+        let mut s = Spec::new(
+            "Error rate of both arms, with 95% intervals",
+            0.0,
+            2.0,
+            y_max,
+            charts::pct,
+        );
+        s.x_ticks = XTicks::Fixed(vec![(0.5, names[0].clone()), (1.5, names[1].clone())]);
+        for (i, e) in [eb, ec].into_iter().enumerate() {
+            if with_status[i] > 0 {
+                let rate = e as f64 / with_status[i] as f64;
+                s.bars.push((
+                    i as f64 + 0.25,
+                    0.5,
+                    rate.max(f64::MIN_POSITIVE),
+                    ["bar-s0", "bar-s1"][i],
+                ));
+            }
+            if let Some((lo, hi)) = intervals[i] {
+                s.whiskers.push((i as f64 + 0.5, lo, hi, "whisker"));
+            }
+        }
+        if let Some(m) = r.thresholds.get("error_rate_max").and_then(Value::as_f64) {
+            s.hlines.push((m, "threshold"));
+            s.legend("threshold", format!("error_rate_max {}", charts::pct(m)));
+        }
+        s.legend("whisker", "95% Wilson interval");
+        compare.push(s.render());
+    }
+    let mut sections = vec![ChartSection {
+        title: format!("“{}” against “{}”", names[1], names[0]),
+        note: None,
+        charts: compare,
+    }];
+    if let Some(t) = r.timeline.as_ref().filter(|t| !t.points.is_empty()) {
+        let b = t.bucket_minutes;
+        let x0 = t.points[0].minute as f64;
+        let x1 = t.points.last().map_or(x0, |p| (p.minute + b) as f64);
+        let origin = r.windows.canary.map_or(0, |[a, _]| a.0);
+        let mut over_time = Vec::new();
+        let max_err = t
+            .points
+            .iter()
+            .chain(&t.canary_points)
+            .filter_map(|p| p.error_rate)
+            .fold(threshold_or(r, "error_rate_max", 0.0) * 2.0, f64::max);
+        let mut s = Spec::new(
+            "Error rate per minute, by arm",
+            x0,
+            x1,
+            charts::nice_max(max_err),
+            charts::pct,
+        );
+        s.x_ticks = XTicks::Clock { origin };
+        s.series
+            .push(("s0", points_of(&t.points, b, |p| p.error_rate)));
+        s.series
+            .push(("s1", points_of(&t.canary_points, b, |p| p.error_rate)));
+        s.legend("s0", names[0].clone());
+        s.legend("s1", names[1].clone());
+        over_time.push(s.render());
+        let max_lat = t
+            .points
+            .iter()
+            .chain(&t.canary_points)
+            .filter_map(|p| p.p95_latency_ms)
+            .fold(0.0, f64::max);
+        let mut s = Spec::new(
+            "p95 latency per minute, by arm",
+            x0,
+            x1,
+            charts::nice_max(max_lat * 1.1),
+            charts::ms,
+        );
+        s.x_ticks = XTicks::Clock { origin };
+        s.series
+            .push(("s0", points_of(&t.points, b, |p| p.p95_latency_ms)));
+        s.series
+            .push(("s1", points_of(&t.canary_points, b, |p| p.p95_latency_ms)));
+        s.legend("s0", names[0].clone());
+        s.legend("s1", names[1].clone());
+        over_time.push(s.render());
+        let max_req = t
+            .points
+            .iter()
+            .chain(&t.canary_points)
+            .map(|p| p.requests)
+            .max()
+            .unwrap_or(0);
+        let mut s = Spec::new(
+            "Requests per minute, by arm",
+            x0,
+            x1,
+            charts::nice_max(max_req as f64 * 1.1),
+            charts::counted,
+        );
+        s.x_ticks = XTicks::Clock { origin };
+        s.series
+            .push(("s0", points_of(&t.points, b, |p| Some(p.requests as f64))));
+        s.series.push((
+            "s1",
+            points_of(&t.canary_points, b, |p| Some(p.requests as f64)),
+        ));
+        s.legend("s0", names[0].clone());
+        s.legend("s1", names[1].clone());
+        over_time.push(s.render());
+        sections.push(ChartSection {
+            title: "Over the window".into(),
+            note: (b > 1).then(|| format!("Each point is {b} minutes.")),
+            charts: over_time,
+        });
+    }
+    sections.retain(|s| !s.charts.is_empty());
+    sections
+}
+
+fn threshold_or(r: &Report, key: &str, default: f64) -> f64 {
+    r.thresholds
+        .get(key)
+        .and_then(Value::as_f64)
+        .unwrap_or(default)
 }

@@ -1,0 +1,357 @@
+//! The incident's impact, for the postmortem (rollback mode): when the incident started in the
+//! data, its peak, how long it lasted, and per window the requests and users it touched.
+//!
+//! Not a check: a kernel like the others (update → merge → settle), so the figures are as
+//! deterministic as every other. Its report section is `impact`.
+//!
+//! Definitions (docs/reference/figures.md repeats them for users):
+//! - Minutes are aligned to the flip: minute k is [flip_at + k min, flip_at + (k+1) min), k < 0
+//!   before the flip.
+//! - An *off-pin* request carries a value other than the expected one for a pin of
+//!   [expected_pins] (a missing value is not counted: it is the `pins` check's business). An
+//!   *affected* request is off-pin or a user-visible error (status ≥ 500 or 429).
+//! - A *degraded* minute has requests and an error rate over `error_rate_max` or an off-pin share
+//!   of at least [`OFF_PIN_SHARE`].
+//! - `incident_start`: among the minutes from the end of the baseline to the flip, the first
+//!   degraded one whose next non-empty minute before the flip is degraded too (a lone bad minute
+//!   is noise), or the last non-empty minute before the flip when it is degraded.
+//! - `recovered_at`: flip_at + `recovery_minutes` of `error_recovery`; `duration_minutes` from
+//!   incident_start to it.
+
+use arrow::array::Array;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use super::error_recovery::is_error;
+use crate::columns::{hash_str, Col, Table};
+use crate::engine::{Kernel, Rows, Stage, States};
+use crate::incident::Window;
+use crate::plan::{Ctx, Plan, Rollback};
+use crate::report::Instant;
+use crate::stats::{deserialize_prehashed, serialize_sorted, PrehashedMap};
+use crate::time::{Micros, MICROS_PER_MINUTE};
+
+/// An off-pin share that makes a minute degraded.
+pub(crate) const OFF_PIN_SHARE: f64 = 0.05;
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct Counts {
+    requests: u64,
+    with_status: u64,
+    errors: u64,
+    off_pin: u64,
+    affected: u64,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.requests += o.requests;
+        self.with_status += o.with_status;
+        self.errors += o.errors;
+        self.off_pin += o.off_pin;
+        self.affected += o.affected;
+    }
+
+    fn error_rate(&self) -> Option<f64> {
+        (self.with_status > 0).then(|| self.errors as f64 / self.with_status as f64)
+    }
+
+    fn off_pin_share(&self) -> Option<f64> {
+        (self.requests > 0).then(|| self.off_pin as f64 / self.requests as f64)
+    }
+}
+
+/// Users of a window: every user, and those with an affected request.
+#[derive(Default, Serialize, Deserialize)]
+struct Users {
+    #[serde(
+        serialize_with = "serialize_sorted",
+        deserialize_with = "deserialize_prehashed"
+    )]
+    seen: PrehashedMap<u64, bool>,
+}
+
+impl Users {
+    fn add(&mut self, user: u64, affected: bool) {
+        *self.seen.entry(user).or_default() |= affected;
+    }
+
+    fn merge(&mut self, o: Users) {
+        for (u, a) in o.seen {
+            self.add(u, a);
+        }
+    }
+
+    fn counts(&self) -> (u64, u64) {
+        (
+            self.seen.len() as u64,
+            self.seen.values().filter(|a| **a).count() as u64,
+        )
+    }
+}
+
+/// The fixed windows (their bounds are known before the pass).
+const BASELINE: usize = 0;
+const SETTLING: usize = 1;
+const POST: usize = 2;
+
+#[derive(Default, Serialize, Deserialize)]
+pub(crate) struct State {
+    /// Flip-aligned minute → counts, over all the data.
+    minutes: BTreeMap<i64, Counts>,
+    windows: [Counts; 3],
+    users: [Users; 3],
+    /// Users with requests between the end of the baseline and the flip: their last minute, and
+    /// their last affected minute (`i64::MIN` when none), so that the users of any window ending
+    /// at the flip can be counted once its start is known.
+    #[serde(
+        serialize_with = "serialize_sorted",
+        deserialize_with = "deserialize_prehashed"
+    )]
+    before_flip: PrehashedMap<u64, (i64, i64)>,
+    has_users: bool,
+    has_status: bool,
+}
+
+pub(crate) struct ImpactKernel;
+pub(crate) static IMPACT: ImpactKernel = ImpactKernel;
+
+fn rollback(ctx: &Ctx) -> Option<&Rollback> {
+    match &ctx.plan {
+        Plan::Rollback(r) => Some(r),
+        Plan::Canary(_) => None,
+    }
+}
+
+/// The settling window: from the flip to the start of the post window.
+fn settling(r: &Rollback) -> Window {
+    Window {
+        start: r.flip_at,
+        end: r.post.start.max(r.flip_at),
+    }
+}
+
+impl Kernel for ImpactKernel {
+    type State = State;
+    const NAME: &'static str = "impact";
+    const TABLE: Table = Table::Requests;
+    const STAGE: Stage = Stage::Requests;
+
+    fn columns(&self, ctx: &Ctx) -> Vec<Col> {
+        let mut cols = vec![Col::Status, Col::UserId];
+        cols.extend(ctx.plan.pins_named());
+        cols
+    }
+
+    fn init(&self, _ctx: &Ctx, _prior: &States) -> State {
+        State::default()
+    }
+
+    fn update(&self, ctx: &Ctx, state: &mut State, rows: &Rows<'_>) {
+        let Some(r) = rollback(ctx) else { return };
+        state.update(r, rows);
+    }
+
+    fn merge(&self, state: &mut State, other: State) {
+        for (k, c) in other.minutes {
+            state.minutes.entry(k).or_default().add(&c);
+        }
+        for i in 0..3 {
+            state.windows[i].add(&other.windows[i]);
+        }
+        for (mine, theirs) in state.users.iter_mut().zip(other.users) {
+            mine.merge(theirs);
+        }
+        for (u, (last, last_affected)) in other.before_flip {
+            let e = state.before_flip.entry(u).or_insert((i64::MIN, i64::MIN));
+            e.0 = e.0.max(last);
+            e.1 = e.1.max(last_affected);
+        }
+        state.has_users |= other.has_users;
+        state.has_status |= other.has_status;
+    }
+}
+
+impl State {
+    fn update(&mut self, r: &Rollback, rows: &Rows<'_>) {
+        let batch = rows.batch;
+        let n = batch.len();
+        let ts = batch.ts();
+        let mut off_pin = vec![false; n];
+        for (col, want) in &r.pins[0].pins {
+            let Some(arr) = batch.str(*col) else { continue };
+            let off = arr.map_rows(|v| v.is_some_and(|v| v != want.as_str()));
+            for (o, x) in off_pin.iter_mut().zip(off) {
+                *o |= x;
+            }
+        }
+        let status = batch.int(Col::Status);
+        self.has_status |= status.is_some();
+        let users = batch.str(Col::UserId);
+        self.has_users |= users.is_some();
+        let user_hashes: Option<Vec<Option<u64>>> = users.map(|u| {
+            (0..n)
+                .map(|i| u.get(i).map(|s| hash_str(Some(s))))
+                .collect()
+        });
+        let windows = [r.baseline, settling(r), r.post];
+        // Minutes of one batch are few: count them densely, then merge into the map.
+        let minute = |t: Micros| (t - r.flip_at).div_euclid(MICROS_PER_MINUTE);
+        let (lo, hi) = ts
+            .iter()
+            .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+        if lo > hi {
+            return;
+        }
+        let first = minute(lo);
+        let mut dense = vec![Counts::default(); (minute(hi) - first + 1) as usize];
+        for i in 0..n {
+            let t = ts[i];
+            let error = status.is_some_and(|s| s.is_valid(i) && is_error(s.value(i)));
+            let with_status = status.is_some_and(|s| s.is_valid(i));
+            let affected = error || off_pin[i];
+            let row = Counts {
+                requests: 1,
+                with_status: with_status as u64,
+                errors: error as u64,
+                off_pin: off_pin[i] as u64,
+                affected: affected as u64,
+            };
+            let k = minute(t);
+            dense[(k - first) as usize].add(&row);
+            let user = user_hashes.as_ref().and_then(|u| u[i]);
+            for (w, window) in windows.iter().enumerate() {
+                if window.contains(t) {
+                    self.windows[w].add(&row);
+                    if let Some(u) = user {
+                        self.users[w].add(u, affected);
+                    }
+                }
+            }
+            if let Some(u) = user {
+                if t >= r.baseline.end && t < r.flip_at {
+                    let e = self.before_flip.entry(u).or_insert((i64::MIN, i64::MIN));
+                    e.0 = e.0.max(k);
+                    if affected {
+                        e.1 = e.1.max(k);
+                    }
+                }
+            }
+        }
+        for (j, c) in dense.into_iter().enumerate() {
+            if c.requests > 0 {
+                self.minutes.entry(first + j as i64).or_default().add(&c);
+            }
+        }
+    }
+
+    /// The report's `impact` section; `recovery_minutes` from `error_recovery`.
+    pub(crate) fn report(
+        &self,
+        ctx: &Ctx,
+        recovery_minutes: Option<u64>,
+    ) -> Option<crate::report::Impact> {
+        let r = rollback(ctx)?;
+        let error_max = ctx.thresholds.error_rate_max;
+        let degraded = |c: &Counts| {
+            c.requests > 0
+                && (c.error_rate().is_some_and(|e| e > error_max)
+                    || c.off_pin_share().is_some_and(|s| s >= OFF_PIN_SHARE))
+        };
+        let search_from = (r.baseline.end - r.flip_at).div_euclid(MICROS_PER_MINUTE);
+        // Minutes wholly inside [baseline end, flip): the first may straddle the baseline's end.
+        let before: Vec<(i64, &Counts)> = self
+            .minutes
+            .range(search_from..0)
+            .filter(|(k, _)| r.flip_at + **k * MICROS_PER_MINUTE >= r.baseline.end)
+            .map(|(k, c)| (*k, c))
+            .collect();
+        let start_minute = before.iter().enumerate().find_map(|(i, (k, c))| {
+            let next = before.get(i + 1);
+            (degraded(c) && next.is_none_or(|(_, n)| degraded(n))).then_some(*k)
+        });
+        let at = |k: i64| r.flip_at + k * MICROS_PER_MINUTE;
+        let recovered_at = recovery_minutes.map(|m| at(m as i64));
+        let peak_from = start_minute.unwrap_or(0);
+        let peak = self
+            .minutes
+            .range(peak_from..)
+            .filter_map(|(k, c)| c.error_rate().map(|e| (*k, e)))
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
+        let peak_off = self
+            .minutes
+            .range(peak_from..)
+            .filter_map(|(k, c)| c.off_pin_share().map(|s| (*k, s)))
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
+        let mut windows = Vec::new();
+        let window = |name: &'static str, w: Window, c: &Counts, users: Option<(u64, u64)>| {
+            crate::report::ImpactWindow {
+                name,
+                start: Instant(w.start),
+                end: Some(Instant(w.end)),
+                requests: c.requests,
+                errors: c.errors,
+                error_rate: c.error_rate(),
+                off_pin_requests: c.off_pin,
+                affected_requests: c.affected,
+                users: users.map(|u| u.0),
+                affected_users: users.map(|u| u.1),
+            }
+        };
+        let users_of = |i: usize| self.has_users.then(|| self.users[i].counts());
+        windows.push(window(
+            "baseline",
+            r.baseline,
+            &self.windows[BASELINE],
+            users_of(BASELINE),
+        ));
+        if let Some(k) = start_minute {
+            let mut c = Counts::default();
+            for (_, m) in self.minutes.range(k..0) {
+                c.add(m);
+            }
+            let users = self.has_users.then(|| {
+                let all = self.before_flip.values().filter(|(l, _)| *l >= k).count() as u64;
+                let hit = self.before_flip.values().filter(|(_, a)| *a >= k).count() as u64;
+                (all, hit)
+            });
+            windows.push(window(
+                "incident",
+                Window {
+                    start: at(k),
+                    end: r.flip_at,
+                },
+                &c,
+                users,
+            ));
+        }
+        let s = settling(r);
+        if s.end > s.start {
+            windows.push(window(
+                "settling",
+                s,
+                &self.windows[SETTLING],
+                users_of(SETTLING),
+            ));
+        }
+        let mut post = window("post", r.post, &self.windows[POST], users_of(POST));
+        if r.post_is_default {
+            post.end = None;
+        }
+        windows.push(post);
+        Some(crate::report::Impact {
+            incident_start: start_minute.map(|k| Instant(at(k))),
+            recovered_at: recovered_at.map(Instant),
+            duration_minutes: match (start_minute, recovery_minutes) {
+                (Some(k), Some(m)) => Some((m as i64 - k) as u64),
+                _ => None,
+            },
+            peak_error_rate: peak.map(|p| p.1),
+            peak_error_at: peak.map(|p| Instant(at(p.0))),
+            peak_off_pin_share: peak_off.map(|p| p.1),
+            peak_off_pin_at: peak_off.map(|p| Instant(at(p.0))),
+            windows,
+            has_status: self.has_status,
+        })
+    }
+}
