@@ -17,12 +17,13 @@ case "$size" in
 esac
 data="bench-data/$size"
 threads=${THREADS:-$(nproc)}
+bin="${CARGO_TARGET_DIR:-target}/release"
 
 cargo build --release --quiet -p rollproof-cli -p rollproof-gen
 python3 -c 'import duckdb' 2>/dev/null || pip install --quiet duckdb
 if [ ! -f "$data/incident.toml" ]; then
   echo "generating $requests requests into $data" >&2
-  ./target/release/rollproof-gen bench --requests "$requests" --out "$data"
+  "$bin/rollproof-gen" bench --requests "$requests" --out "$data"
 fi
 
 measure() { # prints "wall user+sys maxrss_kb"
@@ -39,7 +40,7 @@ median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] 
 
 rp=$(mktemp); db=$(mktemp)
 for i in $(seq "$runs"); do
-  measure ./target/release/rollproof audit "$data/incident.toml" --format json --quiet --threads "$threads" >> "$rp" || true
+  measure "$bin/rollproof" audit "$data/incident.toml" --format json --quiet --threads "$threads" >> "$rp" || true
   measure python3 benches/reference.py "$data" >> "$db" || true
 done
 
@@ -54,7 +55,7 @@ printf '%-10s %10s %10s %12d\n' duckdb "$db_wall" "$db_cpu" $(( db_rss / 1024 ))
 awk -v a="$rp_wall" -v b="$db_wall" -v c="$rp_rss" -v d="$db_rss" \
   'BEGIN { printf "ratio rollproof/duckdb: wall %.2f, peak RSS %.2f\n", a / b, c / d }'
 
-./target/release/rollproof audit "$data/incident.toml" --format json --quiet > "$rp.json" || true
+"$bin/rollproof" audit "$data/incident.toml" --format json --quiet > "$rp.json" || true
 python3 benches/reference.py "$data" > "$db.json"
 python3 benches/agree.py "$db.json" "$rp.json"
 rm -f "$rp" "$db" "$rp.json" "$db.json"

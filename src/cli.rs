@@ -81,6 +81,9 @@ pub enum Command {
     Explain {
         /// Check id, e.g. `pins`, or `otlp`; without it, list every check
         check: Option<String>,
+        /// Print every check's documentation as Markdown (docs/reference/checks.md)
+        #[arg(long, conflicts_with = "check")]
+        markdown: bool,
     },
     /// Print a shell completion script (e.g. `rollproof completions bash > /etc/bash_completion.d/rollproof`)
     Completions {

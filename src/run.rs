@@ -12,7 +12,11 @@ use crate::settings::{AuditSettings, Destination, Settings, UsageError};
 
 pub fn run(settings: Settings) -> anyhow::Result<ExitStatus> {
     match settings {
-        Settings::Explain(check) => explain(check.as_deref()),
+        Settings::Explain { markdown: true, .. } => {
+            write_stdout(&rollproof::checks_reference_markdown())?;
+            Ok(ExitStatus::Success)
+        }
+        Settings::Explain { check, .. } => explain(check.as_deref()),
         Settings::Audit(settings) => audit(&settings),
         Settings::Completions(shell) => {
             use clap::CommandFactory;

@@ -68,7 +68,10 @@ pub struct InitSettings {
 pub enum Settings {
     Audit(AuditSettings),
     Init(InitSettings),
-    Explain(Option<String>),
+    Explain {
+        check: Option<String>,
+        markdown: bool,
+    },
     Completions(clap_complete::Shell),
     Man {
         subcommand: Option<String>,
@@ -84,7 +87,7 @@ pub struct UsageError(pub String);
 impl Settings {
     pub fn from_cli(cli: Cli) -> Result<Settings, UsageError> {
         match cli.command {
-            Command::Explain { check } => Ok(Settings::Explain(check)),
+            Command::Explain { check, markdown } => Ok(Settings::Explain { check, markdown }),
             Command::Completions { shell } => Ok(Settings::Completions(shell)),
             Command::Man { subcommand, dir } => Ok(Settings::Man { subcommand, dir }),
             Command::Audit(args) => Ok(Settings::Audit(audit(args)?)),

@@ -376,3 +376,53 @@ fn the_evidence_folder_holds_every_counted_finding() {
     // A passing check leaves no file.
     assert!(entries.iter().all(|e| e["check"] != "latency"));
 }
+
+#[test]
+fn a_folder_a_misspelt_mapping_column_and_an_output_over_the_mapping_are_explained() {
+    let tmp = demo_copy();
+    std::fs::create_dir(tmp.path().join("logs")).unwrap();
+    let out = audit_in(tmp.path(), &["--requests", "logs"]);
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("found a folder") && err.contains("`logs/*.parquet`"),
+        "{err}"
+    );
+    assert!(!err.contains("no such file"), "{err}");
+
+    // The mapping is relative to the current folder on the command line, and says so.
+    let out = audit_in(tmp.path(), &["--mapping", "nope.toml"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("`--mapping` is relative to the current folder"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A mapping to a column the files do not have gets a did-you-mean from the files' columns.
+    std::fs::write(
+        tmp.path().join("mapping.toml"),
+        "[requests]\nregion = \"regoin\"\n",
+    )
+    .unwrap();
+    let out = audit_in(tmp.path(), &["--mapping", "mapping.toml"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("did you mean `region`?"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The mapping file is an input: an output over it is refused.
+    std::fs::write(tmp.path().join("mapping.toml"), "[requests]\n").unwrap();
+    let before = std::fs::read(tmp.path().join("mapping.toml")).unwrap();
+    let out = audit_in(
+        tmp.path(),
+        &["--mapping", "mapping.toml", "--json", "mapping.toml"],
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(tmp.path().join("mapping.toml")).unwrap(),
+        before
+    );
+}

@@ -14,6 +14,7 @@ mod properties;
 mod real_logs;
 mod receipts;
 mod recipes;
+mod reference;
 mod reports;
 mod s3;
 mod snapshots;

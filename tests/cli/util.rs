@@ -59,7 +59,31 @@ pub fn audit_json(incident: &Path, extra: &[&str]) -> (i32, Value) {
         stderr(&out)
     );
     let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is the JSON report");
+    assert_schema(&report);
     (code, report)
+}
+
+/// Asserts that `report` is valid against docs/reference/report.schema.json: every report a
+/// test reads goes through this, so the published schema is tested against real reports.
+pub fn assert_schema(report: &Value) {
+    use std::sync::OnceLock;
+    static SCHEMA: OnceLock<(boon::Schemas, boon::SchemaIndex)> = OnceLock::new();
+    let (schemas, index) = SCHEMA.get_or_init(|| {
+        let path = root().join("docs/reference/report.schema.json");
+        let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut schemas = boon::Schemas::new();
+        let mut compiler = boon::Compiler::new();
+        compiler
+            .add_resource("rollproof-report.schema.json", schema)
+            .unwrap();
+        let index = compiler
+            .compile("rollproof-report.schema.json", &mut schemas)
+            .expect("the published schema compiles");
+        (schemas, index)
+    });
+    if let Err(e) = schemas.validate(report, *index) {
+        panic!("the report does not match docs/reference/report.schema.json: {e:#}");
+    }
 }
 
 /// The report's checks as id → check object.

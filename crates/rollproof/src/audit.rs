@@ -266,7 +266,7 @@ pub(crate) fn prepare(
         &mut problems,
     );
     check_columns(incident, &tables, &mut problems);
-    check_outputs(incident, &tables, &overrides.outputs, &mut problems);
+    check_outputs(incident, overrides, &tables, &mut problems);
     if !problems.is_empty() {
         problems.extend(validate_values(&tables));
         return Err(InputError { problems });
@@ -362,13 +362,17 @@ fn check_columns(incident: &Incident, tables: &Tables, problems: &mut Vec<Proble
 /// An output that is one of the inputs would overwrite the evidence the report hashes: refused.
 fn check_outputs(
     incident: &Incident,
+    overrides: &InputOverrides,
     tables: &Tables,
-    outputs: &[PathBuf],
     problems: &mut Vec<Problem>,
 ) {
     use std::os::unix::fs::MetadataExt;
+    let outputs = &overrides.outputs;
     let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
     let mut inputs: Vec<PathBuf> = vec![incident.path.clone()];
+    let base = incident.path.parent().unwrap_or(Path::new(""));
+    inputs.extend(overrides.mapping.clone());
+    inputs.extend(incident.inputs.mapping.as_ref().map(|m| base.join(m)));
     inputs.extend(
         tables
             .all()
@@ -558,7 +562,7 @@ fn resolve_inputs(
     let cwd = PathBuf::new();
     let pick = |cli: &Vec<String>, file: &Vec<InputSpec>| {
         if cli.is_empty() {
-            (file.clone(), base.clone())
+            (file.clone(), base.clone(), true)
         } else {
             let specs = cli
                 .iter()
@@ -567,11 +571,11 @@ fn resolve_inputs(
                     source: None,
                 })
                 .collect();
-            (specs, cwd.clone())
+            (specs, cwd.clone(), false)
         }
     };
-    let (requests, requests_base) = pick(&overrides.requests, &inputs.requests);
-    let (receipts, receipts_base) = pick(&overrides.receipts, &inputs.receipts);
+    let (requests, requests_base, requests_in_file) = pick(&overrides.requests, &inputs.requests);
+    let (receipts, receipts_base, receipts_in_file) = pick(&overrides.receipts, &inputs.receipts);
     if requests.is_empty() {
         problems.push(
             Problem::new(
@@ -583,16 +587,28 @@ fn resolve_inputs(
             .hint("name the request log files (globs allowed) in the incident file"),
         );
     }
-    let request_files = ingest::resolve(Table::Requests, &requests, &requests_base, problems);
-    let receipt_files = ingest::resolve(Table::Receipts, &receipts, &receipts_base, problems);
+    let request_files = ingest::resolve(
+        Table::Requests,
+        &requests,
+        &requests_base,
+        requests_in_file,
+        problems,
+    );
+    let receipt_files = ingest::resolve(
+        Table::Receipts,
+        &receipts,
+        &receipts_base,
+        receipts_in_file,
+        problems,
+    );
     let mapping_path = match (&overrides.mapping, &inputs.mapping) {
-        (Some(p), _) => Some(p.clone()),
-        (None, Some(p)) => Some(base.join(p)),
+        (Some(p), _) => Some((p.clone(), false)),
+        (None, Some(p)) => Some((base.join(p), true)),
         (None, None) => None,
     };
     let mapping = match mapping_path {
-        Some(p) => {
-            let (mapping, found) = Mapping::load_lenient(&p);
+        Some((p, from_incident)) => {
+            let (mapping, found) = Mapping::load_lenient(&p, from_incident);
             problems.extend(found);
             mapping
         }

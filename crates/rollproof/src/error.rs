@@ -174,29 +174,59 @@ pub(crate) fn closest<'a>(
             .flat_map(char::to_lowercase)
             .collect()
     }
+    /// Optimal string alignment distance: insertions, deletions, substitutions and swaps of two
+    /// neighbours (`titel` → `title`) cost 1.
     fn distance(a: &[char], b: &[char]) -> usize {
-        let mut row: Vec<usize> = (0..=b.len()).collect();
-        for (i, ca) in a.iter().enumerate() {
-            let mut prev = row[0];
-            row[0] = i + 1;
-            for (j, cb) in b.iter().enumerate() {
-                let cur = row[j + 1];
-                row[j + 1] = (prev + (ca != cb) as usize).min(row[j] + 1).min(cur + 1);
-                prev = cur;
+        let (n, m) = (a.len(), b.len());
+        let mut d = vec![vec![0usize; m + 1]; n + 1];
+        for (i, row) in d.iter_mut().enumerate() {
+            row[0] = i;
+        }
+        for j in 0..=m {
+            d[0][j] = j;
+        }
+        for i in 1..=n {
+            for j in 1..=m {
+                let cost = (a[i - 1] != b[j - 1]) as usize;
+                d[i][j] = (d[i - 1][j] + 1)
+                    .min(d[i][j - 1] + 1)
+                    .min(d[i - 1][j - 1] + cost);
+                if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                    d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+                }
             }
         }
-        row[b.len()]
+        d[n][m]
     }
     let target = norm(name);
     if target.is_empty() || target.len() > 200 {
         return None;
     }
-    candidates
-        .into_iter()
-        .map(|c| (distance(&target, &norm(c)), c))
+    let candidates: Vec<&str> = candidates.into_iter().collect();
+    let by_distance = candidates
+        .iter()
+        .map(|c| (distance(&target, &norm(c)), *c))
         .filter(|(d, c)| *d <= (norm(c).len() / 3).max(1))
         .min_by_key(|(d, c)| (*d, *c))
-        .map(|(_, c)| c)
+        .map(|(_, c)| c);
+    // Else the one candidate sharing a prefix of 4 or more with the name (`flip_time` → `flip_at`).
+    by_distance.or_else(|| {
+        let shared = |c: &str| {
+            target
+                .iter()
+                .zip(norm(c))
+                .take_while(|(a, b)| **a == *b)
+                .count()
+        };
+        let best = candidates
+            .iter()
+            .map(|c| shared(c))
+            .max()
+            .filter(|n| *n >= 4)?;
+        let mut with_best = candidates.iter().filter(|c| shared(c) == best);
+        let first = with_best.next()?;
+        with_best.next().is_none().then_some(*first)
+    })
 }
 
 #[cfg(test)]
@@ -207,11 +237,20 @@ mod tests {
     fn did_you_mean() {
         let pins = ["build_id", "prompt_ver", "index_hash"];
         assert_eq!(closest("PromptVer", pins), Some("prompt_ver"));
-        assert_eq!(closest("prompt-version", pins), None);
+        assert_eq!(closest("prompt-version", pins), Some("prompt_ver"));
         assert_eq!(closest("indexhash", pins), Some("index_hash"));
-        assert_eq!(closest("flip_time", ["flip_at", "id", "title"]), None);
+        assert_eq!(
+            closest("flip_time", ["flip_at", "id", "title"]),
+            Some("flip_at")
+        );
+        assert_eq!(
+            closest("cache_thing", ["cache_ns", "cache_hit"]),
+            None,
+            "two share the prefix"
+        );
         assert_eq!(closest("flipat", ["flip_at", "id"]), Some("flip_at"));
         assert_eq!(closest("bulid_id", pins), Some("build_id"));
         assert_eq!(closest("zzz", pins), None);
+        assert_eq!(closest("titel", ["mode", "id", "title"]), Some("title"));
     }
 }

@@ -272,10 +272,10 @@ impl Incident {
             let message = e.message().to_string();
             let mut problem = Problem::new(
                 format!("invalid incident TOML ({message})"),
-                "an incident file as described in the contract",
+                "an incident file as docs/reference/incident.md describes it",
             )
             .file(path)
-            .hint("see `fixtures/demo/incident.toml` for a complete example");
+            .hint("`rollproof init LOGS` writes one from the logs; `rollproof audit --help` shows the format");
             if let Some(span) = e.span() {
                 problem = problem.location(line_of(text, span.start));
             }

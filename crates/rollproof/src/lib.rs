@@ -32,7 +32,10 @@ mod time;
 mod words;
 
 pub use audit::{audit, audit_path, AuditOptions, InputOverrides};
-pub use checks::{find as check_info, infos as check_infos, CheckInfo, ExitStatus, Metric, Status};
+pub use checks::{
+    find as check_info, infos as check_infos, reference_markdown as checks_reference_markdown,
+    CheckInfo, ExitStatus, Metric, Status,
+};
 pub use columns::Table;
 pub use error::{InputError, Problem};
 pub use incident::Incident;

@@ -300,7 +300,7 @@ pub fn survey(
     let mut problems = Vec::new();
     let mut mapping_file = match mapping {
         Some(path) => {
-            let (m, found) = Mapping::load_lenient(path);
+            let (m, found) = Mapping::load_lenient(path, false);
             problems.extend(found);
             m
         }
@@ -317,7 +317,7 @@ pub fn survey(
     };
     let mut inspected = Vec::new();
     for (table, patterns) in [(Table::Requests, requests), (Table::Receipts, receipts)] {
-        let files = ingest::resolve(table, &specs(patterns), Path::new(""), &mut problems);
+        let files = ingest::resolve(table, &specs(patterns), Path::new(""), false, &mut problems);
         inspected.push(ingest::inspect_all(table, files, mapping_file.spans));
     }
     if !problems.is_empty() {

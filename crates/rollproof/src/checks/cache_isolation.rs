@@ -26,6 +26,14 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
     what_fails_it: "Any foreign hit (foreign_hits > 0).",
     columns_it_needs: "ts, arm, cache_hit, cache_ns, and a [cache] namespace template; region and request_id \
         for breakdowns and samples.",
+    figures: &[
+        ("hits_checked", "Cache hits of either arm in the window."),
+        ("foreign_hits", "Of those, hits whose cache_ns is not their own arm's rendered namespace."),
+        ("by_arm", "Arm → foreign hits."),
+        ("by_region", "Region → foreign hits."),
+        ("hits_by_region", "Region → hits checked: the denominators of by_region."),
+        ("last_foreign_at", "The latest foreign hit's ts; null without foreign hits."),
+    ],
     remediation: "give each arm its own cache namespace (render it from the arm's pins) and purge the shared entries",
     region_column: Some(("foreign cache hits", "hits_by_region")),
     impact: Some(|_, m, _| {

@@ -36,6 +36,14 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
     what_fails_it: "Any stale hit (stale_hits > 0). `last_stale_at` says when the last one was served.",
     columns_it_needs: "ts, cache_hit, cache_ns, and a [cache] namespace template in the incident; region and \
         request_id for breakdowns and samples.",
+    figures: &[
+        ("hits_checked", "Cache hits (cache_hit true) among requests with ts >= flip_at."),
+        ("stale_hits", "Of those, hits whose cache_ns differs from the expected namespace (missing counts as different)."),
+        ("by_region", "Region → stale hits."),
+        ("hits_by_region", "Region → hits checked: the denominators of by_region."),
+        ("last_stale_at", "The latest stale hit's ts; null without stale hits."),
+        ("expected_namespace", "[cache].namespace rendered with the expected pins."),
+    ],
     remediation: "purge or rotate the cache namespace in {regions}; make namespace rotation part of the rollback runbook",
     region_column: Some(("stale cache hits", "hits_by_region")),
     impact: Some(|_, m, _| {

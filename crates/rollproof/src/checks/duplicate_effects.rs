@@ -89,6 +89,20 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
         with an unknown decision value make it warn.",
     columns_it_needs: "receipts: ts, idempotency_key; decision, effect, writer_id, effect_id, receipt_id and \
         request_id for breakdowns and samples.",
+    figures: &[
+        ("receipts", "Receipts in scope (canary: in the window)."),
+        ("executions", "Receipts in scope whose decision is missing or `new` (case-insensitive)."),
+        ("dedupe_hits", "Receipts in scope whose decision is `duplicate` or `conflict`: the fence worked."),
+        ("keys", "Distinct idempotency keys among executions."),
+        ("duplicate_keys", "Keys executed more than once."),
+        ("extra_executions", "Sum over keys of (executions − 1)."),
+        ("extra_executions_by_effect", "Effect → extra executions (the effect of each execution after a key's first)."),
+        ("extra_executions_by_phase", "Phase → extra executions: before_freeze, during_freeze, after_freeze with a freeze window, else before_flip, after_flip (canary: unused)."),
+        ("multi_writer_keys", "Keys executed by more than one distinct writer_id."),
+        ("multi_effect_id_keys", "Keys whose executions carry more than one distinct effect_id."),
+        ("unknown_decisions", "Receipts in scope whose decision is none of new, duplicate, conflict: neither executions nor dedupe hits (the check warns)."),
+        ("executions_without_key", "Executions without an idempotency_key (not counted as keys)."),
+    ],
     remediation: "reconcile the duplicated side effects with the affected users (refunds, corrections); enforce the idempotency fence on every retry path",
     region_column: None,
     impact: Some(|_, m, _| {

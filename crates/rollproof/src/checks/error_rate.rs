@@ -24,6 +24,17 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
     what_fails_it: "canary_error_rate >= error_rate_max. Inconclusive when either arm has fewer than \
         min_requests requests in the window.",
     columns_it_needs: "ts, arm, status.",
+    figures: &[
+        ("baseline_error_rate", "Errors / requests with a status, on the baseline arm in the window."),
+        ("canary_error_rate", "The same on the canary arm."),
+        ("baseline_errors", "User-visible errors (status >= 500 or 429) on the baseline arm."),
+        ("canary_errors", "The same on the canary arm."),
+        ("baseline_requests", "Requests with a valid status on the baseline arm: the rate's denominator."),
+        ("canary_requests", "The same on the canary arm."),
+        ("error_rate_max", "The threshold canary_error_rate is compared with."),
+        ("status_missing", "Requests without a status (not counted)."),
+        ("status_invalid", "Requests with a status outside 100..=599 (not counted)."),
+    ],
     remediation: "find what still errors after the flip (region, dependency, cache) before reopening writes",
     region_column: None,
     impact: Some(|_, m, _| {

@@ -52,6 +52,18 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
         than recovery_within_minutes. Inconclusive when the baseline or post window has fewer than \
         min_requests requests.",
     columns_it_needs: "ts, status.",
+    figures: &[
+        ("recovery_minutes", "The smallest k such that every non-empty minute from k to the end of data has an error rate under error_rate_max; null when never."),
+        ("recovery_within_minutes", "The threshold it is compared with."),
+        ("error_rate_max", "The per-minute error rate threshold."),
+        ("baseline_error_rate", "Errors / requests with a status, in the baseline window."),
+        ("post_error_rate", "Errors / requests with a status, in the post window."),
+        ("minutes_observed", "Non-empty minutes from the flip to the end of data."),
+        ("peak_minute", "The minute k (after the flip) with the highest error rate; the earliest on ties."),
+        ("peak_minute_error_rate", "That minute's error rate."),
+        ("status_missing", "Requests without a status (not counted)."),
+        ("status_invalid", "Requests with a status outside 100..=599, e.g. 0 from a client that gave up (not counted)."),
+    ],
     remediation: "find what still errors after the flip (region, dependency, cache) before reopening writes",
     region_column: None,
     impact: Some(|status, m, _| {

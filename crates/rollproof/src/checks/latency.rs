@@ -30,6 +30,23 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
     what_fails_it: "p95_ratio > p95_latency_ratio_max; in canary mode also p99_ratio > p99_latency_ratio_max. \
         Inconclusive when a side has fewer than min_requests requests.",
     columns_it_needs: "ts, latency_ms (or a duration mapped with a unit).",
+    figures: &[
+        ("baseline_p50_ms", "Nearest-rank p50 of latency_ms in the baseline window (canary: baseline arm), within 1%."),
+        ("baseline_p95_ms", "The same at p95."),
+        ("baseline_p99_ms", "The same at p99."),
+        ("post_p50_ms", "Rollback: p50 in the post window (canary mode names these canary_p50_ms …)."),
+        ("post_p95_ms", "Rollback: p95 in the post window."),
+        ("post_p99_ms", "Rollback: p99 in the post window."),
+        ("canary_p50_ms", "Canary: p50 of the canary arm."),
+        ("canary_p95_ms", "Canary: p95 of the canary arm."),
+        ("canary_p99_ms", "Canary: p99 of the canary arm."),
+        ("p95_ratio", "post (or canary) p95 / baseline p95."),
+        ("p99_ratio", "post (or canary) p99 / baseline p99."),
+        ("baseline_samples", "Latency values in the baseline."),
+        ("post_samples", "Rollback: latency values in the post window."),
+        ("canary_samples", "Canary: latency values of the canary arm."),
+        ("negative_latency_rejected", "Negative latency values (not counted)."),
+    ],
     remediation: "compare the slow path with the baseline (cold caches, leftover flags, index tuning)",
     region_column: None,
     impact: Some(|status, m, mode| {

@@ -38,6 +38,11 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
         It also shows a rollout that is still converging.",
     what_fails_it: "It warns when users_mixed > 0; it does not fail (the pins check fails the wrong pins).",
     columns_it_needs: "ts, user_id and the pin columns named in [expected_pins]; request_id for samples.",
+    figures: &[
+        ("users_checked", "Distinct user_id values among requests with ts >= flip_at."),
+        ("users_mixed", "Of those, users whose requests carried more than one tuple of the named pins (missing is a value)."),
+        ("requests_without_user", "Audited requests without a user_id (not counted)."),
+    ],
     remediation: "find what keeps users on the old version (sticky sessions, per-user caches) and drain it",
     region_column: None,
     impact: Some(|_, m, _| {

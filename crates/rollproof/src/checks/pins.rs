@@ -43,6 +43,20 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
         cannot be verified: the check warns and names them.",
     columns_it_needs: "ts and the pin columns named in [expected_pins]; region, request_id (and arm in \
         canary mode) for breakdowns and samples.",
+    figures: &[
+        ("requests_checked", "Requests audited: ts >= flip_at (canary: either arm, in the window)."),
+        ("violations", "Audited requests with at least one named pin different from its expected value or missing."),
+        ("missing", "Violations where at least one named pin is missing (null or empty)."),
+        ("by_pin", "Pin → audited requests where that pin is wrong or missing (a request can count under several pins)."),
+        ("by_region", "Region → violations (`all` without a region column, `unknown` for a missing region)."),
+        ("requests_by_region", "Region → audited requests: the denominators of by_region."),
+        ("last_violation_at", "The latest violating request's ts; null without violations."),
+        ("last_violation_at_by_region", "Region → its latest violating request's ts (regions without violations left out)."),
+        ("pins_checked", "The pins named in [expected_pins] that the logs have, in the order of the pins list (build_id … analyzer_conf)."),
+        ("pins_unverified", "Pins named in [expected_pins] that no input column carries."),
+        ("by_arm", "Canary: arm → violations."),
+        ("other_arm", "Canary: requests in the window whose arm is neither arm (not audited)."),
+    ],
     remediation: "redeploy the last known good pins to {regions}; add a pin check to the deploy gate",
     region_column: Some(("requests with a wrong pin", "requests_by_region")),
     impact: Some(|_, m, mode| {

@@ -55,6 +55,12 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
         Neither proves harm on its own; both are evidence a postmortem must explain.",
     columns_it_needs: "receipts: ts, request_id (decision, receipt_id, idempotency_key, effect for samples); \
         requests: request_id, status.",
+    figures: &[
+        ("orphan_receipts", "Receipts (in scope) whose request_id is not among the requests."),
+        ("orphan_request_ids", "Distinct request_id values of those receipts."),
+        ("executions_on_failed_requests", "Executions whose request returned a user-visible error (status >= 500 or 429)."),
+        ("failed_requests_with_executions", "Distinct failed requests with at least one execution."),
+    ],
     remediation: "explain the orphan receipts (missing logs?) and check the effects of failed requests for retries",
     region_column: None,
     impact: None,

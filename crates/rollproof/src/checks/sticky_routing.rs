@@ -27,6 +27,20 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
         inconsistent answers and contaminate both arms' figures (caches, sessions, feedback).",
     what_fails_it: "It warns when users_both_arms > 0.",
     columns_it_needs: "ts, arm, user_id; request_id for samples.",
+    figures: &[
+        (
+            "users_checked",
+            "Distinct user_id values among requests of either arm in the window.",
+        ),
+        (
+            "users_both_arms",
+            "Of those, users with requests on both arms.",
+        ),
+        (
+            "requests_without_user",
+            "Requests of either arm without a user_id (not counted).",
+        ),
+    ],
     remediation: "make arm assignment sticky per user before comparing arms",
     region_column: None,
     impact: Some(|_, m, _| {

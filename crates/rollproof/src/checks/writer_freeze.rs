@@ -58,6 +58,15 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
         end of data and no execution has ts at or after the freeze end (jobs never unfrozen).",
     columns_it_needs: "receipts: ts, idempotency_key, writer_id; decision and effect for breakdowns; a [windows] \
         freeze for the freeze figures.",
+    figures: &[
+        ("writes_during_freeze", "Executions with ts inside the freeze window."),
+        ("freeze_by_writer", "Writer → executions during the freeze."),
+        ("freeze_by_effect", "Effect → executions during the freeze."),
+        ("two_writer_effects", "Idempotency keys executed by two or more distinct writers with ts within ±60 s of flip_at."),
+        ("executions_after_freeze", "Executions with ts at or after the freeze's end."),
+        ("never_unfrozen", "True when the freeze ended before the end of the data and no execution followed it."),
+        ("freeze_window", "Whether the incident file gives a freeze window."),
+    ],
     remediation: "audit the writes made during the freeze and at the flip; make the freeze a hard fence and hand over writers with a lease",
     region_column: None,
     impact: Some(|_, m, _| {

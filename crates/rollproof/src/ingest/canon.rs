@@ -214,7 +214,7 @@ fn value_problem(
                     "if `{value}` means missing, declare it in the mapping: null = [\"{value}\"] in the table's section"
                 )
             } else {
-                "fix or drop the row in the export; rows are counted from 1, without a CSV header"
+                "fix or drop the row in the export (rows are counted from 1 in file order; a CSV header is not a row)"
                     .to_string()
             }
         }))

@@ -185,12 +185,18 @@ impl Mapping {
 
     /// Reads a mapping file; the entries that are valid are kept when others are not, so that
     /// the inputs can still be checked and every problem reported together.
-    pub(crate) fn load_lenient(path: &Path) -> (Mapping, Vec<Problem>) {
+    /// `from_incident`: the path was written in the incident file (relative to its folder), not
+    /// given as `--mapping` (relative to the current folder); the hint says which.
+    pub(crate) fn load_lenient(path: &Path, from_incident: bool) -> (Mapping, Vec<Problem>) {
         match crate::incident::read_small_text(path, MAX_BYTES, "a readable mapping TOML file") {
             Ok(text) => Mapping::parse_lenient(path, &text),
             Err(p) => (
                 Mapping::default(),
-                vec![p.hint("the mapping path is relative to the incident file's folder; `--mapping` to the current folder")],
+                vec![p.hint(if from_incident {
+                    "[inputs] mapping is relative to the incident file's folder"
+                } else {
+                    "`--mapping` is relative to the current folder"
+                })],
             ),
         }
     }

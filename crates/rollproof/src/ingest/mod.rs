@@ -139,6 +139,7 @@ pub(crate) fn resolve(
     table: Table,
     specs: &[InputSpec],
     base: &Path,
+    from_incident: bool,
     problems: &mut Vec<Problem>,
 ) -> Vec<Resolved> {
     let mut out = Vec::new();
@@ -173,15 +174,30 @@ pub(crate) fn resolve(
         if !is_glob {
             if full.is_file() {
                 out.push(found(full.clone(), pattern.clone()));
+            } else if full.is_dir() {
+                problems.push(
+                    Problem::new("a folder", format!("a {} file, or a glob", table.name()))
+                        .file(&full)
+                        .hint(format!(
+                            "name the files, or a glob such as `{}/*.parquet`",
+                            pattern.trim_end_matches('/')
+                        )),
+                );
             } else {
                 problems.push(
                     Problem::new("no such file", format!("a {} file", table.name()))
                         .file(&full)
-                        .hint(format!(
-                            "paths in the incident file are relative to its folder (`{}`); `--{}` paths are relative to the current folder",
-                            shown_base.display(),
-                            table.name()
-                        )),
+                        .hint(if from_incident {
+                            format!(
+                                "paths in the incident file are relative to its folder (`{}`)",
+                                shown_base.display()
+                            )
+                        } else {
+                            format!(
+                                "`--{}` paths are relative to the current folder",
+                                table.name()
+                            )
+                        }),
                 );
             }
             continue;
@@ -214,7 +230,15 @@ pub(crate) fn resolve(
                     format!("at least one {} file", table.name()),
                 )
                 .file(&full)
-                .hint(format!("globs are relative to `{}`", base.display())),
+                .hint(format!(
+                    "globs are relative to `{}` (the {}); check the folder and the pattern",
+                    shown_base.display(),
+                    if from_incident {
+                        "incident file's folder"
+                    } else {
+                        "current folder"
+                    }
+                )),
             );
         }
         for m in matches {
@@ -362,7 +386,14 @@ pub(crate) fn plan_inspected(
                     ),
                 )
                 .column(format!("{}.{}", table.name(), col.name()))
-                .hint("fix the source name in the mapping file"),
+                .hint(
+                    match crate::error::closest(source, columns.iter().map(String::as_str)) {
+                        Some(close) => format!(
+                            "did you mean `{close}`? fix the source name in the mapping file"
+                        ),
+                        None => "fix the source name in the mapping file".to_string(),
+                    },
+                ),
             );
         }
     }
