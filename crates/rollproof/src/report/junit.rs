@@ -45,10 +45,17 @@ impl Renderer for Junit {
     fn render(&self, r: &Report) -> String {
         let mut suite = TestSuite::new(format!("rollproof {} {}", r.mode, r.incident.id));
         for check in &r.checks {
-            let mut detail = format!(
-                "observed: {}\nbaseline: {}\nthreshold: {}\n{}",
-                check.observed, check.baseline, check.threshold, check.summary
-            );
+            // Only the cells the check fills (most checks have no baseline).
+            let mut detail: String = [
+                ("observed", &check.observed),
+                ("baseline", &check.baseline),
+                ("threshold", &check.threshold),
+            ]
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k}: {v}\n"))
+            .collect();
+            detail.push_str(&check.summary);
             if let Some(by_region) = check
                 .metrics
                 .get("by_region")

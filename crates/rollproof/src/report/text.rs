@@ -96,11 +96,11 @@ impl Renderer for Text {
         let rows = &r.rows;
         let _ = writeln!(
             out,
-            "\ninputs: {} files, {} requests ({} rejected), {} receipts; `--format json` for every figure",
-            r.inputs.len(),
-            rows.requests_read,
-            rows.requests_rejected,
-            rows.receipts_read
+            "\ninputs: {}, {} ({} rejected), {}; `--format json` for every figure",
+            crate::words::plural(r.inputs.len() as u64, "file", "files"),
+            crate::words::plural(rows.requests_read, "request", "requests"),
+            crate::words::count(rows.requests_rejected),
+            crate::words::plural(rows.receipts_read, "receipt", "receipts")
         );
         out
     }
