@@ -426,3 +426,41 @@ fn a_folder_a_misspelt_mapping_column_and_an_output_over_the_mapping_are_explain
         before
     );
 }
+
+#[test]
+fn canary_evidence_holds_the_canary_arm_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut csv = String::from("ts,request_id,arm,user_id,prompt_ver,status\n");
+    for i in 0..600 {
+        let arm = if i % 2 == 0 { "stable" } else { "canary" };
+        let status = if arm == "canary" && i % 20 == 1 {
+            503
+        } else {
+            200
+        };
+        csv.push_str(&format!(
+            "2026-11-27T10:{:02}:{:02}Z,r-{i},{arm},u-{},p-6,{status}\n",
+            i / 60,
+            i % 60,
+            i % 50
+        ));
+    }
+    std::fs::write(tmp.path().join("requests.csv"), csv).unwrap();
+    std::fs::write(
+        tmp.path().join("incident.toml"),
+        "mode = \"canary\"\nid = \"C\"\nroot_cause_url = \"https://x.example\"\n[inputs]\nrequests = \"requests.csv\"\n[canary]\nbaseline_arm = \"stable\"\ncanary_arm = \"canary\"\n[expected_pins.stable]\nprompt_ver = \"p-6\"\n[expected_pins.canary]\nprompt_ver = \"p-6\"\n",
+    )
+    .unwrap();
+    let out = audit_in(tmp.path(), &["--format", "json", "--evidence-dir", "ev"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let errors = checks(&report)["error_rate"]["metrics"]["canary_errors"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(errors, 30);
+    let (rows, _) = parquet_rows(
+        &tmp.path()
+            .join("ev/error_rate.errors_of_the_canary_arm.parquet"),
+    );
+    assert_eq!(rows as u64, errors);
+}

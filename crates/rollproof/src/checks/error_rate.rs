@@ -2,16 +2,33 @@
 //!
 //! Same kernel as `error_recovery`, over the whole window per arm instead of per minute.
 
-use super::error_recovery::{ErrorsKernel, ERRORS};
+use arrow::array::Array;
+
+use super::error_recovery::{is_error, ErrorsKernel, ERRORS};
 use super::rows::{RowsKernel, ROWS};
 use super::{pct, CheckInfo, CheckResult, CheckSpec, Finish, Metric, Status, CANARY};
-use crate::columns::Col;
+use crate::columns::{Col, Table};
+use crate::engine::SIDE_SUBJECT;
 
 pub(crate) static CHECK: CheckSpec = CheckSpec {
     info: &INFO,
     kernels: &[&ERRORS, &ROWS],
     finish,
-    evidence: &[],
+    evidence: &[&super::Evidence {
+        kind: "errors_of_the_canary_arm",
+        table: Table::Requests,
+        select: |_, _, rows| {
+            let n = rows.len();
+            let Some(status) = rows.batch.int(Col::Status) else {
+                return vec![false; n];
+            };
+            (0..n)
+                .map(|i| {
+                    rows.side[i] == SIDE_SUBJECT && status.is_valid(i) && is_error(status.value(i))
+                })
+                .collect()
+        },
+    }],
 };
 
 pub(crate) static INFO: CheckInfo = CheckInfo {
