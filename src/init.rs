@@ -36,7 +36,7 @@ pub fn run(settings: &InitSettings) -> anyhow::Result<ExitStatus> {
         &settings.receipts,
         settings.mapping.as_deref(),
     )?;
-    eprint!("{}", survey.summary());
+    say_raw!("{}", survey.summary());
     let requests = relative_to(dir, &settings.requests);
     let receipts = relative_to(dir, &settings.receipts);
     let mut incident = survey.incident_toml(mode, Some((&requests, &receipts)));
@@ -53,22 +53,22 @@ pub fn run(settings: &InitSettings) -> anyhow::Result<ExitStatus> {
         Some(output) => {
             std::fs::write(output, &incident)
                 .with_context(|| format!("could not write `{}`", output.display()))?;
-            eprintln!("wrote `{}`", output.display());
+            say!("wrote `{}`", output.display());
             if let Some(mapping) = &mapping {
                 std::fs::write(&mapping_path, mapping)
                     .with_context(|| format!("could not write `{}`", mapping_path.display()))?;
-                eprintln!("wrote `{}`", mapping_path.display());
+                say!("wrote `{}`", mapping_path.display());
             }
-            eprintln!(
+            say!(
                 "check every `guess:` in it, then: rollproof audit {}",
                 output.display()
             );
         }
         None => {
-            print!("{incident}");
+            crate::run::write_stdout(&incident)?;
             if let Some(mapping) = &mapping {
-                eprintln!("\nThe incident names `mapping.toml`; save this beside it (or use `-o FILE`, which writes both):\n");
-                eprint!("{mapping}");
+                say!("\nThe incident names `mapping.toml`; save this beside it (or use `-o FILE`, which writes both):\n");
+                say_raw!("{mapping}");
             }
         }
     }

@@ -1,5 +1,22 @@
 //! The `rollproof` binary: parse, run, map the result to an exit code.
 
+/// `eprintln!` that never panics: a closed stderr (`2>&-`) or a broken pipe must not turn an
+/// exit code into a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `eprint!` that never panics.
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod cli;
 mod init;
 mod run;
@@ -30,14 +47,14 @@ fn main() -> ExitCode {
         Ok(status) => status,
         Err(err) => {
             if let Some(input) = err.downcast_ref::<InputError>() {
-                eprintln!("error: the input cannot be audited as given");
+                say!("error: the input cannot be audited as given");
                 for problem in &input.problems {
-                    eprintln!("  {}", problem.to_string().replace('\n', "\n  "));
+                    say!("  {}", problem.to_string().replace('\n', "\n  "));
                 }
             } else if let Some(usage) = err.downcast_ref::<UsageError>() {
-                eprintln!("error: {usage}");
+                say!("error: {usage}");
             } else {
-                eprintln!("error: {err:#}");
+                say!("error: {err:#}");
             }
             if json_errors {
                 print_json_error(&err);

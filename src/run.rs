@@ -159,7 +159,7 @@ fn audit(settings: &AuditSettings) -> anyhow::Result<ExitStatus> {
         let written = report
             .write_evidence(dir)
             .with_context(|| format!("could not write the evidence to `{}`", dir.display()))?;
-        eprintln!("evidence: {written} rows written to `{}`", dir.display());
+        say!("evidence: {written} rows written to `{}`", dir.display());
     }
     Ok(match report.verdict {
         rollproof::Status::Warn if settings.fail_on_warn => ExitStatus::Failed,
@@ -185,7 +185,7 @@ fn write_outputs(settings: &AuditSettings, report: &Report) -> anyhow::Result<()
                 write_stdout(&rollproof::render_with(output.format, report, options))?
             }
             Destination::Stderr => {
-                eprint!("{}", rollproof::render_with(output.format, report, options))
+                say_raw!("{}", rollproof::render_with(output.format, report, options))
             }
         }
     }
@@ -213,7 +213,7 @@ fn write_outputs(settings: &AuditSettings, report: &Report) -> anyhow::Result<()
         if text_on_stdout {
             write_stdout(&annotations)?;
         } else {
-            eprint!("{annotations}");
+            say_raw!("{annotations}");
         }
     }
     Ok(())
@@ -224,7 +224,7 @@ fn write_file(path: &Path, content: &str) -> anyhow::Result<()> {
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.
-fn write_stdout(content: &str) -> anyhow::Result<()> {
+pub(crate) fn write_stdout(content: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(content.as_bytes())

@@ -78,3 +78,94 @@ fn row_order_and_batch_size_do_not_change_the_report() {
     assert_eq!(shuffled["checks"], original["checks"]);
     assert_eq!(shuffled["rows"], original["rows"]);
 }
+
+/// Rows tied on (ts, request_id) but different in everything else: the samples must be chosen by
+/// content, so that the report is the same for any thread count, file split or row order.
+#[test]
+fn ties_on_time_and_id_are_decided_by_content() {
+    let mut rows: Vec<String> = Vec::new();
+    for i in 0..400 {
+        let minute = 20 + (i / 10 % 30);
+        // Ten rows share each (ts, request_id, region); they differ in pins and namespace.
+        let id = i / 10;
+        rows.push(format!(
+            "2026-11-27T10:{minute:02}:00Z,r-{id},region-{},u-{},b-{},p-{},ns:{},true,200",
+            id % 3,
+            i % 13,
+            i % 3,
+            i % 5,
+            i % 4
+        ));
+    }
+    for i in 0..300 {
+        rows.push(format!(
+            "2026-11-27T09:{:02}:{:02}Z,q-{i},region-0,u-{},b-0,p-0,ns:0,false,200",
+            i / 60 % 60,
+            i % 60,
+            i % 13
+        ));
+    }
+    let header = "ts,request_id,region,user_id,build_id,prompt_ver,cache_ns,cache_hit,status\n";
+    let incident = r#"id = "TIES"
+flip_at = "2026-11-27T10:15:00Z"
+root_cause_url = "https://x.example"
+[inputs]
+requests = "part-*.csv"
+[windows]
+baseline = ["2026-11-27T09:00:00Z", "2026-11-27T10:00:00Z"]
+[expected_pins]
+build_id = "b-0"
+prompt_ver = "p-0"
+[cache]
+namespace = "ns:{build_id}"
+"#;
+    let report = |order: &[usize], parts: usize, threads: &str| -> String {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("incident.toml"), incident).unwrap();
+        for p in 0..parts {
+            let mut csv = String::from(header);
+            for (k, &i) in order.iter().enumerate() {
+                if k % parts == p {
+                    csv.push_str(&rows[i]);
+                    csv.push('\n');
+                }
+            }
+            std::fs::write(tmp.path().join(format!("part-{p}.csv")), csv).unwrap();
+        }
+        let out = crate::util::run_in(
+            tmp.path(),
+            &[
+                "audit",
+                "incident.toml",
+                "--format",
+                "json",
+                "-q",
+                "--threads",
+                threads,
+            ],
+        );
+        let mut json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        // Paths and row counts per file differ with the split; everything else must not.
+        json.as_object_mut().unwrap().remove("inputs");
+        json["checks"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|c| c["id"] != "evidence");
+        serde_json::to_string_pretty(&json).unwrap()
+    };
+    let forward: Vec<usize> = (0..rows.len()).collect();
+    let mut shuffled = forward.clone();
+    let mut rng = rollproof_gen::Rng::new(7);
+    for i in (1..shuffled.len()).rev() {
+        shuffled.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let reference = report(&forward, 1, "1");
+    assert!(reference.contains("\"samples\""));
+    for (order, parts, threads) in [(&forward, 4, "2"), (&shuffled, 1, "1"), (&shuffled, 7, "2")] {
+        assert_eq!(
+            report(order, parts, threads),
+            reference,
+            "{parts} files, {threads} threads"
+        );
+    }
+}

@@ -7,6 +7,7 @@ mod conventions;
 mod determinism;
 mod fixtures;
 mod formats;
+mod hostile;
 mod init;
 mod layout;
 mod malformed;

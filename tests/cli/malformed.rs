@@ -326,12 +326,25 @@ fn fuzz_corpus_replays_without_panic() {
     for (target, name) in [
         ("ingest_csv", "requests.csv"),
         ("ingest_ndjson", "requests.jsonl"),
+        ("ingest_parquet", "requests.parquet"),
+        ("ingest_ipc", "requests.arrow"),
     ] {
         for entry in std::fs::read_dir(root.join(target)).unwrap() {
             let data = std::fs::read(entry.unwrap().path()).unwrap();
             rollproof_gen::harness::audit_one_file(name, &data);
+            // Bit flips at a few places of every seed, as the fuzzer makes them.
+            for at in (0..data.len()).step_by(data.len().div_ceil(64).max(1)) {
+                let mut flipped = data.clone();
+                flipped[at] ^= 0x5a;
+                rollproof_gen::harness::audit_one_file(name, &flipped);
+            }
             replayed += 1;
         }
+    }
+    for entry in std::fs::read_dir(root.join("otlp_mapping")).unwrap() {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        rollproof_gen::harness::audit_mapping_and_file("spans.jsonl", &data);
+        replayed += 1;
     }
     for (target, parse) in [
         (
@@ -357,5 +370,25 @@ fn fuzz_corpus_replays_without_panic() {
             }
         }
     }
-    assert!(replayed >= 6, "the corpus is committed: {replayed}");
+    assert!(replayed >= 10, "the corpus is committed: {replayed}");
+}
+
+#[test]
+fn binary_fuzz_seeds_are_what_the_generator_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    rollproof_gen::seeds::write_seeds(tmp.path()).unwrap();
+    for (sub, name) in [
+        ("ingest_parquet", "seed.parquet"),
+        ("ingest_ipc", "seed.arrow"),
+        ("ingest_ipc", "seed.arrows"),
+        ("otlp_mapping", "seed.bin"),
+    ] {
+        let committed = crate::util::root().join("fuzz/seeds").join(sub).join(name);
+        assert!(
+            std::fs::read(&committed).ok()
+                == Some(std::fs::read(tmp.path().join(sub).join(name)).unwrap()),
+            "{} differs from what `cargo run -p rollproof-gen -- seeds` writes",
+            committed.display()
+        );
+    }
 }

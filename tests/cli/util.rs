@@ -136,3 +136,12 @@ pub fn widen_parquet(from: &Path, to: &Path, bytes: usize) {
     }
     writer.unwrap().close().unwrap();
 }
+
+/// The first `max` bytes of `s` (at a character boundary), for assertion messages.
+pub fn clip(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}

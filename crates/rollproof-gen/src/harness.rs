@@ -27,6 +27,18 @@ namespace = "ns:{index_hash}:{prompt_ver}"
 
 /// Writes `data` to a file named `name` in a scratch folder and audits it as the requests.
 pub fn audit_one_file(name: &str, data: &[u8]) {
+    audit_with_mapping(name, data, None)
+}
+
+/// The OTLP target's input: a mapping file, a NUL byte, then the requests (OTLP/JSON lines).
+pub fn audit_mapping_and_file(name: &str, data: &[u8]) {
+    let split = data.iter().position(|b| *b == 0).unwrap_or(data.len());
+    let mapping = String::from_utf8_lossy(&data[..split]).into_owned();
+    let rest = data.get(split + 1..).unwrap_or_default();
+    audit_with_mapping(name, rest, Some(&mapping))
+}
+
+fn audit_with_mapping(name: &str, data: &[u8], mapping: Option<&str>) {
     thread_local! {
         static DIR: PathBuf = {
             let dir = std::env::temp_dir().join(format!("rollproof-fuzz-{}", std::process::id()));
@@ -34,10 +46,21 @@ pub fn audit_one_file(name: &str, data: &[u8]) {
             dir
         };
     }
-    let (path, incident) = DIR.with(|d| (d.join(name), d.join("incident.toml")));
-    if std::fs::write(&path, data).is_err()
-        || std::fs::write(&incident, INCIDENT.replace("REQUESTS", name)).is_err()
-    {
+    let (path, incident, mapping_path) = DIR.with(|d| {
+        (
+            d.join(name),
+            d.join("incident.toml"),
+            d.join("mapping.toml"),
+        )
+    });
+    let mut text = INCIDENT.replace("REQUESTS", name);
+    if let Some(m) = mapping {
+        if std::fs::write(&mapping_path, m).is_err() {
+            return;
+        }
+        text = text.replace("[windows]", "mapping = \"mapping.toml\"\n[windows]");
+    }
+    if std::fs::write(&path, data).is_err() || std::fs::write(&incident, text).is_err() {
         return;
     }
     let Ok(incident) = rollproof::Incident::load(&incident) else {

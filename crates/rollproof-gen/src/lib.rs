@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 pub mod bench;
 pub mod harness;
 pub mod otlp;
+pub mod seeds;
 pub mod time;
 
 use crate::time::{

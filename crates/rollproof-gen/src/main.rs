@@ -37,6 +37,11 @@ enum Command {
         /// A folder written by `rollproof-gen bench`
         dir: PathBuf,
     },
+    /// Write the fuzz targets' binary seeds (Parquet, Arrow IPC, OTLP with a mapping)
+    Seeds {
+        #[arg(default_value = "fuzz/seeds")]
+        out: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,5 +57,6 @@ fn main() -> anyhow::Result<()> {
             rollproof_gen::bench::write_bench(&spec, &out)
         }
         Command::Otlp { dir } => rollproof_gen::otlp::write_otlp(&dir),
+        Command::Seeds { out } => rollproof_gen::seeds::write_seeds(&out),
     }
 }

@@ -69,65 +69,11 @@ pub fn write_otlp(dir: &Path) -> anyhow::Result<()> {
     let mut n: u64 = 0;
     for batch in reader {
         let batch: RecordBatch = batch?;
-        let ts = batch
-            .column_by_name("ts")
-            .expect("bench requests have ts")
-            .as_primitive::<TimestampMillisecondType>();
-        let latency = batch
-            .column_by_name("latency_ms")
-            .map(|a| a.as_primitive::<Float64Type>().clone());
-        let region = batch.column_by_name("region").cloned();
-        // One resourceSpans per region, as the Collector groups spans by resource.
-        let mut by_region: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
-        for i in 0..batch.num_rows() {
-            let start_ns = ts.value(i) as i128 * 1_000_000;
-            let dur_ns = latency.as_ref().map_or(0, |l| (l.value(i) * 1e6) as i128);
-            let attributes: Vec<Value> = ATTRIBUTES
-                .iter()
-                .filter_map(|(col, key)| {
-                    let arr = batch.column_by_name(col)?;
-                    value(arr.as_ref(), i).map(|v| json!({"key": key, "value": v}))
-                })
-                .collect();
-            let r = region
-                .as_ref()
-                .and_then(|a| value(a.as_ref(), i))
-                .and_then(|v| v["stringValue"].as_str().map(str::to_string))
-                .unwrap_or_default();
-            by_region.entry(r).or_default().push(json!({
-                "traceId": hex(n.wrapping_mul(0x9e37_79b9_7f4a_7c15), 32),
-                "spanId": hex(n.wrapping_add(1), 16),
-                "name": "POST /v1/answer",
-                "kind": 2,
-                "startTimeUnixNano": start_ns.to_string(),
-                "endTimeUnixNano": (start_ns + dur_ns).to_string(),
-                "attributes": attributes,
-                "status": {},
-            }));
-            n += 1;
-        }
-        let resource_spans: Vec<Value> = by_region
-            .into_iter()
-            .map(|(region, spans)| {
-                json!({
-                    "resource": {"attributes": [
-                        {"key": "service.name", "value": {"stringValue": "rag-api"}},
-                        {"key": "cloud.region", "value": {"stringValue": region}},
-                    ]},
-                    "scopeSpans": [{"scope": {"name": "rag-api"}, "spans": spans}],
-                })
-            })
-            .collect();
-        serde_json::to_writer(&mut out, &json!({"resourceSpans": resource_spans}))?;
+        serde_json::to_writer(&mut out, &export_request(&batch, &mut n))?;
         out.write_all(b"\n")?;
     }
     out.finish()?.flush()?;
-    let mut mapping =
-        String::from("# The bench's own attributes (the preset maps the rest).\n[requests]\n");
-    for (col, key) in ATTRIBUTES.iter().filter(|(_, k)| k.starts_with("app.")) {
-        mapping.push_str(&format!("{col} = \"{key}\"\n"));
-    }
-    std::fs::write(dir.join("mapping-otlp.toml"), mapping)?;
+    std::fs::write(dir.join("mapping-otlp.toml"), mapping_toml())?;
     let incident = std::fs::read_to_string(dir.join("incident.toml"))?.replace(
         "requests = \"requests.parquet\"",
         "requests = \"spans.jsonl.zst\"\nmapping = \"mapping-otlp.toml\"",
@@ -138,4 +84,69 @@ pub fn write_otlp(dir: &Path) -> anyhow::Result<()> {
         dir.join("spans.jsonl.zst").display()
     );
     Ok(())
+}
+
+/// One OTLP/JSON export request (one line of the Collector's file exporter) holding the requests
+/// of `batch` as SERVER spans; `n` numbers the spans (trace and span ids).
+pub fn export_request(batch: &RecordBatch, n: &mut u64) -> Value {
+    let ts = batch
+        .column_by_name("ts")
+        .expect("bench requests have ts")
+        .as_primitive::<TimestampMillisecondType>();
+    let latency = batch
+        .column_by_name("latency_ms")
+        .map(|a| a.as_primitive::<Float64Type>().clone());
+    let region = batch.column_by_name("region").cloned();
+    // One resourceSpans per region, as the Collector groups spans by resource.
+    let mut by_region: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    for i in 0..batch.num_rows() {
+        let start_ns = ts.value(i) as i128 * 1_000_000;
+        let dur_ns = latency.as_ref().map_or(0, |l| (l.value(i) * 1e6) as i128);
+        let attributes: Vec<Value> = ATTRIBUTES
+            .iter()
+            .filter_map(|(col, key)| {
+                let arr = batch.column_by_name(col)?;
+                value(arr.as_ref(), i).map(|v| json!({"key": key, "value": v}))
+            })
+            .collect();
+        let r = region
+            .as_ref()
+            .and_then(|a| value(a.as_ref(), i))
+            .and_then(|v| v["stringValue"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        by_region.entry(r).or_default().push(json!({
+            "traceId": hex(n.wrapping_mul(0x9e37_79b9_7f4a_7c15), 32),
+            "spanId": hex(n.wrapping_add(1), 16),
+            "name": "POST /v1/answer",
+            "kind": 2,
+            "startTimeUnixNano": start_ns.to_string(),
+            "endTimeUnixNano": (start_ns + dur_ns).to_string(),
+            "attributes": attributes,
+            "status": {},
+        }));
+        *n += 1;
+    }
+    let resource_spans: Vec<Value> = by_region
+        .into_iter()
+        .map(|(region, spans)| {
+            json!({
+                "resource": {"attributes": [
+                    {"key": "service.name", "value": {"stringValue": "rag-api"}},
+                    {"key": "cloud.region", "value": {"stringValue": region}},
+                ]},
+                "scopeSpans": [{"scope": {"name": "rag-api"}, "spans": spans}],
+            })
+        })
+        .collect();
+    json!({"resourceSpans": resource_spans})
+}
+
+/// The mapping of the generator's own `app.*` span attributes (the preset maps the rest).
+pub fn mapping_toml() -> String {
+    let mut mapping =
+        String::from("# The bench's own attributes (the preset maps the rest).\n[requests]\n");
+    for (col, key) in ATTRIBUTES.iter().filter(|(_, k)| k.starts_with("app.")) {
+        mapping.push_str(&format!("{col} = \"{key}\"\n"));
+    }
+    mapping
 }

@@ -141,6 +141,11 @@ pub fn audit(
     } else {
         Vec::new()
     };
+    // Every read is done: the hashes, figures and evidence describe the files as planned.
+    let changed: Vec<Problem> = files.iter().filter_map(|f| f.changed()).collect();
+    if !changed.is_empty() {
+        return Err(InputError { problems: changed });
+    }
     let mut report = Report::build(
         incident,
         results,
@@ -759,7 +764,9 @@ impl Timings {
 
     fn mark(&self, phase: &str) {
         if self.on {
-            eprintln!(
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
                 "timing: {:>8.3} s  {phase}",
                 self.start.elapsed().as_secs_f64()
             );

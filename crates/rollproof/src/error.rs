@@ -55,35 +55,47 @@ impl Problem {
     }
 }
 
+/// Bytes of one part of a message echoed at most (file names, columns, values).
+const SHOWN_PART: usize = 300;
+/// Bytes of the expected text and the hint at most (they may list columns).
+const SHOWN_TEXT: usize = 2000;
+
 impl fmt::Display for Problem {
+    /// Every part goes through the escaping policy: log text cannot inject into a terminal or a
+    /// CI log, and a huge value is shown capped with its length.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::escape::shown;
         let mut place = Vec::new();
         if let Some(file) = &self.file {
-            place.push(format!("`{}`", file.display()));
+            place.push(format!(
+                "`{}`",
+                shown(&file.display().to_string(), SHOWN_PART)
+            ));
         }
         match (&self.column, &self.canonical) {
-            (Some(column), Some(canonical)) if column != canonical => {
-                place.push(format!("column `{column}` (canonical `{canonical}`)"))
-            }
-            (Some(column), _) => place.push(format!("column `{column}`")),
+            (Some(column), Some(canonical)) if column != canonical => place.push(format!(
+                "column `{}` (canonical `{canonical}`)",
+                shown(column, SHOWN_PART)
+            )),
+            (Some(column), _) => place.push(format!("column `{}`", shown(column, SHOWN_PART))),
             (None, _) => {}
         }
         if let Some(location) = &self.location {
-            place.push(location.clone());
+            place.push(shown(location, SHOWN_PART));
         }
+        let found = shown(&self.found, SHOWN_TEXT);
+        let expected = shown(&self.expected, SHOWN_TEXT);
         if place.is_empty() {
-            write!(f, "found {}, expected {}", self.found, self.expected)?;
+            write!(f, "found {found}, expected {expected}")?;
         } else {
             write!(
                 f,
-                "{}: found {}, expected {}",
-                place.join(", "),
-                self.found,
-                self.expected
+                "{}: found {found}, expected {expected}",
+                place.join(", ")
             )?;
         }
         if !self.hint.is_empty() {
-            write!(f, "\n  hint: {}", self.hint)?;
+            write!(f, "\n  hint: {}", shown(&self.hint, SHOWN_TEXT))?;
         }
         Ok(())
     }
@@ -125,9 +137,9 @@ impl fmt::Display for InputError {
 pub(crate) fn shown(value: &str, max: usize) -> String {
     let mut shown: String = value.chars().take(max).collect();
     if shown.len() < value.len() {
-        shown.push('…');
+        shown.push_str(&format!("… ({} bytes)", value.len()));
     }
-    shown
+    crate::escape::neutral(&shown).into_owned()
 }
 
 /// An I/O error as a short reason, without the OS error number.

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema};
 
 use super::source::{FileRef, Layout, Sink, Source};
-use super::BATCH_ROWS;
 use crate::error::{InputError, Problem};
 
 pub(crate) struct Csv;
@@ -55,7 +54,7 @@ impl Source for Csv {
         ));
         let reader = arrow::csv::ReaderBuilder::new(schema)
             .with_header(true)
-            .with_batch_size(BATCH_ROWS)
+            .with_batch_size(file.batch_rows(layout.columns.len()))
             .with_projection(super::projection(&layout.columns, wanted))
             .build(file.open_text()?)
             .map_err(|e| file.problem(e))?;

@@ -86,6 +86,13 @@ fn sniff(location: &Location, head: &[u8]) -> Result<&'static dyn Source, Proble
         .file(location.shown_path())
         .hint("write one object per line, e.g. `jq -c '.[]' file.json > file.jsonl`"));
     }
+    if head.starts_with(&[0xff, 0xfe]) || head.starts_with(&[0xfe, 0xff]) {
+        return Err(
+            Problem::new("UTF-16 text", "UTF-8 text, Parquet or Arrow IPC")
+                .file(location.shown_path())
+                .hint("convert it, e.g. `iconv -f utf-16 -t utf-8 in.csv > out.csv`"),
+        );
+    }
     if !looks_like_text(head) {
         return Err(Problem::new(
             "a binary file of unknown format",
@@ -97,15 +104,17 @@ fn sniff(location: &Location, head: &[u8]) -> Result<&'static dyn Source, Proble
     Ok(source)
 }
 
-/// Text: no NUL byte, and valid UTF-8 (but for a character cut at the end of the head).
+/// Text: no NUL byte, and few control bytes. Text that is not valid UTF-8 (Latin-1, say) is
+/// still text: its reader then names the line that is not UTF-8, which says more than "binary".
 fn looks_like_text(head: &[u8]) -> bool {
     if head.contains(&0) {
         return false;
     }
-    match std::str::from_utf8(head) {
-        Ok(_) => true,
-        Err(e) => e.error_len().is_none() && head.len() - e.valid_up_to() < 4,
-    }
+    let control = head
+        .iter()
+        .filter(|b| b.is_ascii_control() && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0c))
+        .count();
+    control * 20 < head.len().max(1)
 }
 
 #[cfg(test)]
@@ -119,6 +128,10 @@ mod tests {
         // A multi-byte character cut by the end of the head is still text.
         assert!(looks_like_text(&"ts,Δ".as_bytes()[..4]));
         assert!(!looks_like_text(b"FEA1\0\0\x01"));
-        assert!(!looks_like_text(&[0xff, 0xfe, 0x41, 0x42]));
+        assert!(
+            looks_like_text(b"caf\xe9,1\n"),
+            "Latin-1 is text (its reader names the line)"
+        );
+        assert!(!looks_like_text(b"\x01\x02\x03\x04ab"));
     }
 }

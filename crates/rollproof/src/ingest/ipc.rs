@@ -15,6 +15,24 @@ pub(crate) static ARROW_FILE: ArrowFile = ArrowFile;
 pub(crate) struct ArrowStream;
 pub(crate) static ARROW_STREAM: ArrowStream = ArrowStream;
 
+/// An IPC read error as a problem; compressed buffers (pyarrow's Feather default is LZ4) get
+/// their own message: rollproof does not decompress them, because a buffer declares its
+/// decompressed size and the reader allocates it before it can be checked.
+fn problem(file: &FileRef<'_>, e: arrow::error::ArrowError) -> Problem {
+    let message = e.to_string();
+    for codec in ["lz4", "zstd"] {
+        if message.contains(&format!("{codec} IPC decompression")) {
+            return Problem::new(
+                format!("an Arrow IPC file with {}-compressed buffers", codec.to_uppercase()),
+                "an uncompressed Arrow IPC file, or Parquet",
+            )
+            .file(file.location.shown_path())
+            .hint("re-export without compression (pyarrow: `feather.write_feather(table, path, compression=\"uncompressed\")`) or as Parquet, which rollproof reads with checked page sizes");
+        }
+    }
+    file.problem(message)
+}
+
 fn columns(schema: &arrow::datatypes::Schema) -> Vec<String> {
     schema.fields().iter().map(|f| f.name().clone()).collect()
 }
@@ -42,7 +60,7 @@ impl Source for ArrowFile {
 
     fn inspect(&self, file: &FileRef<'_>) -> Result<Layout, Problem> {
         let reader = FileReader::try_new(BufReader::new(file.location.open()?), None)
-            .map_err(|e| file.problem(e))?;
+            .map_err(|e| problem(file, e))?;
         Ok(Layout {
             columns: columns(&reader.schema()),
             row_groups: Vec::new(),
@@ -60,9 +78,9 @@ impl Source for ArrowFile {
     ) -> Result<(), InputError> {
         let projection = super::projection(&layout.columns, wanted);
         let reader = FileReader::try_new(BufReader::new(file.location.open()?), Some(projection))
-            .map_err(|e| file.problem(e))?;
+            .map_err(|e| problem(file, e))?;
         for batch in reader {
-            sink(batch.map_err(|e| file.problem(e))?)?;
+            sink(batch.map_err(|e| problem(file, e))?)?;
         }
         Ok(())
     }
@@ -92,7 +110,7 @@ impl Source for ArrowStream {
 
     fn inspect(&self, file: &FileRef<'_>) -> Result<Layout, Problem> {
         let reader = StreamReader::try_new(BufReader::new(file.location.open()?), None)
-            .map_err(|e| file.problem(e))?;
+            .map_err(|e| problem(file, e))?;
         Ok(Layout {
             columns: columns(&reader.schema()),
             row_groups: Vec::new(),
@@ -110,9 +128,9 @@ impl Source for ArrowStream {
     ) -> Result<(), InputError> {
         let projection = super::projection(&layout.columns, wanted);
         let reader = StreamReader::try_new(BufReader::new(file.location.open()?), Some(projection))
-            .map_err(|e| file.problem(e))?;
+            .map_err(|e| problem(file, e))?;
         for batch in reader {
-            sink(batch.map_err(|e| file.problem(e))?)?;
+            sink(batch.map_err(|e| problem(file, e))?)?;
         }
         Ok(())
     }

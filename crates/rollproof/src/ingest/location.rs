@@ -55,14 +55,22 @@ impl Location {
         Ok(buf)
     }
 
+    /// A read buffer sized to the file: 1 MiB for large files, less for small ones (thousands of
+    /// small files must not cost a megabyte of fresh memory each).
+    pub(crate) fn buffer_size(&self, file: &File) -> usize {
+        let len = file.metadata().map_or(1 << 20, |m| m.len());
+        len.clamp(4096, 1 << 20) as usize
+    }
+
     /// The bytes as a buffered stream, decompressed.
     pub(crate) fn open_text(
         &self,
         compression: Option<Compression>,
     ) -> Result<Box<dyn BufRead + Send + '_>, Problem> {
         let file = self.open()?;
+        let capacity = self.buffer_size(&file);
         Ok(match compression {
-            None => Box::new(BufReader::with_capacity(1 << 20, file)),
+            None => Box::new(BufReader::with_capacity(capacity, file)),
             Some(Compression::Gzip) => Box::new(BufReader::with_capacity(
                 1 << 20,
                 flate2::read::MultiGzDecoder::new(BufReader::new(file)),
@@ -85,7 +93,7 @@ impl Location {
         }
         let mut file = self.open()?;
         let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
+        let mut buf = vec![0u8; self.buffer_size(&file)];
         loop {
             let n = file.read(&mut buf).map_err(|e| self.io_problem(&e))?;
             if n == 0 {

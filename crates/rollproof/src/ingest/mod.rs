@@ -10,11 +10,13 @@ pub(crate) mod canon;
 mod csv;
 mod detect;
 mod ipc;
+pub(crate) mod lines;
 pub(crate) mod location;
 pub mod mapping;
 mod ndjson;
 pub(crate) mod otlp;
 mod parquet;
+pub(crate) mod parquet_pages;
 pub(crate) mod remote;
 pub(crate) mod source;
 
@@ -60,9 +62,35 @@ pub(crate) struct SourceFile {
     pub(crate) source: &'static dyn Source,
     pub(crate) compression: Option<Compression>,
     pub(crate) layout: Layout,
+    /// A local file's size and modification time when it was planned: a file replaced during
+    /// the audit would give hashes of one file and figures of another.
+    pub(crate) stamp: Option<(u64, std::time::SystemTime)>,
+}
+
+/// A local file's size and modification time.
+pub(crate) fn stamp(location: &Location) -> Option<(u64, std::time::SystemTime)> {
+    match location {
+        Location::Local(p) => std::fs::metadata(p)
+            .ok()
+            .and_then(|m| Some((m.len(), m.modified().ok()?))),
+        Location::Remote(_) => None,
+    }
 }
 
 impl SourceFile {
+    /// A problem when the file changed since it was planned.
+    pub(crate) fn changed(&self) -> Option<Problem> {
+        let before = self.stamp?;
+        (stamp(&self.location) != Some(before)).then(|| {
+            Problem::new(
+                "a file that changed while it was audited",
+                "input files that stay the same during the audit",
+            )
+            .file(self.location.shown_path())
+            .hint("audit a copy, or wait until the export has finished writing: the figures and the SHA-256 must describe the same bytes")
+        })
+    }
+
     /// Source column names, in file order.
     pub(crate) fn columns(&self) -> &[String] {
         &self.layout.columns
@@ -172,19 +200,39 @@ pub(crate) fn resolve(
         };
         let is_glob = pattern.contains(['*', '?', '[']);
         if !is_glob {
-            if full.is_file() {
-                out.push(found(full.clone(), pattern.clone()));
-            } else if full.is_dir() {
-                problems.push(
+            match std::fs::metadata(&full) {
+                Ok(meta) if meta.is_file() => out.push(found(full.clone(), pattern.clone())),
+                Ok(meta) if meta.is_dir() => problems.push(
                     Problem::new("a folder", format!("a {} file, or a glob", table.name()))
                         .file(&full)
                         .hint(format!(
                             "name the files, or a glob such as `{}/*.parquet`",
                             pattern.trim_end_matches('/')
                         )),
-                );
-            } else {
-                problems.push(
+                ),
+                // A FIFO could block forever and a device never ends: refused before opening.
+                Ok(meta) => problems.push(
+                    Problem::new(
+                        crate::error::file_kind(&meta),
+                        format!("a regular {} file", table.name()),
+                    )
+                    .file(&full)
+                    .hint("copy the data to a file first; rollproof reads regular files (and objects in a store)"),
+                ),
+                Err(e) if e.raw_os_error() == Some(40) => problems.push(
+                    Problem::new("a symbolic link loop", format!("a {} file", table.name()))
+                        .file(&full)
+                        .hint("the path is a chain of symbolic links that never reaches a file"),
+                ),
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => problems.push(
+                    Problem::new(
+                        format!("an unreadable path ({})", crate::error::io_reason(&e)),
+                        format!("a {} file", table.name()),
+                    )
+                    .file(&full)
+                    .hint("check the path and its permissions"),
+                ),
+                Err(_) => problems.push(
                     Problem::new("no such file", format!("a {} file", table.name()))
                         .file(&full)
                         .hint(if from_incident {
@@ -198,7 +246,7 @@ pub(crate) fn resolve(
                                 table.name()
                             )
                         }),
-                );
+                ),
             }
             continue;
         }
@@ -279,8 +327,11 @@ fn inspect(
         source: detected.source,
         spans,
     };
-    let layout = detected.source.inspect(&file)?;
+    let stamp = stamp(&location);
+    let layout = crate::contain::contain(|| detected.source.inspect(&file))
+        .map_err(|panic| corrupt(&file, &panic))??;
     Ok(SourceFile {
+        stamp,
         table,
         spans,
         location,
@@ -343,6 +394,19 @@ pub(crate) fn plan_inspected(
     for file in inspected {
         match file {
             Err(p) => problems.push(p),
+            Ok(file) if duplicate_column(file.columns()).is_some() => {
+                let (name, first, second) =
+                    duplicate_column(file.columns()).expect("checked in the guard");
+                problems.push(
+                    Problem::new(
+                        format!("a column `{name}` twice (columns {} and {})", first + 1, second + 1),
+                        "distinct column names",
+                    )
+                    .file(file.location.shown_path())
+                    .column(name)
+                    .hint("rename or drop one of them in the export: rollproof cannot tell which one is meant"),
+                );
+            }
             Ok(file) => {
                 let ts_source = plan.mapping.source(ts_of(table));
                 if !file.columns().iter().any(|c| c == ts_source) {
@@ -400,6 +464,32 @@ pub(crate) fn plan_inspected(
     plan
 }
 
+/// A reader that panicked on a file: the file is corrupt in a way the reader did not check.
+fn corrupt(file: &FileRef<'_>, panic: &str) -> Problem {
+    let name = file.source.name();
+    Problem::new(
+        format!(
+            "a corrupt {name} file (the reader stopped: {})",
+            crate::escape::shown(panic, 200)
+        ),
+        format!("a valid {name} file"),
+    )
+    .file(file.location.shown_path())
+    .hint("the file is damaged (truncated, bit flips) or not what it claims to be; re-export it")
+}
+
+/// The first column name that appears twice, with both positions.
+fn duplicate_column(columns: &[String]) -> Option<(String, usize, usize)> {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, c) in columns.iter().enumerate() {
+        if let Some(&first) = seen.get(c.as_str()) {
+            return Some((c.clone(), first, i));
+        }
+        seen.insert(c, i);
+    }
+    None
+}
+
 /// Column names for a message: the first 30, in backticks.
 pub(crate) fn list_columns<'a>(columns: impl IntoIterator<Item = &'a String>) -> String {
     let columns: Vec<&String> = columns.into_iter().collect();
@@ -407,7 +497,7 @@ pub(crate) fn list_columns<'a>(columns: impl IntoIterator<Item = &'a String>) ->
     let mut s: Vec<String> = columns
         .iter()
         .take(SHOWN)
-        .map(|c| format!("`{c}`"))
+        .map(|c| format!("`{}`", crate::escape::shown(c, 80)))
         .collect();
     if columns.len() > SHOWN {
         s.push(format!("… {} more", columns.len() - SHOWN));
@@ -496,13 +586,52 @@ impl TablePlan {
             }
             Ok(())
         };
-        file.source.read(
-            &file.file_ref(),
-            &file.layout,
-            unit.row_group,
-            &sources,
-            &mut on_batch,
-        )?;
+        let file_ref = file.file_ref();
+        crate::contain::contain(|| {
+            file.source.read(
+                &file_ref,
+                &file.layout,
+                unit.row_group,
+                &sources,
+                &mut on_batch,
+            )
+        })
+        .map_err(|panic| InputError::from(corrupt(&file_ref, &panic)))??;
         Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_replaced_after_planning_is_noticed() {
+        let dir = std::env::temp_dir().join(format!("rollproof-stamp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("requests.csv");
+        std::fs::write(&path, "ts,status\n2026-11-27T10:00:00Z,200\n").unwrap();
+        let resolved = Resolved {
+            location: Location::Local(path.clone()),
+            display: "requests.csv".into(),
+            source: None,
+        };
+        let file = inspect_all(
+            Table::Requests,
+            vec![resolved],
+            mapping::SpanSelection::default(),
+        )
+        .pop()
+        .unwrap()
+        .unwrap();
+        assert!(file.changed().is_none(), "unchanged");
+        std::fs::write(
+            &path,
+            "ts,status\n2026-11-27T10:00:00Z,500\n2026-11-27T10:01:00Z,500\n",
+        )
+        .unwrap();
+        let problem = file.changed().expect("a longer file is a changed file");
+        assert!(problem.found.contains("changed while it was audited"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -159,6 +159,11 @@ impl Source for Otlp {
         "every line must be one OTLP/JSON export request (as the Collector's file exporter writes)"
     }
 
+    /// One line is one export request: the Collector batches a few MiB at most.
+    fn max_line(&self) -> u64 {
+        64 << 20
+    }
+
     /// Reads the whole file once for the names of the columns (attributes may appear late),
     /// skipping every attribute's value.
     fn inspect(&self, file: &FileRef<'_>) -> Result<Layout, Problem> {

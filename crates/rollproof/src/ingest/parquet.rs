@@ -11,6 +11,7 @@ use parquet::arrow::arrow_reader::{
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 
 use super::location::Location;
+use super::parquet_pages;
 use super::remote::block_on;
 use super::source::{FileRef, Layout, Sink, Source};
 use super::BATCH_ROWS;
@@ -79,10 +80,35 @@ impl Source for Parquet {
             .expect("inspect keeps the Parquet footer")
             .clone();
         let projection = super::projection(&layout.columns, wanted);
+        // The page headers of every chunk about to be decoded are checked first (locally) or
+        // as they are fetched (objects): a header decides what the decoder allocates.
+        let row_groups: Vec<usize> = match row_group {
+            Some(rg) => vec![rg],
+            None => (0..meta.metadata().num_row_groups()).collect(),
+        };
+        let chunks_of =
+            |rg: usize| parquet_pages::chunks(meta.metadata().row_group(rg), &projection);
+        let refused = |rg: usize, (column, reason): (String, String)| -> InputError {
+            Problem::new(reason, "page headers that fit the data and the limits")
+                .file(file.location.shown_path())
+                .column(column)
+                .location(format!("row group {rg}"))
+                .hint("the file is corrupt or was written to exhaust memory; re-export it (pages up to 128 MiB, dictionaries up to 16M values)")
+                .into()
+        };
         if let Location::Remote(r) = file.location {
             // Ranged requests: only the projected column chunks of this row group.
-            let builder =
-                ParquetRecordBatchStreamBuilder::new_with_metadata(r.parquet_reader(), meta);
+            let mut reader = r.parquet_reader();
+            reader.checked = row_groups.iter().flat_map(|&rg| chunks_of(rg)).collect();
+            let refusal = reader.refused.clone();
+            let taken = |rg: usize| {
+                refusal
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                    .map(|r| refused(rg, r))
+            };
+            let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta.clone());
             let mask = ProjectionMask::roots(builder.parquet_schema(), projection);
             let mut builder = builder.with_projection(mask).with_batch_size(BATCH_ROWS);
             if let Some(rg) = row_group {
@@ -91,13 +117,23 @@ impl Source for Parquet {
             let mut stream = builder.build().map_err(|e| file.problem(e))?;
             return block_on(async {
                 while let Some(batch) = stream.next().await {
-                    sink(batch.map_err(|e| file.problem(e))?)?;
+                    let batch = batch.map_err(|e| match taken(row_groups[0]) {
+                        Some(problem) => problem,
+                        None => file.problem(e).into(),
+                    })?;
+                    sink(batch)?;
                 }
                 Ok(())
             });
         }
-        let builder =
-            ParquetRecordBatchReaderBuilder::new_with_metadata(file.location.open()?, meta);
+        let local = file.location.open()?;
+        for &rg in &row_groups {
+            parquet_pages::check_unit(&chunks_of(rg), |at| {
+                parquet_pages::header_at_file(&local, at)
+            })
+            .map_err(|r| refused(rg, r))?;
+        }
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(local, meta);
         let mask = ProjectionMask::roots(builder.parquet_schema(), projection);
         let mut builder = builder.with_projection(mask).with_batch_size(BATCH_ROWS);
         if let Some(rg) = row_group {

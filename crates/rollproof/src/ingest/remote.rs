@@ -190,6 +190,8 @@ impl Remote {
             store: self.store.clone(),
             path: self.path.clone(),
             size: self.meta.size,
+            checked: Vec::new(),
+            refused: Arc::default(),
         }
     }
 }
@@ -200,6 +202,10 @@ pub(crate) struct ObjectReader {
     store: Arc<dyn ObjectStore>,
     path: ObjectPath,
     size: u64,
+    /// Column chunks whose page headers are checked when they are fetched, and where a failed
+    /// check is left (column, reason) for the caller's message.
+    pub(crate) checked: Vec<super::parquet_pages::Chunk>,
+    pub(crate) refused: Arc<std::sync::Mutex<Option<(String, String)>>>,
 }
 
 impl parquet::arrow::async_reader::AsyncFileReader for ObjectReader {
@@ -220,10 +226,35 @@ impl parquet::arrow::async_reader::AsyncFileReader for ObjectReader {
         ranges: Vec<Range<u64>>,
     ) -> futures::future::BoxFuture<'_, parquet::errors::Result<Vec<bytes::Bytes>>> {
         Box::pin(async move {
-            self.store
+            let fetched = self
+                .store
                 .get_ranges(&self.path, &ranges)
                 .await
-                .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
+                .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))?;
+            // The page headers of the chunks about to be decoded, checked in memory.
+            let chunks: Vec<(&super::parquet_pages::Chunk, &bytes::Bytes)> = self
+                .checked
+                .iter()
+                .filter_map(|c| {
+                    ranges
+                        .iter()
+                        .position(|r| r.start == c.start && r.end == c.start + c.len)
+                        .map(|i| (c, &fetched[i]))
+                })
+                .collect();
+            let verdict = super::parquet_pages::check_unit(chunks.iter().map(|(c, _)| *c), |at| {
+                let (chunk, bytes) = chunks
+                    .iter()
+                    .find(|(c, _)| at >= c.start && at < c.start + c.len)
+                    .ok_or_else(|| "a page header outside its column chunk".to_string())?;
+                super::parquet_pages::header_in(bytes, chunk.start, at)
+            });
+            if let Err(refused) = verdict {
+                let message = refused.1.clone();
+                *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(refused);
+                return Err(parquet::errors::ParquetError::General(message));
+            }
+            Ok(fetched)
         })
     }
 

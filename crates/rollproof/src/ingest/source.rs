@@ -63,18 +63,62 @@ pub(crate) struct FileRef<'a> {
 impl FileRef<'_> {
     /// The file's bytes as text, decompressed.
     pub(crate) fn open_text(&self) -> Result<Box<dyn BufRead + Send + '_>, Problem> {
-        self.location.open_text(self.compression)
+        Ok(Box::new(super::lines::LineGuard::new(
+            self.location.open_text(self.compression)?,
+            self.source.max_line(),
+        )))
     }
 
-    /// The source could not read the file.
+    /// Rows per batch for a text file of `columns` columns: bounded so that buffers (sized rows
+    /// × columns by the readers) stay small for wide files, and for small files, which cannot
+    /// hold more rows than they have bytes per column.
+    pub(crate) fn batch_rows(&self, columns: usize) -> usize {
+        /// Fields one batch holds at most (4,000 columns: 1,024 rows).
+        const FIELDS_PER_BATCH: usize = 4 << 20;
+        let columns = columns.max(1);
+        let mut rows = (FIELDS_PER_BATCH / columns).clamp(64, super::BATCH_ROWS);
+        if let (super::location::Location::Local(p), None) = (self.location, self.compression) {
+            if let Ok(meta) = std::fs::metadata(p) {
+                rows = rows.min((meta.len() as usize / columns + 1).max(64));
+            }
+        }
+        rows
+    }
+
+    /// The source could not read the file. A line past the limit, or text that is not UTF-8,
+    /// gets its own message and hint whatever the format.
     pub(crate) fn problem(&self, e: impl std::fmt::Display) -> Problem {
         let name = self.source.name();
+        let message = e.to_string();
+        if let Some(at) = message
+            .find("line ")
+            .filter(|_| message.contains(super::lines::TOO_LONG))
+        {
+            let what = message[at..]
+                .split(')')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            return Problem::new(
+                format!("a {what}"),
+                format!("{name} text with lines of at most {} MiB", self.source.max_line() >> 20),
+            )
+            .file(self.location.shown_path())
+            .hint("a line that long is usually a binary or corrupt file, or a whole file without newlines; check that the file is really this format");
+        }
+        let hint = if message.to_ascii_lowercase().contains("utf8")
+            || message.to_ascii_lowercase().contains("utf-8")
+        {
+            "the file must be UTF-8 text; convert it (e.g. `iconv -f latin1 -t utf-8`)"
+        } else {
+            self.source.hint()
+        };
         Problem::new(
-            format!("unreadable {name} ({e})"),
+            format!("unreadable {name} ({message})"),
             format!("a valid {name} file"),
         )
         .file(self.location.shown_path())
-        .hint(self.source.hint())
+        .hint(hint)
     }
 }
 
@@ -96,6 +140,10 @@ pub(crate) trait Source: Sync {
     }
     /// What to do when a file of this format cannot be read.
     fn hint(&self) -> &'static str;
+    /// The longest line a text source reads (binary sources are not read by lines).
+    fn max_line(&self) -> u64 {
+        super::lines::MAX_LINE_BYTES
+    }
     /// The file's columns and units, without reading its data.
     fn inspect(&self, file: &FileRef<'_>) -> Result<Layout, Problem>;
     /// Streams one unit (a row group, or the whole file) projected to the source columns

@@ -9,7 +9,8 @@ const MAX_ANNOTATIONS: usize = 10;
 
 /// Escapes a workflow command's message (`%`, CR, LF), as the runner expects.
 fn escape(s: &str) -> String {
-    s.replace('%', "%25")
+    crate::escape::neutral(s)
+        .replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
 }

@@ -43,7 +43,10 @@ fn case(name: String, status: Status, message: &str, detail: String) -> TestCase
 
 impl Renderer for Junit {
     fn render(&self, r: &Report) -> String {
-        let mut suite = TestSuite::new(format!("rollproof {} {}", r.mode, r.incident.id));
+        // Every text goes through the escaping policy: XML cannot hold U+FFFE or most C0
+        // characters, and CI systems print these texts into their logs.
+        let clean = |s: &str| crate::escape::neutral(s).into_owned();
+        let mut suite = TestSuite::new(format!("rollproof {} {}", r.mode, clean(&r.incident.id)));
         for check in &r.checks {
             // Only the cells the check fills (most checks have no baseline).
             let mut detail: String = [
@@ -53,23 +56,25 @@ impl Renderer for Junit {
             ]
             .iter()
             .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| format!("{k}: {v}\n"))
+            .map(|(k, v)| format!("{k}: {}\n", clean(v)))
             .collect();
-            detail.push_str(&check.summary);
+            detail.push_str(&clean(&check.summary));
             if let Some(by_region) = check
                 .metrics
                 .get("by_region")
                 .and_then(Metric::as_counts)
                 .filter(|m| !m.is_empty())
             {
-                let regions: Vec<String> =
-                    by_region.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                let regions: Vec<String> = by_region
+                    .iter()
+                    .map(|(k, v)| format!("{} {v}", clean(k)))
+                    .collect();
                 detail.push_str(&format!("\nby region: {}", regions.join(", ")));
             }
             suite.add_test_case(case(
                 check.id.to_string(),
                 check.status,
-                &check.summary,
+                &clean(&check.summary),
                 detail,
             ));
         }

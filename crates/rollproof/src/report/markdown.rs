@@ -12,34 +12,15 @@ pub(crate) struct Markdown;
 pub(crate) const MAX_BYTES: usize = 512 * 1024;
 const SAMPLES_SHOWN: usize = 5;
 
-/// Makes untrusted text safe in a Markdown table cell: no pipes, no newlines, no HTML, bounded.
+/// Text safe in a Markdown table cell: the escaping policy's Markdown (no link, image, mention,
+/// HTML or cell break from log text), bounded.
 pub(crate) fn cell(s: &str) -> String {
-    escape(s, 200)
+    crate::escape::markdown(s, 400)
 }
 
-/// Makes a paragraph safe (as a cell, with a longer bound).
+/// A paragraph, with the same escaping and a longer bound.
 fn prose(s: &str) -> String {
-    escape(s, 2000)
-}
-
-fn escape(s: &str, max: usize) -> String {
-    let mut out = String::new();
-    for c in s.chars().take(max) {
-        match c {
-            '|' => out.push_str("\\|"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '`' => out.push('\''),
-            '\n' | '\r' | '\t' => out.push(' '),
-            c if c.is_control() => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    if s.chars().count() > max {
-        out.push('…');
-    }
-    out
+    crate::escape::markdown(s, 4000)
 }
 
 fn icon(status: Status) -> &'static str {

@@ -23,9 +23,7 @@ fn sample_line(sample: &Fields) -> String {
 
 /// Strips control characters from untrusted text before it reaches a terminal.
 pub(crate) fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
-        .collect()
+    crate::escape::neutral(s).into_owned()
 }
 
 impl Renderer for Text {

@@ -48,11 +48,12 @@ impl<T: Ord + Clone + Keyed> Strata<T> {
         let early = self
             .earliest
             .get(stratum)
-            .is_none_or(|s| s.would_keep(|last| key < last.key()));
+            // A tie on the key is decided by the finding's full order (its content), when pushed.
+            .is_none_or(|s| s.would_keep(|last| key <= last.key()));
         let late = self
             .latest
             .get(stratum)
-            .is_none_or(|s| s.would_keep(|last| key > last.0.key()));
+            .is_none_or(|s| s.would_keep(|last| key >= last.0.key()));
         if !early && !late {
             return;
         }

@@ -147,6 +147,7 @@ fn metric<'a>(report: &'a Report, check: &str, key: &str) -> Option<&'a Metric> 
 /// Strings from the logs can be long: a report stays readable.
 fn clip(s: String) -> String {
     const MAX: usize = 160;
+    let s = crate::escape::neutral(&s).into_owned();
     if s.chars().count() <= MAX {
         s
     } else {

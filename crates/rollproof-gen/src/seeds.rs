@@ -1,0 +1,48 @@
+//! The fuzz targets' binary seeds (`rollproof-gen seeds fuzz/seeds`): a few demo requests around
+//! the flip as Parquet, Arrow IPC (file and stream) and OTLP/JSON, small enough for libFuzzer to
+//! mutate (a few KiB each).
+
+use std::path::Path;
+
+use crate::{fixture_scenarios, generate, requests_batch, write_batches, Naming, OutFormat};
+
+/// Writes `ingest_parquet/seed.parquet`, `ingest_ipc/seed.arrow`, `ingest_ipc/seed.arrows` and
+/// `otlp_mapping/seed.bin` (a mapping, a NUL byte, then OTLP/JSON lines) under `dir`.
+pub fn write_seeds(dir: &Path) -> anyhow::Result<()> {
+    let demo = fixture_scenarios()
+        .into_iter()
+        .find(|s| s.name == "demo")
+        .expect("the demo scenario exists");
+    let (requests, _) = generate(&demo);
+    let flip = requests
+        .iter()
+        .position(|r| r.ts >= demo.flip_at)
+        .expect("the demo has requests after the flip");
+    let rows = &requests[flip - 4..flip + 4];
+    let batch = requests_batch(rows, Naming::Canonical);
+    for (sub, name, format) in [
+        ("ingest_parquet", "seed.parquet", OutFormat::Parquet),
+        ("ingest_ipc", "seed.arrow", OutFormat::ArrowFile),
+        ("ingest_ipc", "seed.arrows", OutFormat::ArrowStream),
+    ] {
+        std::fs::create_dir_all(dir.join(sub))?;
+        write_batches(
+            &dir.join(sub).join(name),
+            format,
+            std::slice::from_ref(&batch),
+            4,
+        )?;
+    }
+    std::fs::create_dir_all(dir.join("otlp_mapping"))?;
+    let mut seed = crate::otlp::mapping_toml().into_bytes();
+    seed.push(0);
+    let mut n = 0;
+    for half in [batch.slice(0, 4), batch.slice(4, 4)] {
+        seed.extend(serde_json::to_vec(&crate::otlp::export_request(
+            &half, &mut n,
+        ))?);
+        seed.push(b'\n');
+    }
+    std::fs::write(dir.join("otlp_mapping").join("seed.bin"), seed)?;
+    Ok(())
+}
