@@ -349,3 +349,66 @@ fn receipts_given_as_the_requests_are_an_input_error() {
     assert_eq!(code(&out), 2, "{err}");
     assert!(err.contains("request logs given as the receipts"), "{err}");
 }
+
+#[test]
+fn region_flip_inside_the_baseline() {
+    let incident = format!("{INCIDENT}[flip_at_by_region]\neu-west = \"2026-11-27T08:45:00Z\"\n");
+    assert_input_error(
+        "region_flip_in_baseline",
+        &incident,
+        &[],
+        &[
+            "`flip_at_by_region.eu-west`",
+            "2026-11-27T08:45:00Z",
+            "before the baseline ends",
+        ],
+    );
+}
+
+#[test]
+fn captured_state_with_a_bad_pin_and_time() {
+    let incident = INCIDENT.replace(
+        "requests = \"requests.csv\"",
+        "requests = \"requests.csv\"\ncaptured_state = \"captured.toml\"",
+    );
+    let requests =
+        format!("{HEADER}2026-11-27T08:31:00Z,r-1,eu,u-1,b-1041,ns:b-1041,true,200,12\n");
+    assert_input_error(
+        "captured_state_bad_values",
+        &incident,
+        &[
+            ("requests.csv", requests.as_bytes()),
+            (
+                "captured.toml",
+                b"captured_at = \"10:14\"\nprompt_ver = 7\n",
+            ),
+        ],
+        &[
+            "captured.toml",
+            "`captured_at`",
+            "`prompt_ver`",
+            "as a string",
+        ],
+    );
+}
+
+#[test]
+fn gold_file_without_question_id() {
+    let incident = INCIDENT.replace(
+        "requests = \"requests.csv\"",
+        "requests = \"requests.csv\"\ngold = \"gold.csv\"\ngold_baseline = \"gold_lkg.csv\"",
+    );
+    let requests =
+        format!("{HEADER}2026-11-27T08:31:00Z,r-1,eu,u-1,b-1041,ns:b-1041,true,200,12\n");
+    let gold = b"ts,question,delta_s,coverage\n2026-11-27T10:30:00Z,q-1,0.3,0.8\n";
+    assert_input_error(
+        "gold_without_question_id",
+        &incident,
+        &[
+            ("requests.csv", requests.as_bytes()),
+            ("gold.csv", gold),
+            ("gold_lkg.csv", gold),
+        ],
+        &["gold.csv", "question_id"],
+    );
+}

@@ -10,11 +10,7 @@ use crate::util::{checks, code, fixture, run_env, run_in, stderr, stdout};
 
 /// A temp folder with a copy of the demo fixture (so that outputs land beside its inputs).
 fn demo_copy() -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().unwrap();
-    for name in ["incident.toml", "requests.parquet", "receipts.parquet"] {
-        std::fs::copy(fixture("demo").join(name), tmp.path().join(name)).unwrap();
-    }
-    tmp
+    crate::util::copy_fixture("demo")
 }
 
 fn audit_in(dir: &Path, extra: &[&str]) -> std::process::Output {
@@ -171,7 +167,7 @@ fn errors_are_a_json_object_when_stdout_is_json() {
         "the pin, and the namespace placeholder it leaves unnamed: {err}"
     );
     assert_eq!(problems[0]["column"], "expected_pins.promt_ver");
-    assert_eq!(problems[0]["location"], "line 20");
+    assert_eq!(problems[0]["location"], "line 23");
     assert_eq!(problems[1]["column"], "cache.namespace");
     assert!(
         problems[0]["hint"].as_str().unwrap().contains("prompt_ver"),

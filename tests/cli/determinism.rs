@@ -65,6 +65,7 @@ fn row_order_and_batch_size_do_not_change_the_report() {
         incident_toml(&demo, "requests.parquet", Some("receipts.parquet"), None),
     )
     .unwrap();
+    rollproof_gen::page::write_files(&demo, tmp.path(), Naming::Canonical).unwrap();
     let shuffled: serde_json::Value = serde_json::from_str(&json_with_threads(
         tmp.path().join("incident.toml").to_str().unwrap(),
         "2",

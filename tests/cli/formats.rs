@@ -101,6 +101,7 @@ fn globs_and_several_files_per_table() {
     let incident =
         rollproof_gen::incident_toml(&demo, "logs/requests-*", Some("receipts.parquet"), None);
     std::fs::write(tmp.path().join("incident.toml"), incident).unwrap();
+    rollproof_gen::page::write_files(&demo, tmp.path(), rollproof_gen::Naming::Canonical).unwrap();
     let (_, split) = audit_json(&tmp.path().join("incident.toml"), &[]);
     let (_, whole) = audit_json(&crate::util::fixture("demo").join("incident.toml"), &[]);
     // Everything but the evidence (which counts files) is the same.
@@ -114,11 +115,12 @@ fn globs_and_several_files_per_table() {
             .collect::<Vec<_>>()
     };
     assert_eq!(without_evidence(&split), without_evidence(&whole));
+    // Three request files, the receipts, two gold files and the captured state.
     assert_eq!(
         crate::util::checks(&split)["evidence"]["metrics"]["input_files"],
-        4
+        7
     );
-    assert_eq!(split["inputs"].as_array().unwrap().len(), 4);
+    assert_eq!(split["inputs"].as_array().unwrap().len(), 7);
     let rows: u64 = split["inputs"].as_array().unwrap()[..3]
         .iter()
         .map(|i| i["rows"].as_u64().unwrap())
@@ -182,6 +184,7 @@ fn the_content_decides_the_format_whatever_the_name() {
             .as_array()
             .unwrap()
             .iter()
+            .filter(|i| i["role"] == "requests" || i["role"] == "receipts")
             .map(|i| i["format"].as_str().unwrap())
             .collect();
         assert_eq!(formats, [format.format_name(); 2], "{format:?}");

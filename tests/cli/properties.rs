@@ -49,6 +49,7 @@ fn audit(s: &Scenario, row_group: usize, threads: usize, shuffle: Option<u64>) -
         incident_toml(s, "requests.parquet", Some("receipts.parquet"), None),
     )
     .unwrap();
+    rollproof_gen::page::write_files(s, dir, Naming::Canonical).unwrap();
     let incident = Incident::load(&dir.join("incident.toml")).unwrap();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)

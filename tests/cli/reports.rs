@@ -47,6 +47,7 @@ fn hostile_incident(dir: &Path) -> PathBuf {
         incident_toml(&demo, "requests.parquet", Some("receipts.parquet"), None),
     )
     .unwrap();
+    rollproof_gen::page::write_files(&demo, dir, Naming::Canonical).unwrap();
     incident
 }
 
@@ -301,11 +302,15 @@ fn junit_parses_back_with_one_case_per_check() {
         "error_recovery",
         "latency",
         "quality",
+        "flag_drift",
+        "backpressure",
+        "gold_set",
+        "captured_state",
         "evidence",
     ] {
         assert!(names.contains(&id), "{id} in {names:?}");
     }
-    assert_eq!(cases.len(), 10, "one case per check: {names:?}");
+    assert_eq!(cases.len(), 14, "one case per check: {names:?}");
     let failures: Vec<&quick_junit::TestCase> = cases
         .iter()
         .filter(|c| matches!(c.status, quick_junit::TestCaseStatus::NonSuccess { .. }))

@@ -132,6 +132,14 @@ fn demo_incident(dir: &Path, requests: &str, receipts: &str) {
             &format!("receipts = \"{receipts}\""),
         );
     std::fs::write(dir.join("incident.toml"), text).unwrap();
+    copy_page_files(&fixture("demo"), dir);
+}
+
+/// The gold files and captured state an incident names next to it.
+fn copy_page_files(from: &Path, to: &Path) {
+    for name in ["gold.parquet", "gold_baseline.csv", "captured.toml"] {
+        std::fs::copy(from.join(name), to.join(name)).unwrap();
+    }
 }
 
 fn local_demo() -> Value {
@@ -157,6 +165,18 @@ fn parquet_in_a_bucket_by_url_and_glob_gives_the_local_figures() {
                 "inc-2041/receipts.parquet",
                 std::fs::read(demo.join("receipts.parquet")).unwrap(),
             ),
+            (
+                "inc-2041/gold/run.parquet",
+                std::fs::read(demo.join("gold.parquet")).unwrap(),
+            ),
+            (
+                "inc-2041/gold/baseline.csv",
+                std::fs::read(demo.join("gold_baseline.csv")).unwrap(),
+            ),
+            (
+                "inc-2041/captured.toml",
+                std::fs::read(demo.join("captured.toml")).unwrap(),
+            ),
         ],
     );
     let tmp = tempfile::tempdir().unwrap();
@@ -165,6 +185,25 @@ fn parquet_in_a_bucket_by_url_and_glob_gives_the_local_figures() {
         "s3://incidents-a/inc-2041/logs/requests-*.parquet",
         "s3://incidents-a/inc-2041/receipts.parquet",
     );
+    // The gold set and the captured state from the bucket too.
+    let incident = std::fs::read_to_string(tmp.path().join("incident.toml"))
+        .unwrap()
+        .replace(
+            "\"gold.parquet\"",
+            "\"s3://incidents-a/inc-2041/gold/run.parquet\"",
+        )
+        .replace(
+            "\"gold_baseline.csv\"",
+            "\"s3://incidents-a/inc-2041/gold/baseline.csv\"",
+        )
+        .replace(
+            "\"captured.toml\"",
+            "\"s3://incidents-a/inc-2041/captured.toml\"",
+        );
+    for name in ["gold.parquet", "gold_baseline.csv", "captured.toml"] {
+        std::fs::remove_file(tmp.path().join(name)).unwrap();
+    }
+    std::fs::write(tmp.path().join("incident.toml"), incident).unwrap();
     let (code, report) = audit_s3(tmp.path(), &[]);
     assert_eq!(code, 1);
     let local = local_demo();
@@ -173,6 +212,18 @@ fn parquet_in_a_bucket_by_url_and_glob_gives_the_local_figures() {
         "the same figures as from local files"
     );
     assert_eq!(report["rows"], local["rows"]);
+    assert_eq!(report["captured_state"], local["captured_state"]);
+    let roles: Vec<(&str, &str)> = report["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["role"].as_str().unwrap(), i["path"].as_str().unwrap()))
+        .collect();
+    assert!(
+        roles.contains(&("gold", "s3://incidents-a/inc-2041/gold/run.parquet"))
+            && roles.contains(&("captured_state", "s3://incidents-a/inc-2041/captured.toml")),
+        "{roles:?}"
+    );
     let input = &report["inputs"][0];
     assert_eq!(
         input["url"],
@@ -260,6 +311,7 @@ fn text_objects_are_streamed_once_and_hashed() {
     );
     let tmp = tempfile::tempdir().unwrap();
     std::fs::copy(otel.join("mapping.toml"), tmp.path().join("mapping.toml")).unwrap();
+    copy_page_files(&otel, tmp.path());
     let incident = std::fs::read_to_string(otel.join("incident.toml"))
         .unwrap()
         .replace(

@@ -13,6 +13,18 @@ pub fn fixture(name: &str) -> PathBuf {
     root().join("fixtures").join(name)
 }
 
+/// A fixture's inputs (all but `expected.json`) copied into a new temporary folder.
+pub fn copy_fixture(name: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture(name)).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() && path.file_name().unwrap() != "expected.json" {
+            std::fs::copy(&path, tmp.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    tmp
+}
+
 /// Runs `rollproof ARGS` from the crate root with a minimal environment.
 pub fn run(args: &[&str]) -> Output {
     run_in(&root(), args)

@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 pub mod bench;
 pub mod harness;
 pub mod otlp;
+pub mod page;
 pub mod seeds;
 pub mod time;
 
@@ -88,11 +89,11 @@ pub const EXPECTED_PINS: usize = 5;
 pub const REGIONS: [&str; 3] = ["eu-west", "us-east", "ap-south"];
 const EFFECTS: [&str; 3] = ["email.send", "payment.charge", "ticket.create"];
 
-fn namespace(pins: &[String; 8]) -> String {
+pub(crate) fn namespace(pins: &[String; 8]) -> String {
     format!("ns:{}:{}", pins[4], pins[3])
 }
 
-fn pins_of(values: &[&str; 8]) -> [String; 8] {
+pub(crate) fn pins_of(values: &[&str; 8]) -> [String; 8] {
     values.map(|s| s.to_string())
 }
 
@@ -112,6 +113,11 @@ pub struct Request {
     pub delta_s: f64,
     pub coverage: f64,
     pub lambda_state: String,
+    /// The rest of the page (see `page`): written only when some row has a value.
+    pub client_flags: Option<String>,
+    pub server_flags: Option<String>,
+    pub queue_wait_ms: Option<f64>,
+    pub breaker_state: Option<String>,
 }
 
 /// One receipt row.
@@ -188,6 +194,8 @@ pub struct Scenario {
     /// Expected check statuses, by design of the scenario.
     pub statuses: &'static [(&'static str, &'static str)],
     pub verdict: &'static str,
+    /// Region flips, flags, backpressure, gold set, captured state.
+    pub page: page::Page,
 }
 
 fn t(s: &str) -> Micros {
@@ -221,6 +229,7 @@ impl Scenario {
             },
             statuses: &[],
             verdict: "pass",
+            page: page::Page::default(),
         }
     }
 
@@ -338,16 +347,26 @@ pub fn generate(s: &Scenario) -> (Vec<Request>, Vec<Receipt>) {
                 delta_s: (delta_s * 1e6).round() / 1e6,
                 coverage: (coverage * 1e6).round() / 1e6,
                 lambda_state: lambda.to_string(),
+                client_flags: None,
+                server_flags: None,
+                queue_wait_ms: None,
+                breaker_state: None,
             });
         }
     }
     plant_request_faults(s, &mut rng, &mut requests);
+    page::plant(s, &mut requests);
     let receipts = generate_receipts(s, &mut rng, &requests);
     (requests, receipts)
 }
 
 /// Picks `n` distinct rows among `candidates` not used yet.
-fn pick(rng: &mut Rng, candidates: &[usize], used: &mut BTreeSet<usize>, n: usize) -> Vec<usize> {
+pub(crate) fn pick(
+    rng: &mut Rng,
+    candidates: &[usize],
+    used: &mut BTreeSet<usize>,
+    n: usize,
+) -> Vec<usize> {
     let mut out = Vec::new();
     let mut guard = 0;
     while out.len() < n && guard < candidates.len() * 20 + 100 {
@@ -630,11 +649,12 @@ pub fn expected(s: &Scenario, requests: &[Request], receipts: &[Receipt]) -> Val
             r.ts >= s.baseline.0 && r.ts < s.baseline.1
         }
     };
+    // After the flip of the request's region (`[flip_at_by_region]`, else flip_at).
     let audited = |r: &Request| {
         if s.canary {
             r.arm.is_some()
         } else {
-            r.ts >= s.flip_at
+            r.ts >= s.page.flip_of(s, &r.region)
         }
     };
     let expected_pins = |r: &Request| -> [String; 8] {
@@ -717,6 +737,7 @@ pub fn expected(s: &Scenario, requests: &[Request], receipts: &[Receipt]) -> Val
     }
 
     // errors
+    let mut green_at: Option<Micros> = None;
     let is_error = |r: &Request| r.status >= 500 || r.status == 429;
     let share = |f: &dyn Fn(&Request) -> bool| {
         let rows: Vec<&Request> = requests.iter().filter(|r| f(r)).collect();
@@ -747,6 +768,7 @@ pub fn expected(s: &Scenario, requests: &[Request], receipts: &[Receipt]) -> Val
             "error_recovery".into(),
             json!({"recovery_minutes": recovery, "baseline_error_rate": share(&baseline), "post_error_rate": share(&subject)}),
         );
+        green_at = recovery.map(|k| s.flip_at + k * MICROS_PER_MINUTE);
     }
 
     // latency and quality
@@ -862,10 +884,15 @@ pub fn expected(s: &Scenario, requests: &[Request], receipts: &[Receipt]) -> Val
                 .insert(&r.writer_id);
         }
         let two = writers_at_flip.values().filter(|w| w.len() > 1).count();
-        checks.insert(
-            "writer_freeze".into(),
-            json!({"writes_during_freeze": during, "two_writer_effects": two}),
-        );
+        let mut freeze = json!({"writes_during_freeze": during, "two_writer_effects": two});
+        if let Some((_, end)) = s.freeze {
+            // "Hold ten to fifteen minutes. Confirm targets are met. Then unfreeze writers."
+            freeze["green_at"] = json!(green_at.map(format_millis));
+            freeze["unfreeze_at"] = json!(format_millis(end));
+            freeze["held_minutes_before_unfreeze"] =
+                json!(green_at.map(|g| (end - g) as f64 / MICROS_PER_MINUTE as f64));
+        }
+        checks.insert("writer_freeze".into(), freeze);
     }
     let _ = end_of_data;
     let ids: HashMap<&str, &Request> = requests
@@ -886,6 +913,7 @@ pub fn expected(s: &Scenario, requests: &[Request], receipts: &[Receipt]) -> Val
         json!({"orphan_receipts": orphans, "executions_on_failed_requests": on_failed}),
     );
 
+    page::expected(s, requests, &mut checks);
     let impact = (!s.canary).then(|| impact_oracle(s, requests));
     let statuses: BTreeMap<&str, &str> = s.statuses.iter().copied().collect();
     let exit_code = match s.verdict {
@@ -1010,6 +1038,16 @@ pub fn incident_toml(
     if let Some(m) = mapping {
         out.push_str(&format!("mapping = \"{m}\"\n"));
     }
+    if s.page.gold.is_some() {
+        out.push_str(&format!(
+            "gold = \"{}\"\ngold_baseline = \"{}\"\n",
+            page::GOLD_RUN,
+            page::GOLD_BASELINE
+        ));
+    }
+    if s.page.captured.is_some() {
+        out.push_str(&format!("captured_state = \"{}\"\n", page::CAPTURED));
+    }
     let w = |(a, b): (Micros, Micros)| {
         format!("[\"{}\", \"{}\"]", format_seconds(a), format_seconds(b))
     };
@@ -1040,6 +1078,7 @@ pub fn incident_toml(
         }
     }
     out.push_str("\n[cache]\nnamespace = \"ns:{index_hash}:{prompt_ver}\"\n");
+    out.push_str(&page::incident_sections(s));
     out
 }
 
@@ -1050,7 +1089,7 @@ pub enum Naming {
     OpenTelemetry,
 }
 
-fn dict(values: impl Iterator<Item = Option<String>>) -> ArrayRef {
+pub(crate) fn dict(values: impl Iterator<Item = Option<String>>) -> ArrayRef {
     let mut b = StringDictionaryBuilder::<Int32Type>::new();
     for v in values {
         match v {
@@ -1061,8 +1100,34 @@ fn dict(values: impl Iterator<Item = Option<String>>) -> ArrayRef {
     Arc::new(b.finish())
 }
 
-fn strings(values: impl Iterator<Item = Option<String>>) -> ArrayRef {
+pub(crate) fn strings(values: impl Iterator<Item = Option<String>>) -> ArrayRef {
     Arc::new(values.collect::<StringArray>())
+}
+
+/// The timestamp column: `ts` in milliseconds, or OpenTelemetry's `timestamp` as RFC 3339 text.
+pub(crate) fn ts_column(
+    naming: Naming,
+    ts: impl Iterator<Item = Micros>,
+) -> (&'static str, ArrayRef) {
+    match naming {
+        Naming::OpenTelemetry => ("timestamp", strings(ts.map(|t| Some(format_millis(t))))),
+        Naming::Canonical => (
+            "ts",
+            Arc::new(
+                TimestampMillisecondArray::from_iter_values(ts.map(|t| t / 1000))
+                    .with_timezone("+00:00"),
+            ),
+        ),
+    }
+}
+
+/// The column name of pin `p` (OpenTelemetry names two of them by semantic convention).
+pub(crate) fn pin_column(naming: Naming, p: usize) -> &'static str {
+    match (naming, PIN_NAMES[p]) {
+        (Naming::OpenTelemetry, "model_ver") => "gen_ai.response.model",
+        (Naming::OpenTelemetry, "git_sha") => "vcs.ref.head.revision",
+        (_, n) => n,
+    }
 }
 
 /// Requests as one Arrow batch. Pins, region and cache namespace are dictionary-encoded, as a
@@ -1075,20 +1140,8 @@ pub fn requests_batch(rows: &[Request], naming: Naming) -> RecordBatch {
         fields.push(Field::new(name, arr.data_type().clone(), true));
         columns.push(arr);
     };
-    if otel {
-        add(
-            "timestamp",
-            strings(rows.iter().map(|r| Some(format_millis(r.ts)))),
-        );
-    } else {
-        add(
-            "ts",
-            Arc::new(
-                TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.ts / 1000))
-                    .with_timezone("+00:00"),
-            ),
-        );
-    }
+    let (name, ts) = ts_column(naming, rows.iter().map(|r| r.ts));
+    add(name, ts);
     add(
         "request_id",
         strings(rows.iter().map(|r| Some(r.request_id.clone()))),
@@ -1104,14 +1157,9 @@ pub fn requests_batch(rows: &[Request], naming: Naming) -> RecordBatch {
         "user_id",
         strings(rows.iter().map(|r| Some(r.user_id.clone()))),
     );
-    for (p, name) in PIN_NAMES.iter().enumerate() {
-        let name = match (otel, *name) {
-            (true, "model_ver") => "gen_ai.response.model",
-            (true, "git_sha") => "vcs.ref.head.revision",
-            (_, n) => n,
-        };
+    for p in 0..PIN_NAMES.len() {
         add(
-            name,
+            pin_column(naming, p),
             dict(
                 rows.iter()
                     .map(|r| Some(r.pins[p].clone()).filter(|v| !v.is_empty())),
@@ -1177,6 +1225,30 @@ pub fn requests_batch(rows: &[Request], naming: Naming) -> RecordBatch {
         "lambda_state",
         dict(rows.iter().map(|r| Some(r.lambda_state.clone()))),
     );
+    if rows.iter().any(|r| r.server_flags.is_some()) {
+        add(
+            "server_flags",
+            dict(rows.iter().map(|r| r.server_flags.clone())),
+        );
+        add(
+            "client_flags",
+            dict(rows.iter().map(|r| r.client_flags.clone())),
+        );
+    }
+    if rows.iter().any(|r| r.queue_wait_ms.is_some()) {
+        add(
+            "queue_wait_ms",
+            Arc::new(
+                rows.iter()
+                    .map(|r| r.queue_wait_ms)
+                    .collect::<Float64Array>(),
+            ),
+        );
+        add(
+            "breaker_state",
+            dict(rows.iter().map(|r| r.breaker_state.clone())),
+        );
+    }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("consistent batch")
 }
 
@@ -1215,6 +1287,7 @@ pub enum OutFormat {
     Parquet,
     ArrowFile,
     ArrowStream,
+    Csv,
     CsvGz,
     Ndjson,
     NdjsonZst,
@@ -1226,6 +1299,7 @@ impl OutFormat {
             OutFormat::Parquet => "parquet",
             OutFormat::ArrowFile => "arrow",
             OutFormat::ArrowStream => "arrows",
+            OutFormat::Csv => "csv",
             OutFormat::CsvGz => "csv.gz",
             OutFormat::Ndjson => "jsonl",
             OutFormat::NdjsonZst => "jsonl.zst",
@@ -1238,7 +1312,7 @@ impl OutFormat {
             OutFormat::Parquet => "parquet",
             OutFormat::ArrowFile => "arrow",
             OutFormat::ArrowStream => "arrow-stream",
-            OutFormat::CsvGz => "csv",
+            OutFormat::Csv | OutFormat::CsvGz => "csv",
             OutFormat::Ndjson | OutFormat::NdjsonZst => "ndjson",
         }
     }
@@ -1299,6 +1373,15 @@ pub fn write_batches(
             }
             w.finish()?;
         }
+        OutFormat::Csv => {
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(file);
+            for b in batches {
+                w.write(&plain(b)?)?;
+            }
+            w.into_inner().flush()?;
+        }
         OutFormat::CsvGz => {
             let gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
             let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(gz);
@@ -1343,6 +1426,26 @@ pub fn fixture_scenarios() -> Vec<Scenario> {
         effects_on_failed_requests: 2,
         ..Faults::default()
     };
+    demo.page = page::Page {
+        // us-east flipped four minutes after the others.
+        region_flips: vec![("us-east", demo.flip_at + 4 * MICROS_PER_MINUTE)],
+        flags: true,
+        client_flag_stale: 4,
+        backpressure: true,
+        post_queue_factor: 1.1,
+        gold: Some(page::GoldSpec {
+            questions: 40,
+            regressed: 1,
+            superseded_decoy: true,
+            ..page::GoldSpec::default()
+        }),
+        captured: Some(page::CapturedSpec {
+            after_flip: false,
+            pins_named: 8,
+            mismatched: 0,
+        }),
+        ..page::Page::default()
+    };
     demo.statuses = &[
         ("pins", "fail"),
         ("cache_rotation", "fail"),
@@ -1354,6 +1457,10 @@ pub fn fixture_scenarios() -> Vec<Scenario> {
         ("latency", "pass"),
         ("quality", "pass"),
         ("evidence", "pass"),
+        ("flag_drift", "warn"),
+        ("backpressure", "pass"),
+        ("gold_set", "warn"),
+        ("captured_state", "pass"),
     ];
     demo.verdict = "fail";
     out.push(demo);
@@ -1471,6 +1578,111 @@ pub fn fixture_scenarios() -> Vec<Scenario> {
     s.verdict = "warn";
     out.push(s);
 
+    // The rest of the rollback page.
+    let mut s = Scenario::rollback(
+        "region-flips",
+        "ap-south flipped six minutes after the others",
+        31,
+    );
+    s.page = page::Page {
+        // Its bad pins, bad namespace and flag until its own flip must not count.
+        region_flips: vec![("ap-south", s.flip_at + 6 * MICROS_PER_MINUTE)],
+        flags: true,
+        backpressure: true,
+        // Throttling in the baseline and breakers open during the incident: not the rollback's.
+        baseline_429: true,
+        post_queue_factor: 1.0,
+        captured: Some(page::CapturedSpec {
+            after_flip: false,
+            pins_named: 8,
+            mismatched: 0,
+        }),
+        ..page::Page::default()
+    };
+    s.statuses = &[
+        ("pins", "pass"),
+        ("cache_rotation", "pass"),
+        ("mixed_versions", "pass"),
+        ("flag_drift", "pass"),
+        ("backpressure", "pass"),
+        ("captured_state", "pass"),
+        ("gold_set", "skip"),
+    ];
+    out.push(s);
+
+    let mut s = Scenario::rollback(
+        "flag-drift",
+        "the kill switch did not reach every server",
+        32,
+    );
+    s.page = page::Page {
+        flags: true,
+        server_flag_wrong: 3,
+        client_flag_stale: 5,
+        ..page::Page::default()
+    };
+    s.statuses = &[
+        ("flag_drift", "fail"),
+        ("pins", "pass"),
+        ("backpressure", "skip"),
+    ];
+    s.verdict = "fail";
+    out.push(s);
+
+    let mut s = Scenario::rollback(
+        "backpressure",
+        "429s for twelve minutes, queues still long, breakers open",
+        33,
+    );
+    s.page = page::Page {
+        backpressure: true,
+        storm_minutes_after_flip: 12,
+        post_queue_factor: 2.5,
+        breaker_open_at_end: 4,
+        ..page::Page::default()
+    };
+    s.statuses = &[
+        ("backpressure", "fail"),
+        ("error_recovery", "fail"),
+        ("flag_drift", "skip"),
+    ];
+    s.verdict = "fail";
+    out.push(s);
+
+    let mut s = Scenario::rollback(
+        "gold-set",
+        "the gold set regressed and the state was captured late",
+        34,
+    );
+    s.page = page::Page {
+        gold: Some(page::GoldSpec {
+            questions: 60,
+            missing: 2,
+            regressed: 3,
+            pin_violations: 2,
+            superseded_decoy: true,
+        }),
+        captured: Some(page::CapturedSpec {
+            after_flip: true,
+            pins_named: 6,
+            mismatched: 1,
+        }),
+        ..page::Page::default()
+    };
+    s.statuses = &[("gold_set", "fail"), ("captured_state", "warn")];
+    s.verdict = "fail";
+    out.push(s);
+
+    let mut s = Scenario::rollback(
+        "early-unfreeze",
+        "writers unfrozen three minutes after errors recovered",
+        35,
+    );
+    s.freeze = Some((t("2026-11-27T10:10:00Z"), t("2026-11-27T10:20:00Z")));
+    s.statuses = &[("writer_freeze", "warn"), ("error_recovery", "pass")];
+    s.verdict = "warn";
+    out.push(s);
+
     let mut s = Scenario::canary("canary-pass", "prompt pack v7 canary, healthy", 21);
     s.statuses = &[
         ("pins", "pass"),
@@ -1547,6 +1759,7 @@ pub fn write_scenario(
             mapping,
         ),
     )?;
+    page::write_files(s, dir, naming)?;
     let mut expected = serde_json::to_string_pretty(&expected(s, &requests, &receipts))?;
     expected.push('\n');
     std::fs::write(dir.join("expected.json"), expected)?;

@@ -61,11 +61,19 @@ pub fn audit(
     let (ctx, tables) = prepare(incident, overrides, options.series)?;
     let kernels = kernels_of(&ctx);
     let files: Vec<&ingest::SourceFile> = tables.all().flat_map(|t| t.files.iter()).collect();
+    let roles: Vec<&'static str> = tables
+        .all()
+        .flat_map(|t| t.files.iter().map(move |_| t.role))
+        .collect();
     let (hashes, run) = rayon::join(
         || hash_files(&files, options.hash_inputs),
-        || run_stages(&ctx, &tables, &kernels, progress, &timings),
+        || {
+            let stages = run_stages(&ctx, &tables, &kernels, progress, &timings)?;
+            let gold = read_gold(&tables)?;
+            Ok::<_, InputError>((stages, gold))
+        },
     );
-    let (states, counts) = run?;
+    let ((states, counts), (gold, gold_counts)) = run?;
     let hashes = hashes?;
     timings.mark("passes, samples and hashes");
 
@@ -75,11 +83,27 @@ pub fn audit(
             .receipts
             .as_ref()
             .map(|plan| totals(plan, &counts.receipts)),
+        gold: match (&tables.gold, &tables.gold_baseline) {
+            (Some(run), Some(base)) if gold.is_some() => {
+                let (a, b) = gold_counts.split_at(run.files.len());
+                let (a, b) = (totals(run, a), totals(base, b));
+                Some(TableTotals {
+                    files: a.files + b.files,
+                    rows: a.rows + b.rows,
+                    rejected: a.rejected + b.rejected,
+                    dropped: a.dropped + b.dropped,
+                })
+            }
+            _ => None,
+        },
+        captured: tables.captured.is_some(),
     };
     let finish = Finish {
         ctx: &ctx,
         states: &states,
         inputs: &totals,
+        gold: gold.as_ref(),
+        captured: tables.captured.as_ref(),
     };
     let results: Vec<CheckResult> = checks::of_mode(ctx.plan.mode())
         .map(|check| (check.finish)(&finish))
@@ -87,15 +111,22 @@ pub fn audit(
     let rows = states.get::<checks::rows::RowsKernel>();
     let inputs = files
         .iter()
-        .zip(counts.requests.iter().chain(&counts.receipts))
+        .zip(roles)
+        .zip(
+            counts
+                .requests
+                .iter()
+                .chain(&counts.receipts)
+                .chain(&gold_counts),
+        )
         .zip(hashes)
-        .map(|((file, counts), sha256)| {
+        .map(|(((file, role), counts), sha256)| {
             let object = match &file.location {
                 ingest::location::Location::Remote(r) => Some(r.as_ref()),
                 ingest::location::Location::Local(_) => None,
             };
             InputReport {
-                role: file.table.name(),
+                role,
                 path: file.display.clone(),
                 format: file.source.name(),
                 compression: file.compression.map(|c| c.name()),
@@ -111,6 +142,24 @@ pub fn audit(
             }
         })
         .collect();
+    let mut inputs: Vec<InputReport> = inputs;
+    if let Some(c) = &tables.captured {
+        inputs.push(InputReport {
+            role: "captured_state",
+            path: c.path.clone(),
+            format: c.format,
+            compression: None,
+            rows: 1,
+            rows_rejected: 0,
+            rows_dropped: 0,
+            sha256: Some(c.sha256.clone()),
+            url: None,
+            size: None,
+            etag: None,
+            last_modified: None,
+            version_id: None,
+        });
+    }
     let accounting = RowAccounting {
         requests_read: totals.requests.rows,
         requests_rejected: totals.requests.rejected,
@@ -167,6 +216,7 @@ pub fn audit(
         },
     );
     report.evidence = evidence;
+    report.captured_state = tables.captured.as_ref().map(|c| c.content.clone());
     Ok(report)
 }
 
@@ -285,6 +335,8 @@ pub(crate) fn prepare(
             receipts: tables.receipts.as_ref().map(|r| r.present.clone()),
         },
         series,
+        flags: incident.flags.clone(),
+        captured_state: tables.captured.is_some(),
     };
     Ok((ctx, tables))
 }
@@ -466,8 +518,12 @@ fn missing_columns_problem(
     };
     Problem::new(
         format!(
-            "{what} ({}) among the requests' columns ({})",
+            "{what} ({}) among the {} columns ({})",
             names.join(", "),
+            match table.role {
+                "requests" | "receipts" => format!("{}'", table.role),
+                other => format!("{other} file's"),
+            },
             ingest::list_columns(columns)
         ),
         "the columns the incident names, or a mapping to them",
@@ -503,6 +559,11 @@ pub(crate) struct Tables {
     requests: TablePlan,
     /// `None` when no receipts were given.
     receipts: Option<TablePlan>,
+    /// The gold set after the rollback and on the last known good stack, when given.
+    gold: Option<TablePlan>,
+    gold_baseline: Option<TablePlan>,
+    /// The state dump made before the flip, when given.
+    captured: Option<ingest::captured::CapturedState>,
 }
 
 impl Tables {
@@ -513,10 +574,57 @@ impl Tables {
         }
     }
 
-    /// Requests first, then receipts: the order of the report's `inputs`.
+    /// Requests first, then receipts, then the gold files: the order of the report's `inputs`.
     fn all(&self) -> impl Iterator<Item = &TablePlan> {
-        std::iter::once(&self.requests).chain(self.receipts.as_ref())
+        std::iter::once(&self.requests)
+            .chain(self.receipts.as_ref())
+            .chain(self.gold.as_ref())
+            .chain(self.gold_baseline.as_ref())
     }
+}
+
+/// Reads the gold files (small: a gold set is hundreds of questions) into one row per question,
+/// with each file's counts.
+fn read_gold(
+    tables: &Tables,
+) -> Result<(Option<checks::gold_set::Gold>, Vec<UnitCounts>), InputError> {
+    let (Some(run), Some(base)) = (&tables.gold, &tables.gold_baseline) else {
+        return Ok((None, Vec::new()));
+    };
+    let wanted = checks::gold_set::COLUMNS;
+    type Side = (checks::gold_set::GoldSide, Vec<UnitCounts>);
+    let read = |plan: &TablePlan| -> Result<Side, InputError> {
+        let empty = || -> Side {
+            (
+                checks::gold_set::GoldSide::default(),
+                vec![UnitCounts::default(); plan.files.len()],
+            )
+        };
+        plan.units()
+            .par_iter()
+            .try_fold(empty, |(mut side, mut counts), unit| {
+                let c = plan.read_unit(*unit, &wanted, |batch| side.update(batch))?;
+                counts[unit.file].add(&c);
+                Ok::<Side, InputError>((side, counts))
+            })
+            .try_reduce(empty, |(mut a, mut ac), (b, bc)| {
+                a.merge(b);
+                for (x, y) in ac.iter_mut().zip(&bc) {
+                    x.add(y);
+                }
+                Ok((a, ac))
+            })
+    };
+    let (run_side, mut counts) = read(run)?;
+    let (base_side, base_counts) = read(base)?;
+    counts.extend(base_counts);
+    Ok((
+        Some(checks::gold_set::Gold {
+            run: run_side,
+            baseline: base_side,
+        }),
+        counts,
+    ))
 }
 
 /// Per-file counts of the two main passes.
@@ -538,9 +646,22 @@ fn plan_tables(
 ) -> Tables {
     let (request_files, receipt_files, mapping) =
         resolve_inputs(incident_path, inputs, overrides, problems);
-    let requests = ingest::plan(Table::Requests, request_files, &mapping, problems);
-    let receipts = (!receipt_files.is_empty())
-        .then(|| ingest::plan(Table::Receipts, receipt_files, &mapping, problems));
+    let requests = ingest::plan(
+        Table::Requests,
+        "requests",
+        request_files,
+        &mapping,
+        problems,
+    );
+    let receipts = (!receipt_files.is_empty()).then(|| {
+        ingest::plan(
+            Table::Receipts,
+            "receipts",
+            receipt_files,
+            &mapping,
+            problems,
+        )
+    });
     if mode == Some(Mode::Canary)
         && !requests.present.contains(&Col::Arm)
         && !requests.files.is_empty()
@@ -551,7 +672,61 @@ fn plan_tables(
                 .hint("canary mode compares arms; map the column in the mapping file, e.g. [requests] arm = \"deployment\""),
         );
     }
-    Tables { requests, receipts }
+    let base = incident_path.parent().unwrap_or(Path::new(""));
+    let gold_plan = |specs: &Vec<InputSpec>, role: &'static str, problems: &mut Vec<Problem>| {
+        if specs.is_empty() {
+            return None;
+        }
+        let files = ingest::resolve(role, specs, base, true, problems);
+        let plan = ingest::plan(Table::Requests, role, files, &mapping, problems);
+        if !plan.files.is_empty() && !plan.present.contains(&Col::QuestionId) {
+            problems.push(
+                missing_columns_problem(
+                    "no question id",
+                    &[Col::QuestionId],
+                    &plan.source_columns(),
+                    &plan,
+                    "gold rows are ts, question_id, delta_s, coverage, lambda_state and pins",
+                )
+                .column("question_id"),
+            );
+        }
+        Some(plan)
+    };
+    let gold = gold_plan(&inputs.gold, "gold", problems);
+    let gold_baseline = gold_plan(&inputs.gold_baseline, "gold_baseline", problems);
+    if gold.is_some() != gold_baseline.is_some() {
+        problems.push(
+            Problem::new(
+                "one gold file without the other",
+                "[inputs] gold and gold_baseline together",
+            )
+            .column(if gold.is_some() {
+                "inputs.gold_baseline"
+            } else {
+                "inputs.gold"
+            })
+            .hint("the gold set is compared with the same questions on the last known good stack"),
+        );
+    }
+    let captured =
+        inputs
+            .captured_state
+            .as_ref()
+            .and_then(|p| match ingest::captured::load(base, p) {
+                Ok(c) => Some(c),
+                Err(found) => {
+                    problems.extend(found);
+                    None
+                }
+            });
+    Tables {
+        requests,
+        receipts,
+        gold,
+        gold_baseline,
+        captured,
+    }
 }
 
 fn resolve_inputs(
@@ -593,14 +768,14 @@ fn resolve_inputs(
         );
     }
     let request_files = ingest::resolve(
-        Table::Requests,
+        Table::Requests.name(),
         &requests,
         &requests_base,
         requests_in_file,
         problems,
     );
     let receipt_files = ingest::resolve(
-        Table::Receipts,
+        Table::Receipts.name(),
         &receipts,
         &receipts_base,
         receipts_in_file,

@@ -51,6 +51,13 @@ pub(crate) struct Thresholds {
     pub(crate) coverage_drop_max: f64,
     pub(crate) lambda_flip_rate_max: f64,
     pub(crate) min_requests: u64,
+    /// `backpressure`: a minute with at least this share of 429s is part of a storm.
+    pub(crate) storm_429_rate: f64,
+    pub(crate) queue_wait_p95_ratio_max: f64,
+    /// `gold_set`: a question whose ΔS rose by more than this regressed.
+    pub(crate) gold_delta_s_regress: f64,
+    /// `writer_freeze`: minutes green must hold before writers are unfrozen.
+    pub(crate) green_hold_minutes: f64,
 }
 
 impl Default for Thresholds {
@@ -66,13 +73,17 @@ impl Default for Thresholds {
             coverage_drop_max: 0.10,
             lambda_flip_rate_max: 0.20,
             min_requests: 200,
+            storm_429_rate: 0.05,
+            queue_wait_p95_ratio_max: 2.0,
+            gold_delta_s_regress: 0.10,
+            green_hold_minutes: 10.0,
         }
     }
 }
 
 impl Thresholds {
     /// Every threshold by name with its value, in the order of [`THRESHOLD_KEYS`].
-    pub(crate) fn entries(&self) -> [(&'static str, f64); 10] {
+    pub(crate) fn entries(&self) -> [(&'static str, f64); 14] {
         [
             ("error_rate_max", self.error_rate_max),
             (
@@ -87,6 +98,10 @@ impl Thresholds {
             ("coverage_drop_max", self.coverage_drop_max),
             ("lambda_flip_rate_max", self.lambda_flip_rate_max),
             ("min_requests", self.min_requests as f64),
+            ("storm_429_rate", self.storm_429_rate),
+            ("queue_wait_p95_ratio_max", self.queue_wait_p95_ratio_max),
+            ("gold_delta_s_regress", self.gold_delta_s_regress),
+            ("green_hold_minutes", self.green_hold_minutes),
         ]
     }
 }
@@ -97,6 +112,11 @@ pub(crate) struct InputPaths {
     pub(crate) requests: Vec<InputSpec>,
     pub(crate) receipts: Vec<InputSpec>,
     pub(crate) mapping: Option<String>,
+    /// The gold set run after the rollback, and the same questions on the last known good stack.
+    pub(crate) gold: Vec<InputSpec>,
+    pub(crate) gold_baseline: Vec<InputSpec>,
+    /// The state dump made before the flip (TOML or JSON).
+    pub(crate) captured_state: Option<String>,
 }
 
 /// A validated incident file.
@@ -109,6 +129,8 @@ pub struct Incident {
     pub(crate) inputs: InputPaths,
     pub(crate) thresholds: Thresholds,
     pub(crate) plan: Plan,
+    /// `[flags]`: the state every listed flag must be in after the rollback.
+    pub(crate) flags: Vec<(String, String)>,
 }
 
 #[derive(Deserialize)]
@@ -125,6 +147,8 @@ struct RawIncident {
     cache: Option<RawCache>,
     thresholds: Option<toml::Table>,
     canary: Option<RawCanary>,
+    flip_at_by_region: Option<toml::Table>,
+    flags: Option<toml::Table>,
 }
 
 #[derive(Deserialize)]
@@ -133,6 +157,9 @@ struct RawInputs {
     requests: Option<OneOrMany>,
     receipts: Option<OneOrMany>,
     mapping: Option<String>,
+    gold: Option<OneOrMany>,
+    gold_baseline: Option<OneOrMany>,
+    captured_state: Option<String>,
 }
 
 /// `requests = "a.parquet"`, `["a", "b"]`, `{ path = "access.log*", format = "ndjson" }`, or a
@@ -231,6 +258,10 @@ pub(crate) const THRESHOLD_KEYS: &[&str] = &[
     "coverage_drop_max",
     "lambda_flip_rate_max",
     "min_requests",
+    "storm_429_rate",
+    "queue_wait_p95_ratio_max",
+    "gold_delta_s_regress",
+    "green_hold_minutes",
 ];
 
 impl Incident {
@@ -651,6 +682,10 @@ fn apply_thresholds(
             "coverage_min" => t.coverage_min = number,
             "coverage_drop_max" => t.coverage_drop_max = number,
             "lambda_flip_rate_max" => t.lambda_flip_rate_max = number,
+            "storm_429_rate" => t.storm_429_rate = number,
+            "queue_wait_p95_ratio_max" => t.queue_wait_p95_ratio_max = number,
+            "gold_delta_s_regress" => t.gold_delta_s_regress = number,
+            "green_hold_minutes" => t.green_hold_minutes = number,
             "recovery_within_minutes" | "min_requests" if !whole(number) => problems.push(problem(
                 path,
                 &key,
@@ -695,10 +730,20 @@ fn build(
                 .map(|r| r.into_specs(path, "receipts", problems))
                 .unwrap_or_default(),
             mapping: inputs.mapping,
+            gold: inputs
+                .gold
+                .map(|r| r.into_specs(path, "gold", problems))
+                .unwrap_or_default(),
+            gold_baseline: inputs
+                .gold_baseline
+                .map(|r| r.into_specs(path, "gold_baseline", problems))
+                .unwrap_or_default(),
+            captured_state: inputs.captured_state,
         },
         None => InputPaths::default(),
     };
     let thresholds = parse_thresholds(path, raw.thresholds.as_ref(), problems);
+    let flags = parse_flags(path, raw.flags.as_ref(), problems);
     let common = Common {
         path,
         template: raw.cache.map(|c| c.namespace),
@@ -715,7 +760,13 @@ fn build(
                     "set mode = \"canary\" or remove [canary]",
                 ));
             }
-            rollback_plan(&common, raw.flip_at.as_ref(), raw.windows, problems)
+            rollback_plan(
+                &common,
+                raw.flip_at.as_ref(),
+                raw.flip_at_by_region.as_ref(),
+                raw.windows,
+                problems,
+            )
         }
         Mode::Canary => {
             if raw.flip_at.is_some() {
@@ -726,6 +777,20 @@ fn build(
                     "no flip: a canary compares two arms side by side",
                     "remove `flip_at`, or leave `mode` out for a rollback audit",
                 ));
+            }
+            for (key, given) in [
+                ("flip_at_by_region", raw.flip_at_by_region.is_some()),
+                ("flags", raw.flags.is_some()),
+            ] {
+                if given {
+                    problems.push(problem(
+                        path,
+                        key,
+                        format!("[{key}] in a canary audit"),
+                        "rollback-only settings in a rollback audit",
+                        "remove it, or leave `mode` out for a rollback audit",
+                    ));
+                }
             }
             if raw.windows.is_some() {
                 problems.push(problem(
@@ -747,6 +812,7 @@ fn build(
         inputs: inputs.clone(),
         thresholds,
         plan,
+        flags,
     });
     (incident, inputs)
 }
@@ -758,14 +824,76 @@ struct Common<'a> {
     expected: toml::Table,
 }
 
+/// `[flags]`: flag name → the state it must be in (a string; `true`/`false` and numbers are
+/// written as text).
+fn parse_flags(
+    path: &Path,
+    flags: Option<&toml::Table>,
+    problems: &mut Vec<Problem>,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (name, value) in flags.into_iter().flatten() {
+        let state = match value {
+            toml::Value::String(s) => s.trim().to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Integer(i) => i.to_string(),
+            other => {
+                problems.push(problem(
+                    path,
+                    &format!("flags.{name}"),
+                    format!("`{other}`"),
+                    "the flag's state as a string, e.g. \"off\"",
+                    "write e.g. prompt_pack_vNplus1 = \"off\"",
+                ));
+                continue;
+            }
+        };
+        if name.contains(['=', ',', ';']) || state.contains([',', ';']) {
+            problems.push(problem(
+                path,
+                &format!("flags.{name}"),
+                format!("`{name} = {state}`"),
+                "a flag name without `=`, `,` or `;`, and a state without `,` or `;`",
+                "flags are logged as name=value pairs separated by `,` or `;`",
+            ));
+            continue;
+        }
+        out.push((name.trim().to_string(), state));
+    }
+    out.sort();
+    if out.len() > crate::checks::flag_drift::MAX_FLAGS {
+        problems.push(problem(
+            path,
+            "flags",
+            format!("{} flags", out.len()),
+            &format!("at most {} flags", crate::checks::flag_drift::MAX_FLAGS),
+            "list the flags the rollback switched; the others are not evidence of this incident",
+        ));
+        out.truncate(crate::checks::flag_drift::MAX_FLAGS);
+    }
+    out
+}
+
 fn rollback_plan(
     c: &Common<'_>,
     flip_at: Option<&toml::Value>,
+    by_region: Option<&toml::Table>,
     windows: Option<RawWindows>,
     problems: &mut Vec<Problem>,
 ) -> Option<Plan> {
     let path = c.path;
     let flip = flip_at.and_then(|v| parse_time(path, "flip_at", v, problems));
+    let mut flip_by_region = std::collections::BTreeMap::new();
+    for (region, value) in by_region.into_iter().flatten() {
+        if let Some(t) = parse_time(
+            path,
+            &format!("flip_at_by_region.{region}"),
+            value,
+            problems,
+        ) {
+            flip_by_region.insert(region.clone(), t);
+        }
+    }
     if flip_at.is_none() {
         problems.push(problem(
             path,
@@ -835,6 +963,21 @@ fn rollback_plan(
             ));
         }
     }
+    if let Some(b) = baseline {
+        for (region, t) in flip_by_region.iter().filter(|(_, t)| **t < b.end) {
+            problems.push(problem(
+                path,
+                &format!("flip_at_by_region.{region}"),
+                format!(
+                    "a flip at {} before the baseline ends at {}",
+                    format_seconds(*t),
+                    format_seconds(b.end)
+                ),
+                "a region flip at or after the end of the baseline",
+                "the baseline is known-good traffic from before the bad rollout; a region cannot have rolled back inside it",
+            ));
+        }
+    }
     let pins = parse_pin_set(
         path,
         "expected_pins",
@@ -856,6 +999,7 @@ fn rollback_plan(
         post_is_default: post.is_none(),
         freeze,
         pins: [pins],
+        flip_by_region,
     }))
 }
 

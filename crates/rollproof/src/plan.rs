@@ -48,6 +48,20 @@ pub(crate) struct Rollback {
     pub(crate) freeze: Option<Window>,
     /// One set: the last known good pins.
     pub(crate) pins: [PinSet; 1],
+    /// `[flip_at_by_region]`: a region listed here flips at its own instant; the others (and
+    /// requests without a region) at `flip_at`.
+    pub(crate) flip_by_region: std::collections::BTreeMap<String, Micros>,
+}
+
+impl Rollback {
+    /// The flip of `region` (its own, else `flip_at`).
+    #[inline]
+    pub(crate) fn flip_of(&self, region: Option<&str>) -> Micros {
+        region
+            .and_then(|r| self.flip_by_region.get(r))
+            .copied()
+            .unwrap_or(self.flip_at)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -179,6 +193,10 @@ pub(crate) struct Ctx {
     pub(crate) columns: Columns,
     /// Build the per-minute series (only the HTML report draws them).
     pub(crate) series: bool,
+    /// `[flags]`: flag name → the state it must be in after the rollback, sorted by name.
+    pub(crate) flags: Vec<(String, String)>,
+    /// Whether a captured-state file was given (the pins live before the flip are then counted).
+    pub(crate) captured_state: bool,
 }
 
 impl Ctx {

@@ -185,6 +185,15 @@ struct Tally {
     values: BTreeMap<Col, Values>,
     /// Requests with an arm: per arm, per pin, the values.
     by_arm: BTreeMap<String, BTreeMap<Col, Values>>,
+    /// Requests with a region: per region, rows per minute and the pins' values (to guess a
+    /// region that flipped late).
+    by_region: BTreeMap<String, RegionTally>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct RegionTally {
+    per_minute: BTreeMap<i64, u64>,
+    pins: BTreeMap<Col, Values>,
 }
 
 impl Tally {
@@ -206,6 +215,29 @@ impl Tally {
                 .or_default() += 1;
         }
         let arms = batch.str(Col::Arm);
+        let regions = batch.str(Col::Region);
+        // Per row, the region's tally (None: no region, or past MAX_VALUES regions).
+        let mut slots: Vec<Option<String>> = Vec::new();
+        if let Some(regions) = &regions {
+            slots = (0..ts.len())
+                .map(|i| {
+                    let r = regions.get(i)?;
+                    (self.by_region.contains_key(r) || self.by_region.len() < MAX_VALUES)
+                        .then(|| r.to_string())
+                })
+                .collect();
+            for (slot, &t) in slots.iter().zip(ts) {
+                if let Some(r) = slot {
+                    *self
+                        .by_region
+                        .entry(r.clone())
+                        .or_default()
+                        .per_minute
+                        .entry(t.div_euclid(MICROS_PER_MINUTE))
+                        .or_default() += 1;
+                }
+            }
+        }
         for &col in cols {
             let Some(column) = batch.str(col) else {
                 continue;
@@ -218,6 +250,12 @@ impl Tally {
             }
             if !PIN_COLUMNS.contains(&col) {
                 continue;
+            }
+            for (i, slot) in slots.iter().enumerate() {
+                if let (Some(r), Some(v)) = (slot, column.get(i)) {
+                    let tally = self.by_region.get_mut(r).expect("counted above");
+                    tally.pins.entry(col).or_default().offer(v, ts[i]);
+                }
             }
             if let Some(arms) = &arms {
                 for (i, &t) in ts.iter().enumerate() {
@@ -252,6 +290,18 @@ impl Tally {
             let mine = self.by_arm.entry(arm).or_default();
             for (col, values) in pins {
                 mine.entry(col).or_default().merge(values);
+            }
+        }
+        for (region, tally) in other.by_region {
+            if !self.by_region.contains_key(&region) && self.by_region.len() >= MAX_VALUES {
+                continue;
+            }
+            let mine = self.by_region.entry(region).or_default();
+            for (m, n) in tally.per_minute {
+                *mine.per_minute.entry(m).or_default() += n;
+            }
+            for (col, values) in tally.pins {
+                mine.pins.entry(col).or_default().merge(values);
             }
         }
         self
@@ -317,8 +367,14 @@ pub fn survey(
     };
     let mut inspected = Vec::new();
     for (table, patterns) in [(Table::Requests, requests), (Table::Receipts, receipts)] {
-        let files = ingest::resolve(table, &specs(patterns), Path::new(""), false, &mut problems);
-        inspected.push(ingest::inspect_all(table, files, mapping_file.spans));
+        let files = ingest::resolve(
+            table.name(),
+            &specs(patterns),
+            Path::new(""),
+            false,
+            &mut problems,
+        );
+        inspected.push(ingest::inspect_all(files, mapping_file.spans));
     }
     if !problems.is_empty() {
         return Err(InputError { problems });
@@ -339,7 +395,7 @@ pub fn survey(
         if patterns.is_empty() {
             continue;
         }
-        let plan = ingest::plan_inspected(table, files, &mapping_file, &mut problems);
+        let plan = ingest::plan_inspected(table, table.name(), files, &mapping_file, &mut problems);
         tables.push((patterns.to_vec(), plan));
     }
     if !problems.is_empty() {
@@ -458,6 +514,50 @@ struct RollbackGuess {
     flip: Option<Micros>,
     /// The pins that changed during the incident, with the value most off-pin requests carried.
     changed: Vec<(Col, String)>,
+    /// Regions whose own guessed flip differs from `flip`, sorted by region.
+    region_flips: Vec<(String, Micros)>,
+}
+
+/// Per minute, the largest share of requests off the last-known-good value of any pin.
+fn off_shares(
+    per_minute: &BTreeMap<i64, u64>,
+    values: &BTreeMap<Col, Values>,
+    lkg: &[(Col, String)],
+) -> Vec<(i64, f64)> {
+    per_minute
+        .iter()
+        .map(|(&minute, &total)| {
+            let share = lkg
+                .iter()
+                .filter_map(|(col, lkg)| {
+                    let off: u64 = values
+                        .get(col)?
+                        .seen
+                        .iter()
+                        .filter(|(v, _)| *v != lkg)
+                        .map(|(_, s)| s.per_minute.get(&minute).copied().unwrap_or(0))
+                        .sum();
+                    Some(off as f64 / total.max(1) as f64)
+                })
+                .fold(0.0, f64::max);
+            (minute, share)
+        })
+        .collect()
+}
+
+/// The flip guessed from per-minute off-pin shares: the end of the last minute in which at least
+/// half of the peak share (and at most a majority) was off the pins; `None` below the onset.
+fn flip_of(shares: &[(i64, f64)]) -> Option<Micros> {
+    let peak = shares.iter().map(|s| s.1).fold(0.0, f64::max);
+    if peak < ONSET_SHARE {
+        return None;
+    }
+    let level = MAJORITY_SHARE.min(peak / 2.0);
+    shares
+        .iter()
+        .rev()
+        .find(|s| s.1 >= level)
+        .map(|s| (s.0 + 1) * MICROS_PER_MINUTE)
 }
 
 impl TableSurvey {
@@ -477,6 +577,7 @@ impl TableSurvey {
             onset: None,
             flip: None,
             changed: Vec::new(),
+            region_flips: Vec::new(),
         };
         let Some((first, last)) = self.span_minutes() else {
             return guess;
@@ -490,33 +591,7 @@ impl TableSurvey {
                 guess.lkg.push((col, lkg.to_string()));
             }
         }
-        // Per minute: the largest share of requests off the last-known-good value of any pin.
-        let off_share = |minute: i64| -> f64 {
-            let total = self.tally.per_minute.get(&minute).copied().unwrap_or(0);
-            if total == 0 {
-                return 0.0;
-            }
-            guess
-                .lkg
-                .iter()
-                .map(|(col, lkg)| {
-                    let values = &self.tally.values[col];
-                    let off: u64 = values
-                        .seen
-                        .iter()
-                        .filter(|(v, _)| *v != lkg)
-                        .map(|(_, s)| s.per_minute.get(&minute).copied().unwrap_or(0))
-                        .sum();
-                    off as f64 / total as f64
-                })
-                .fold(0.0, f64::max)
-        };
-        let shares: Vec<(i64, f64)> = self
-            .tally
-            .per_minute
-            .keys()
-            .map(|&m| (m, off_share(m)))
-            .collect();
+        let shares = off_shares(&self.tally.per_minute, &self.tally.values, &guess.lkg);
         let peak = shares.iter().map(|s| s.1).fold(0.0, f64::max);
         if peak < ONSET_SHARE {
             return guess;
@@ -525,12 +600,16 @@ impl TableSurvey {
             .iter()
             .find(|s| s.1 >= ONSET_SHARE)
             .map(|s| s.0 * MICROS_PER_MINUTE);
-        let level = MAJORITY_SHARE.min(peak / 2.0);
-        guess.flip = shares
-            .iter()
-            .rev()
-            .find(|s| s.1 >= level)
-            .map(|s| (s.0 + 1) * MICROS_PER_MINUTE);
+        guess.flip = flip_of(&shares);
+        // A region rolled back on its own: its requests stayed off the pins after the others'.
+        for (region, tally) in &self.tally.by_region {
+            let own = flip_of(&off_shares(&tally.per_minute, &tally.pins, &guess.lkg));
+            if let (Some(own), Some(flip)) = (own, guess.flip) {
+                if own != flip && self.tally.by_region.len() > 1 {
+                    guess.region_flips.push((region.clone(), own));
+                }
+            }
+        }
         for (col, lkg) in &guess.lkg {
             let values = &self.tally.values[col];
             if let Some((bad, _)) = values.ranked().into_iter().find(|(v, _)| v != lkg) {
@@ -763,6 +842,14 @@ impl Survey {
                 )
             };
             let _ = writeln!(out, "{} = {}  # {note}", col.name(), quote(lkg));
+        }
+        if !guess.region_flips.is_empty() {
+            out.push_str(
+                "\n[flip_at_by_region]  # guess: these regions stayed off the pins after flip_at, until\n",
+            );
+            for (region, flip) in &guess.region_flips {
+                let _ = writeln!(out, "{} = {}", key(region), quote(&format_seconds(*flip)));
+            }
         }
     }
 

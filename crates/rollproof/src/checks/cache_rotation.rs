@@ -7,6 +7,7 @@ use crate::words::plural;
 use arrow::array::Array;
 use serde::{Deserialize, Serialize};
 
+use super::Lever;
 use super::{
     region_of, CheckInfo, CheckResult, CheckSpec, Event, EventKind, Evidence, Fields, Finish,
     Metric, Status, ROLLBACK, SAMPLE_CAP,
@@ -66,6 +67,7 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
             .into_iter()
             .collect()
     }),
+    lever: Some(|_| Some(Lever::AliasIndexBack)),
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

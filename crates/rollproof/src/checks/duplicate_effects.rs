@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::Lever;
 use super::{
     CheckInfo, CheckResult, CheckSpec, Evidence, Fields, Finish, Metric, Status, BOTH, SAMPLE_CAP,
 };
@@ -120,6 +121,7 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
         })
     }),
     events: None,
+    lever: Some(|_| Some(Lever::FenceAndReconcile)),
 };
 
 /// Phases an execution can fall in, for the breakdown of extra executions.

@@ -66,6 +66,7 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
         ))
     }),
     events: None,
+    lever: None,
 };
 
 fn finish(f: &Finish<'_>) -> CheckResult {

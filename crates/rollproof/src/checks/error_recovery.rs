@@ -89,6 +89,7 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
             _ => Vec::new(),
         }
     }),
+    lever: None,
 };
 
 /// Error shares per side, and per minute after the flip.
@@ -201,16 +202,7 @@ impl State {
     /// The smallest minute k from which every non-empty minute is under `max`; `None` when the last
     /// non-empty minute is not (the service never recovered within the data).
     pub(crate) fn recovery_minutes(&self, max: f64) -> Option<i64> {
-        let mut recovered_from = None;
-        for (&k, rate) in self.minutes.iter().rev() {
-            if rate.value().is_some_and(|r| r < max) {
-                recovered_from = Some(k);
-            } else {
-                // The first good minute after this bad one, or the next minute if it was empty.
-                return recovered_from.map(|_| k + 1);
-            }
-        }
-        recovered_from.map(|_| 0)
+        crate::stats::settled_from(&self.minutes, max)
     }
 }
 

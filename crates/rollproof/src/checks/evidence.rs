@@ -1,6 +1,7 @@
 //! `evidence`: what the postmortem can cite — inputs with row counts and hashes, expected pins,
 //! the root cause link.
 
+use super::Lever;
 use super::{CheckInfo, CheckResult, CheckSpec, Finish, Metric, Status, BOTH};
 use crate::plan::Mode;
 use crate::words::plural;
@@ -24,10 +25,10 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
     what_fails_it: "It never fails. It warns when root_cause_url is absent or a table the checks need is missing.",
     columns_it_needs: "none.",
     figures: &[
-        ("input_files", "Input files read (both tables)."),
-        ("input_rows", "Rows read from them."),
-        ("rows_rejected", "Rows without a usable ts (not used)."),
-        ("rows_dropped_by_mapping", "Rows the mapping's drop_if_missing left out."),
+        ("input_files", "Input files read: requests, receipts, gold files and the captured state."),
+        ("input_rows", "Rows read from the requests, receipts and gold files."),
+        ("rows_rejected", "Of those, rows without a usable ts (not used)."),
+        ("rows_dropped_by_mapping", "Of those, rows the mapping's drop_if_missing left out."),
         ("root_cause_url", "The incident file's root_cause_url, or null."),
         ("receipts_given", "Whether receipts were given."),
         ("expected_pins", "The pins named in [expected_pins]."),
@@ -36,6 +37,7 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
     region_column: None,
     impact: None,
     events: None,
+    lever: Some(|_| Some(Lever::CaptureEvidence)),
 };
 
 fn finish(f: &Finish<'_>) -> CheckResult {
@@ -52,12 +54,12 @@ fn finish(f: &Finish<'_>) -> CheckResult {
         status = Status::Warn;
         notes.push("no receipts table: the side-effect checks were skipped".to_string());
     }
-    let mut files = requests.files;
-    let mut rows = requests.rows;
-    if let Some(r) = receipts {
-        files += r.files;
-        rows += r.rows;
-    }
+    let tables = [Some(requests), receipts, f.inputs.gold.as_ref()];
+    let sum = |field: fn(&super::TableTotals) -> u64| -> u64 {
+        tables.iter().flatten().map(|t| field(t)).sum()
+    };
+    let files = sum(|t| t.files) + u64::from(f.inputs.captured);
+    let rows = sum(|t| t.rows);
     let summary = if notes.is_empty() {
         format!(
             "{} ({}) hashed; root cause linked",
@@ -87,14 +89,8 @@ fn finish(f: &Finish<'_>) -> CheckResult {
     CheckResult::new(INFO.id, status, summary)
         .metric("input_files", Metric::Count(files))
         .metric("input_rows", Metric::Count(rows))
-        .metric(
-            "rows_rejected",
-            Metric::Count(requests.rejected + receipts.map_or(0, |r| r.rejected)),
-        )
-        .metric(
-            "rows_dropped_by_mapping",
-            Metric::Count(requests.dropped + receipts.map_or(0, |r| r.dropped)),
-        )
+        .metric("rows_rejected", Metric::Count(sum(|t| t.rejected)))
+        .metric("rows_dropped_by_mapping", Metric::Count(sum(|t| t.dropped)))
         .metric("root_cause_url", Metric::Text(ctx.root_cause_url.clone()))
         .metric("receipts_given", Metric::Flag(receipts.is_some()))
         .metric("expected_pins", Metric::Texts(expected))

@@ -4,6 +4,7 @@ use arrow::array::Array;
 use serde::{Deserialize, Serialize};
 
 use super::rows::{RowsKernel, ROWS};
+use super::Lever;
 use super::{num, CheckInfo, CheckResult, CheckSpec, Finish, Metric, Status, BOTH};
 use crate::columns::{Col, Table};
 use crate::engine::{Kernel, Rows, Stage, States, SIDE_NONE};
@@ -63,6 +64,7 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
         }
     }),
     events: None,
+    lever: Some(|_| Some(Lever::Degrade)),
 };
 
 #[derive(Serialize, Deserialize)]

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Lever;
 use super::{
     CheckInfo, CheckResult, CheckSpec, Evidence, Fields, Finish, Metric, Status, ROLLBACK,
     SAMPLE_CAP,
@@ -55,6 +56,7 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
         })
     }),
     events: None,
+    lever: Some(|_| Some(Lever::AliasIndexBack)),
 };
 
 /// A user's one value so far, or `MIXED` (16 bytes a user with the key).

@@ -9,12 +9,16 @@
 //!
 //! Adding a check: its file, and one line in [`CHECKS`].
 
+pub(crate) mod backpressure;
 pub(crate) mod cache_isolation;
 pub(crate) mod cache_rotation;
+pub(crate) mod captured_state;
 pub(crate) mod duplicate_effects;
 pub(crate) mod error_rate;
 pub(crate) mod error_recovery;
 pub(crate) mod evidence;
+pub(crate) mod flag_drift;
+pub(crate) mod gold_set;
 pub(crate) mod impact;
 pub(crate) mod latency;
 pub(crate) mod mixed_versions;
@@ -48,10 +52,14 @@ pub(crate) static CHECKS: &[&CheckSpec] = &[
     &duplicate_effects::CHECK,
     &writer_freeze::CHECK,
     &reconciliation::CHECK,
+    &flag_drift::CHECK,
     &error_recovery::CHECK,
     &error_rate::CHECK,
+    &backpressure::CHECK,
     &latency::CHECK,
     &quality::CHECK,
+    &gold_set::CHECK,
+    &captured_state::CHECK,
     &evidence::CHECK,
 ];
 
@@ -82,6 +90,10 @@ pub(crate) struct Finish<'a> {
     pub(crate) ctx: &'a Ctx,
     pub(crate) states: &'a States,
     pub(crate) inputs: &'a InputTotals,
+    /// The gold set, read (both files given).
+    pub(crate) gold: Option<&'a gold_set::Gold>,
+    /// The captured state, parsed (when given).
+    pub(crate) captured: Option<&'a crate::ingest::captured::CapturedState>,
 }
 
 /// What was read, per table, as the evidence check reports it.
@@ -90,6 +102,10 @@ pub(crate) struct InputTotals {
     pub(crate) requests: TableTotals,
     /// `None` when no receipts were given.
     pub(crate) receipts: Option<TableTotals>,
+    /// Both gold files together; `None` without a gold set.
+    pub(crate) gold: Option<TableTotals>,
+    /// Whether a captured-state file was read (one more input file, no rows).
+    pub(crate) captured: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -149,6 +165,47 @@ pub struct CheckInfo {
     pub(crate) impact: Option<ImpactFn>,
     /// Events the check adds to the incident timeline.
     pub(crate) events: Option<EventsFn>,
+    /// The rollback page's next step when the check fails or warns (its decision tree), from the
+    /// check's figures.
+    pub(crate) lever: Option<LeverFn>,
+}
+
+/// The next step of a failing or warning check, from its figures.
+pub(crate) type LeverFn = fn(&Fields) -> Option<Lever>;
+
+/// The rollback page's decision tree: what to do next for each kind of finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lever {
+    RevertPromptOrModel,
+    AliasIndexBack,
+    Degrade,
+    FenceAndReconcile,
+    PushFlagState,
+    CaptureEvidence,
+}
+
+impl Lever {
+    pub(crate) fn key(self) -> &'static str {
+        match self {
+            Lever::RevertPromptOrModel => "revert_prompt_or_model",
+            Lever::AliasIndexBack => "alias_index_back",
+            Lever::Degrade => "degrade",
+            Lever::FenceAndReconcile => "fence_and_reconcile",
+            Lever::PushFlagState => "push_flag_state",
+            Lever::CaptureEvidence => "capture_evidence",
+        }
+    }
+
+    pub(crate) fn text(self) -> &'static str {
+        match self {
+            Lever::RevertPromptOrModel => "revert the prompt pack or model by flag, warm the cache, and verify on the gold set",
+            Lever::AliasIndexBack => "alias the index back to the last known good build and rotate cache keys by INDEX_HASH",
+            Lever::Degrade => "degrade under the deadline: skip rerank, lower k, answer cite-only, set global caps",
+            Lever::FenceAndReconcile => "block writes, enable the idempotency fences, reconcile the receipts, then reopen writes",
+            Lever::PushFlagState => "push the flag state to every server and client, and confirm it from the logs",
+            Lever::CaptureEvidence => "capture the live state and the evidence (pins, ΔS and coverage samples, root cause link) for the postmortem",
+        }
+    }
 }
 
 /// The impact sentence of a check, from its status, figures and the audit's mode.

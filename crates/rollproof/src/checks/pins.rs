@@ -6,12 +6,13 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::rows::ROWS;
+use super::Lever;
 use super::{
     CheckInfo, CheckResult, CheckSpec, Evidence, Fields, Finish, Metric, Status, BOTH, SAMPLE_CAP,
 };
 use crate::columns::{Col, Table, PIN_COLUMNS};
 use crate::engine::{Kernel, Rows, Stage, States};
-use crate::plan::{Ctx, Mode};
+use crate::plan::{Ctx, Mode, Plan};
 use crate::stats::{intern, Counts, Keyed, SampleKey, Strata};
 
 pub(crate) static CHECK: CheckSpec = CheckSpec {
@@ -54,6 +55,7 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
         ("last_violation_at_by_region", "Region → its latest violating request's ts (regions without violations left out)."),
         ("pins_checked", "The pins named in [expected_pins] that the logs have, in the order of the pins list (build_id … analyzer_conf)."),
         ("pins_unverified", "Pins named in [expected_pins] that no input column carries."),
+        ("flip_at_by_region", "Rollback: every region seen after its flip → that flip ([flip_at_by_region], else flip_at)."),
         ("by_arm", "Canary: arm → violations."),
         ("other_arm", "Canary: requests in the window whose arm is neither arm (not audited)."),
     ],
@@ -74,6 +76,12 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
         })
     }),
     events: None,
+    lever: Some(|m| {
+        m.get("by_pin")
+            .and_then(Metric::as_counts)
+            .is_some_and(|b| b.contains_key("index_hash"))
+            .then_some(Lever::AliasIndexBack)
+    }),
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -436,6 +444,19 @@ fn finish(f: &Finish<'_>) -> CheckResult {
                 "0 violations",
             )
             .sample_size(state.requests_checked.to_string());
+        if let Plan::Rollback(r) = &ctx.plan {
+            // Every region seen after its flip, with that flip (its own, or flip_at).
+            let flips = state
+                .requests_by_region
+                .sorted()
+                .into_keys()
+                .map(|region| {
+                    let flip = r.flip_of(Some(&region));
+                    (region, flip)
+                })
+                .collect();
+            result = result.metric("flip_at_by_region", Metric::Times(flips));
+        }
         if ctx.plan.mode() == Mode::Canary {
             let by_arm = (0..2)
                 .filter(|&s| state.by_arm[s] > 0)

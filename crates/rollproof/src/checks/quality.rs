@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::rows::{RowsKernel, ROWS};
+use super::Lever;
 use super::{num, pct, CheckInfo, CheckResult, CheckSpec, Finish, Metric, Status, BOTH};
 use crate::columns::{Col, Table};
 use crate::engine::{Kernel, Rows, Stage, States, SIDE_NONE};
@@ -46,7 +47,7 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
         ("post_lambda_flip_rate", "Rollback: the same in the post window."),
         ("canary_lambda_flip_rate", "Canary: the same on the canary arm."),
         ("lambda_unknown", "Requests whose λ state is none of the known words or symbols (not counted)."),
-        ("lambda_unknown_values", "Up to 5 of those unknown values, sorted."),
+        ("lambda_unknown_values", "Up to 20 of those unknown values (the smallest, sorted) → their counts."),
         ("delta_s_out_of_range", "ΔS values outside [0, 1] (not counted)."),
         ("coverage_out_of_range", "Coverage values outside [0, 1] (not counted)."),
     ],
@@ -54,10 +55,11 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
     region_column: None,
     impact: None,
     events: None,
+    lever: Some(|_| Some(Lever::RevertPromptOrModel)),
 };
 
 /// λ states the contract knows, by their words and symbols.
-fn lambda_code(state: &str) -> Option<bool> {
+pub(crate) fn lambda_code(state: &str) -> Option<bool> {
     // Some(true): convergent; Some(false): a known non-convergent state; None: unknown.
     match state.trim() {
         "→" => Some(true),

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use arrow::array::Array;
 use serde::{Deserialize, Serialize};
 
+use super::Lever;
 use super::{
     CheckInfo, CheckResult, CheckSpec, Evidence, Fields, Finish, Metric, Status, BOTH, SAMPLE_CAP,
 };
@@ -65,6 +66,7 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
     region_column: None,
     impact: None,
     events: None,
+    lever: Some(|_| Some(Lever::FenceAndReconcile)),
 };
 
 /// The receipts' request ids: (request id hash, is execution) per receipt, in runs that merge by

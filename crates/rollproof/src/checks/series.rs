@@ -31,6 +31,18 @@ pub struct Timeline {
     pub regions: Vec<(String, [RegionFigures; 2])>,
     /// The two sides over every region.
     pub totals: [RegionFigures; 2],
+    /// Rollback: per region, the share of requests on the expected pins bucket by bucket (with
+    /// `points`), and the region's flip; sorted by region. Empty without a region column.
+    pub region_pins: Vec<RegionPins>,
+}
+
+/// One region's convergence.
+#[derive(Debug, Clone)]
+pub struct RegionPins {
+    pub region: String,
+    /// Its flip, in minutes from flip_at (0 unless `[flip_at_by_region]` names it).
+    pub flip_minute: f64,
+    pub shares: Vec<Option<f64>>,
 }
 
 /// One side's figures in one region.
@@ -53,6 +65,11 @@ pub struct TimelinePoint {
     pub delta_s_p95: Option<f64>,
     pub coverage_mean: Option<f64>,
     pub requests: u64,
+    /// Share of status 429 among requests with a status.
+    pub throttled_share: Option<f64>,
+    pub queue_p95_ms: Option<f64>,
+    /// Share of open or half-open breakers among requests with a known breaker state.
+    pub breaker_open_share: Option<f64>,
 }
 
 /// At most this many buckets; longer spans use wider buckets.
@@ -70,6 +87,10 @@ struct Bucket {
     latency: Option<Quantiles>,
     delta_s: Option<Quantiles>,
     coverage: ExactSum,
+    throttled: u64,
+    queue: Option<Quantiles>,
+    breaker_known: u64,
+    breaker_open: u64,
 }
 
 impl Bucket {
@@ -81,9 +102,13 @@ impl Bucket {
         self.pins_ok += o.pins_ok;
         self.hits += o.hits;
         self.stale_hits += o.stale_hits;
+        self.throttled += o.throttled;
+        self.breaker_known += o.breaker_known;
+        self.breaker_open += o.breaker_open;
         for (mine, theirs) in [
             (&mut self.latency, o.latency),
             (&mut self.delta_s, o.delta_s),
+            (&mut self.queue, o.queue),
         ] {
             match (mine.as_mut(), theirs) {
                 (Some(m), Some(t)) => m.merge(&t),
@@ -182,6 +207,8 @@ pub(crate) struct State {
     /// Bucket number (relative to the origin) of `sides[_][0]`.
     first: i64,
     regions: BTreeMap<String, [RegionCell; 2]>,
+    /// Rollback: region → (requests checked, on the expected pins) per bucket, like `sides[0]`.
+    region_pins: BTreeMap<String, Vec<(u64, u64)>>,
 }
 
 /// The per-minute series the HTML charts draw.
@@ -206,6 +233,8 @@ impl Kernel for SeriesKernel {
             Col::CacheNs,
             Col::DeltaS,
             Col::Coverage,
+            Col::QueueWaitMs,
+            Col::BreakerState,
         ];
         cols.extend(ctx.plan.pins_named());
         cols
@@ -220,6 +249,16 @@ impl Kernel for SeriesKernel {
     }
 
     fn merge(&self, state: &mut State, other: State) {
+        for (region, buckets) in other.region_pins {
+            let mine = state.region_pins.entry(region).or_default();
+            if mine.len() < buckets.len() {
+                mine.resize(buckets.len(), (0, 0));
+            }
+            for (m, t) in mine.iter_mut().zip(buckets) {
+                m.0 += t.0;
+                m.1 += t.1;
+            }
+        }
         for (region, cells) in other.regions {
             let mine = state.regions.entry(region).or_default();
             for (m, t) in mine.iter_mut().zip(cells) {
@@ -314,6 +353,28 @@ impl State {
         let latency = batch.float(Col::LatencyMs);
         let delta_s = batch.float(Col::DeltaS);
         let coverage = batch.float(Col::Coverage);
+        let queue = batch.float(Col::QueueWaitMs);
+        let breaker = batch
+            .str(Col::BreakerState)
+            .map(|b| b.map_rows(super::backpressure::breaker));
+        if any_pin && !canary {
+            if let Some(region) = batch.str(Col::Region) {
+                let len = self.sides[0].len();
+                for i in 0..n {
+                    let Some(k) = index[i] else { continue };
+                    let name = super::region_of(Some(&region), i);
+                    let cells = match self.region_pins.get_mut(name) {
+                        Some(c) => c,
+                        None => self
+                            .region_pins
+                            .entry(name.to_string())
+                            .or_insert_with(|| vec![(0, 0); len]),
+                    };
+                    cells[k].0 += 1;
+                    cells[k].1 += pins_ok[i] as u64;
+                }
+            }
+        }
         for i in 0..n {
             let Some(k) = index[i] else { continue };
             let Some(side) = side_of(i) else { continue };
@@ -323,6 +384,16 @@ impl State {
                 let v = s.values()[i];
                 b.with_status += 1;
                 b.errors += is_error(v) as u64;
+                b.throttled += (v == 429) as u64;
+            }
+            if let Some(q) = queue.filter(|q| q.is_valid(i) && q.values()[i] >= 0.0) {
+                b.queue
+                    .get_or_insert_with(latency_histogram)
+                    .record(q.values()[i]);
+            }
+            if let Some(state) = breaker.as_ref().map(|b| b[i]).filter(|s| *s <= 1) {
+                b.breaker_known += 1;
+                b.breaker_open += state as u64;
             }
             if any_pin {
                 b.pins_checked += 1;
@@ -441,6 +512,7 @@ impl State {
                 canary_points: Vec::new(),
                 regions,
                 totals,
+                region_pins: Vec::new(),
             });
         };
         let points = |buckets: &[Bucket]| -> Vec<TimelinePoint> {
@@ -459,6 +531,9 @@ impl State {
                         delta_s_p95: b.delta_s.as_ref().and_then(|q| q.quantile(950)),
                         coverage_mean: b.coverage.mean(),
                         requests: b.requests,
+                        throttled_share: rate(b.throttled, b.with_status),
+                        queue_p95_ms: b.queue.as_ref().and_then(|q| q.quantile(950)),
+                        breaker_open_share: rate(b.breaker_open, b.breaker_known),
                     }
                 })
                 .collect()
@@ -469,6 +544,25 @@ impl State {
             canary_points: self.sides.get(1).map(|b| points(b)).unwrap_or_default(),
             regions,
             totals,
+            region_pins: self.region_pins(ctx),
         })
+    }
+
+    fn region_pins(&self, ctx: &Ctx) -> Vec<RegionPins> {
+        let Plan::Rollback(r) = &ctx.plan else {
+            return Vec::new();
+        };
+        self.region_pins
+            .iter()
+            .map(|(region, cells)| RegionPins {
+                region: region.clone(),
+                flip_minute: (r.flip_of(Some(region.as_str())) - r.flip_at) as f64
+                    / MICROS_PER_MINUTE as f64,
+                shares: cells
+                    .iter()
+                    .map(|(n, ok)| (*n > 0).then(|| *ok as f64 / *n as f64))
+                    .collect(),
+            })
+            .collect()
     }
 }

@@ -4,6 +4,7 @@
 
 use super::duplicate_effects::{key_samples, skip_reason, EffectsKernel, EFFECTS, KEY_LOOKUP};
 use super::rows::{RowsKernel, ROWS};
+use super::Lever;
 use super::{
     CheckInfo, CheckResult, CheckSpec, Fields, Finish, Metric, Status, ROLLBACK, SAMPLE_CAP,
 };
@@ -12,7 +13,7 @@ use crate::words::plural;
 
 pub(crate) static CHECK: CheckSpec = CheckSpec {
     info: &INFO,
-    kernels: &[&EFFECTS, &KEY_LOOKUP, &ROWS],
+    kernels: &[&EFFECTS, &KEY_LOOKUP, &ROWS, &super::error_recovery::ERRORS],
     finish,
     evidence: &[
         &super::Evidence {
@@ -55,7 +56,8 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
         jobs after stability returns\". Writes during the freeze are side effects made while the system was \
         declared read-only; two writers at the flip are how duplicates and lost updates happen.",
     what_fails_it: "writes_during_freeze > 0 or two_writer_effects > 0. Warns when the freeze ended before the \
-        end of data and no execution has ts at or after the freeze end (jobs never unfrozen).",
+        end of data and no execution has ts at or after the freeze end (jobs never unfrozen), and when green \
+        did not hold green_hold_minutes (default 10) before the unfreeze, or never came.",
     columns_it_needs: "receipts: ts, idempotency_key, writer_id; decision and effect for breakdowns; a [windows] \
         freeze for the freeze figures.",
     figures: &[
@@ -66,6 +68,9 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
         ("executions_after_freeze", "Executions with ts at or after the freeze's end."),
         ("never_unfrozen", "True when the freeze ended before the end of the data and no execution followed it."),
         ("freeze_window", "Whether the incident file gives a freeze window."),
+        ("green_at", "With a freeze window: flip_at + error_recovery's recovery_minutes (errors back under error_rate_max for good); null when never recovered or without a status column."),
+        ("unfreeze_at", "With a freeze window: its end, when writers were unfrozen."),
+        ("held_minutes_before_unfreeze", "With a freeze window: (unfreeze_at − green_at) in minutes; negative when writers were unfrozen before errors recovered; null when never green."),
     ],
     remediation: "audit the writes made during the freeze and at the flip; make the freeze a hard fence and hand over writers with a lease",
     region_column: None,
@@ -79,6 +84,7 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
         })
     }),
     events: None,
+    lever: Some(|_| Some(Lever::FenceAndReconcile)),
 };
 
 fn finish(f: &Finish<'_>) -> CheckResult {
@@ -118,6 +124,42 @@ fn finish(f: &Finish<'_>) -> CheckResult {
             freeze.map(|f| format_millis(f.end)).unwrap_or_default()
         ));
     }
+    // "Hold ten to fifteen minutes. Confirm targets are met. Then unfreeze writers."
+    let errors = f.states.get::<super::error_recovery::ErrorsKernel>();
+    let flip = ctx.plan.flip_at().unwrap_or_default();
+    let green_at = ctx
+        .has(crate::columns::Col::Status)
+        .then(|| errors.recovery_minutes(ctx.thresholds.error_rate_max))
+        .flatten()
+        .map(|k| flip + k * crate::time::MICROS_PER_MINUTE);
+    let held = match (freeze, green_at) {
+        (Some(fr), Some(g)) => Some((fr.end - g) as f64 / crate::time::MICROS_PER_MINUTE as f64),
+        _ => None,
+    };
+    if let Some(fr) = freeze {
+        let hold = ctx.thresholds.green_hold_minutes;
+        match held {
+            Some(h) if h >= hold => {}
+            Some(h) => {
+                status = status.worst(Status::Warn);
+                parts.push(format!(
+                    "writers were unfrozen {} after errors recovered (hold at least {hold} min)",
+                    if h < 0.0 {
+                        format!("{:.0} min before, not", -h)
+                    } else {
+                        format!("only {h:.0} min")
+                    }
+                ));
+            }
+            None => {
+                status = status.worst(Status::Warn);
+                parts.push(format!(
+                    "writers were unfrozen at {} though errors never recovered for good",
+                    format_millis(fr.end)
+                ));
+            }
+        }
+    }
     if parts.is_empty() {
         parts.push(match freeze {
             Some(_) => format!(
@@ -146,16 +188,22 @@ fn finish(f: &Finish<'_>) -> CheckResult {
             Metric::Count(partial.executions_after_freeze),
         )
         .metric("never_unfrozen", Metric::Flag(never_unfrozen))
-        .metric("freeze_window", Metric::Flag(freeze.is_some()))
-        .cells(
-            format!(
-                "{} in the freeze, {}",
-                plural(partial.writes_during_freeze, "write", "writes"),
-                plural(two_writers, "two-writer effect", "two-writer effects")
-            ),
-            "",
-            "0 writes in the freeze, 0 two-writer effects",
-        );
+        .metric("freeze_window", Metric::Flag(freeze.is_some()));
+    if let Some(fr) = freeze {
+        result = result
+            .metric("green_at", Metric::Time(green_at))
+            .metric("unfreeze_at", Metric::Time(Some(fr.end)))
+            .metric("held_minutes_before_unfreeze", Metric::Number(held));
+    }
+    let mut result = result.cells(
+        format!(
+            "{} in the freeze, {}",
+            plural(partial.writes_during_freeze, "write", "writes"),
+            plural(two_writers, "two-writer effect", "two-writer effects")
+        ),
+        "",
+        "0 writes in the freeze, 0 two-writer effects",
+    );
     let mut samples: Vec<Fields> = partial
         .freeze_samples
         .pick(SAMPLE_CAP)

@@ -196,6 +196,10 @@ impl<'a> Rows<'a> {
     pub(crate) fn columns(ctx: &Ctx, table: Table) -> Vec<Col> {
         match (&ctx.plan, table) {
             (Plan::Canary(_), Table::Requests) => vec![Col::Arm],
+            // Regions with their own flip need the region of every row.
+            (Plan::Rollback(r), Table::Requests) if !r.flip_by_region.is_empty() => {
+                vec![Col::Region]
+            }
             _ => Vec::new(),
         }
     }
@@ -213,7 +217,18 @@ impl<'a> Rows<'a> {
         match &ctx.plan {
             Plan::Rollback(r) => Rows {
                 batch,
-                set: ts.iter().map(|&t| (t >= r.flip_at) as u8).collect(),
+                set: match batch
+                    .str(Col::Region)
+                    .filter(|_| !r.flip_by_region.is_empty())
+                {
+                    // Post-flip is after the row's own region's flip (one look-up per distinct
+                    // region value when the column is dictionary-encoded).
+                    Some(region) => {
+                        let flips = region.map_rows(|v| r.flip_of(v));
+                        ts.iter().zip(flips).map(|(&t, f)| (t >= f) as u8).collect()
+                    }
+                    None => ts.iter().map(|&t| (t >= r.flip_at) as u8).collect(),
+                },
                 side: ts
                     .iter()
                     .map(|&t| {

@@ -114,6 +114,8 @@ fn run(data: &Data, rng: Option<&mut Rng>, parts: usize, round_trip: bool) -> Ve
         ctx: &data.ctx,
         states: &states,
         inputs: &inputs,
+        gold: None,
+        captured: None,
     };
     checks::of_mode(data.ctx.plan.mode())
         .map(|c| (c.finish)(&finish))

@@ -7,6 +7,7 @@
 //! format is a [`source::Source`] of its own; this module does what is common to all of them.
 
 pub(crate) mod canon;
+pub(crate) mod captured;
 mod csv;
 mod detect;
 mod ipc;
@@ -53,7 +54,6 @@ impl Compression {
 
 /// One input file, after planning.
 pub(crate) struct SourceFile {
-    pub(crate) table: Table,
     /// Which OTLP spans are requests (from the mapping).
     pub(crate) spans: mapping::SpanSelection,
     pub(crate) location: Location,
@@ -109,6 +109,8 @@ impl SourceFile {
 /// A table's files and the canonical columns it has.
 pub(crate) struct TablePlan {
     pub(crate) table: Table,
+    /// The role of its files in the report's `inputs` (`requests`, `receipts`, `gold`, …).
+    pub(crate) role: &'static str,
     pub(crate) files: Vec<SourceFile>,
     pub(crate) present: BTreeSet<Col>,
     pub(crate) mapping: TableMapping,
@@ -164,7 +166,7 @@ pub(crate) struct Resolved {
 
 /// Expands globs (relative patterns against `base`), sorted and de-duplicated.
 pub(crate) fn resolve(
-    table: Table,
+    role: &str,
     specs: &[InputSpec],
     base: &Path,
     from_incident: bool,
@@ -203,7 +205,7 @@ pub(crate) fn resolve(
             match std::fs::metadata(&full) {
                 Ok(meta) if meta.is_file() => out.push(found(full.clone(), pattern.clone())),
                 Ok(meta) if meta.is_dir() => problems.push(
-                    Problem::new("a folder", format!("a {} file, or a glob", table.name()))
+                    Problem::new("a folder", format!("a {} file, or a glob", role))
                         .file(&full)
                         .hint(format!(
                             "name the files, or a glob such as `{}/*.parquet`",
@@ -214,26 +216,26 @@ pub(crate) fn resolve(
                 Ok(meta) => problems.push(
                     Problem::new(
                         crate::error::file_kind(&meta),
-                        format!("a regular {} file", table.name()),
+                        format!("a regular {} file", role),
                     )
                     .file(&full)
                     .hint("copy the data to a file first; rollproof reads regular files (and objects in a store)"),
                 ),
                 Err(e) if e.raw_os_error() == Some(40) => problems.push(
-                    Problem::new("a symbolic link loop", format!("a {} file", table.name()))
+                    Problem::new("a symbolic link loop", format!("a {} file", role))
                         .file(&full)
                         .hint("the path is a chain of symbolic links that never reaches a file"),
                 ),
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => problems.push(
                     Problem::new(
                         format!("an unreadable path ({})", crate::error::io_reason(&e)),
-                        format!("a {} file", table.name()),
+                        format!("a {} file", role),
                     )
                     .file(&full)
                     .hint("check the path and its permissions"),
                 ),
                 Err(_) => problems.push(
-                    Problem::new("no such file", format!("a {} file", table.name()))
+                    Problem::new("no such file", format!("a {} file", role))
                         .file(&full)
                         .hint(if from_incident {
                             format!(
@@ -243,7 +245,7 @@ pub(crate) fn resolve(
                         } else {
                             format!(
                                 "`--{}` paths are relative to the current folder",
-                                table.name()
+                                role
                             )
                         }),
                 ),
@@ -275,7 +277,7 @@ pub(crate) fn resolve(
             problems.push(
                 Problem::new(
                     "a glob that matched no file",
-                    format!("at least one {} file", table.name()),
+                    format!("at least one {} file", role),
                 )
                 .file(&full)
                 .hint(format!(
@@ -313,11 +315,7 @@ fn projection(columns: &[String], wanted: &[&str]) -> Vec<usize> {
 }
 
 /// Detects a file's format and reads its columns and units, without reading its data.
-fn inspect(
-    table: Table,
-    input: Resolved,
-    spans: mapping::SpanSelection,
-) -> Result<SourceFile, Problem> {
+fn inspect(input: Resolved, spans: mapping::SpanSelection) -> Result<SourceFile, Problem> {
     let location = input.location;
     let display = input.display;
     let detected = detect::detect(&location, input.source)?;
@@ -332,7 +330,6 @@ fn inspect(
         .map_err(|panic| corrupt(&file, &panic))??;
     Ok(SourceFile {
         stamp,
-        table,
         spans,
         location,
         display,
@@ -346,30 +343,31 @@ fn inspect(
 /// columns the table has. All problems are collected.
 pub(crate) fn plan(
     table: Table,
+    role: &'static str,
     files: Vec<Resolved>,
     mapping: &Mapping,
     problems: &mut Vec<Problem>,
 ) -> TablePlan {
-    let inspected = inspect_all(table, files, mapping.spans);
-    plan_inspected(table, inspected, mapping, problems)
+    let inspected = inspect_all(files, mapping.spans);
+    plan_inspected(table, role, inspected, mapping, problems)
 }
 
 /// Inspects every file, in parallel (a remote file's footer is a round trip).
 pub(crate) fn inspect_all(
-    table: Table,
     files: Vec<Resolved>,
     spans: mapping::SpanSelection,
 ) -> Vec<Result<SourceFile, Problem>> {
     use rayon::prelude::*;
     files
         .into_par_iter()
-        .map(|input| inspect(table, input, spans))
+        .map(|input| inspect(input, spans))
         .collect()
 }
 
 /// [`plan`] for files already inspected.
 pub(crate) fn plan_inspected(
     table: Table,
+    role: &'static str,
     inspected: Vec<Result<SourceFile, Problem>>,
     mapping: &Mapping,
     problems: &mut Vec<Problem>,
@@ -377,6 +375,7 @@ pub(crate) fn plan_inspected(
     let table_mapping = mapping.table(table).clone();
     let mut plan = TablePlan {
         table,
+        role,
         files: Vec::new(),
         present: BTreeSet::new(),
         mapping: table_mapping,
@@ -413,7 +412,7 @@ pub(crate) fn plan_inspected(
                     problems.push(
                         Problem::new(
                             format!("no `{ts_source}` column (columns are {})", list_columns(file.columns())),
-                            format!("a `{ts_source}` timestamp column in every {} file", table.name()),
+                            format!("a `{ts_source}` timestamp column in every {role} file"),
                         )
                         .file(file.location.shown_path())
                         .column(ts_source)
@@ -431,7 +430,13 @@ pub(crate) fn plan_inspected(
             }
         }
     }
-    for col in Col::of_table(table) {
+    // A gold file is read with the requests' mapping but has only some of their columns.
+    let read: Vec<Col> = if role == table.name() {
+        Col::of_table(table).collect()
+    } else {
+        crate::checks::gold_set::COLUMNS.to_vec()
+    };
+    for col in read {
         if plan.mapping.is_explicit(col) && !plan.present.contains(&col) && !plan.files.is_empty() {
             let source = plan.mapping.source(col);
             let columns: BTreeSet<&String> =
@@ -439,13 +444,9 @@ pub(crate) fn plan_inspected(
             let columns: Vec<String> = columns.into_iter().cloned().collect();
             problems.push(
                 Problem::new(
+                    format!("a mapping to `{source}`, which no {role} file has"),
                     format!(
-                        "a mapping to `{source}`, which no {} file has",
-                        table.name()
-                    ),
-                    format!(
-                        "a column of the {} files (valid columns are {})",
-                        table.name(),
+                        "a column of the {role} files (valid columns are {})",
                         list_columns(&columns)
                     ),
                 )
@@ -616,14 +617,10 @@ mod tests {
             display: "requests.csv".into(),
             source: None,
         };
-        let file = inspect_all(
-            Table::Requests,
-            vec![resolved],
-            mapping::SpanSelection::default(),
-        )
-        .pop()
-        .unwrap()
-        .unwrap();
+        let file = inspect_all(vec![resolved], mapping::SpanSelection::default())
+            .pop()
+            .unwrap()
+            .unwrap();
         assert!(file.changed().is_none(), "unchanged");
         std::fs::write(
             &path,

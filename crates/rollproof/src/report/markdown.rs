@@ -80,6 +80,14 @@ impl Renderer for Markdown {
                 cell(&check.summary)
             );
         }
+        let steps = r.next_steps();
+        if !steps.is_empty() {
+            let _ = writeln!(out, "\n### Next steps\n");
+            for (text, checks) in steps {
+                let checks: Vec<String> = checks.iter().map(|c| format!("`{c}`")).collect();
+                let _ = writeln!(out, "- [ ] {} ({})", cell(text), checks.join(", "));
+            }
+        }
         let findings: Vec<_> = r.findings().collect();
         if !findings.is_empty() {
             let _ = writeln!(out, "\n### Top findings\n");

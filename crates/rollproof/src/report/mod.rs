@@ -129,6 +129,12 @@ pub struct Report {
     /// requests and users it touched per window.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub impact: Option<Impact>,
+    /// The next steps of the rollback page's decision tree, one per failing or warning check it
+    /// covers, in check order.
+    pub recommendations: Vec<Recommendation>,
+    /// The captured-state file's content, as evidence (`[inputs] captured_state`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub captured_state: Option<Value>,
     /// Per-minute series for the HTML charts; built only when the HTML report is asked for, and
     /// never part of the JSON (so the JSON does not depend on which reports a run writes).
     #[serde(skip)]
@@ -201,7 +207,15 @@ impl Report {
     }
 }
 
-/// The incident's impact (rollback mode); docs/reference/figures.md defines every figure.
+/// A next step: the check that calls for it, the lever of the decision tree, and what to do.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recommendation {
+    pub check: &'static str,
+    pub lever: &'static str,
+    pub text: &'static str,
+}
+
+/// The incident's impact (rollback mode); docs/reference/report.md defines every figure.
 #[derive(Debug, Clone, Serialize)]
 pub struct Impact {
     /// The first degraded minute between the baseline and the flip; null when none.
@@ -362,21 +376,17 @@ fn number(v: f64) -> Value {
 }
 
 fn thresholds_map(t: &Thresholds) -> BTreeMap<&'static str, Value> {
-    BTreeMap::from([
-        ("error_rate_max", number(t.error_rate_max)),
-        (
-            "recovery_within_minutes",
-            Value::from(t.recovery_within_minutes),
-        ),
-        ("p95_latency_ratio_max", number(t.p95_latency_ratio_max)),
-        ("p99_latency_ratio_max", number(t.p99_latency_ratio_max)),
-        ("delta_s_p95_drift_warn", number(t.delta_s_p95_drift_warn)),
-        ("delta_s_p95_drift_max", number(t.delta_s_p95_drift_max)),
-        ("coverage_min", number(t.coverage_min)),
-        ("coverage_drop_max", number(t.coverage_drop_max)),
-        ("lambda_flip_rate_max", number(t.lambda_flip_rate_max)),
-        ("min_requests", Value::from(t.min_requests)),
-    ])
+    t.entries()
+        .into_iter()
+        .map(|(name, v)| {
+            let value = match name {
+                // Whole numbers by definition.
+                "recovery_within_minutes" | "min_requests" => Value::from(v as u64),
+                _ => number(v),
+            };
+            (name, value)
+        })
+        .collect()
 }
 
 /// Everything the report needs besides the check results.
@@ -422,7 +432,7 @@ impl Report {
             }
         };
         let window = |w: crate::incident::Window| [Instant(w.start), Instant(w.end)];
-        let checks = results
+        let checks: Vec<CheckReport> = results
             .into_iter()
             .map(|r| {
                 let info = crate::checks::find(r.id).expect("every result comes from a check");
@@ -439,6 +449,18 @@ impl Report {
                     sample_size: r.sample_size,
                     info,
                 }
+            })
+            .collect();
+        let recommendations = checks
+            .iter()
+            .filter(|c| matches!(c.status, Status::Fail | Status::Warn))
+            .filter_map(|c| {
+                let lever = (c.info.lever?)(&c.metrics)?;
+                Some(Recommendation {
+                    check: c.id,
+                    lever: lever.key(),
+                    text: lever.text(),
+                })
             })
             .collect();
         let windows = match &incident.plan {
@@ -487,6 +509,8 @@ impl Report {
             rows: extra.rows,
             checks,
             impact: extra.impact,
+            recommendations,
+            captured_state: None,
             timeline: extra.timeline,
             distributions: extra.distributions,
             evidence: Vec::new(),
@@ -502,6 +526,19 @@ impl Report {
 
     pub fn check(&self, id: &str) -> Option<&CheckReport> {
         self.checks.iter().find(|c| c.id == id)
+    }
+
+    /// The next steps as a checklist: each lever once, with the checks that call for it, in the
+    /// order the levers first appear.
+    pub(crate) fn next_steps(&self) -> Vec<(&'static str, Vec<&'static str>)> {
+        let mut steps: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+        for rec in &self.recommendations {
+            match steps.iter_mut().find(|(text, _)| *text == rec.text) {
+                Some((_, checks)) => checks.push(rec.check),
+                None => steps.push((rec.text, vec![rec.check])),
+            }
+        }
+        steps
     }
 
     /// Checks that need a reader's attention (failed, warned, inconclusive), in report order.

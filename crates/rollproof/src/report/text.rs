@@ -91,6 +91,13 @@ impl Renderer for Text {
                 }
             }
         }
+        let steps = r.next_steps();
+        if !steps.is_empty() {
+            let _ = writeln!(out, "\nnext steps");
+            for (text, checks) in steps {
+                let _ = writeln!(out, "  [ ] {text} ({})", checks.join(", "));
+            }
+        }
         let rows = &r.rows;
         let _ = writeln!(
             out,

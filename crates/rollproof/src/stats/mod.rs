@@ -247,3 +247,19 @@ mod wilson_tests {
         assert_eq!(wilson(0, 0, 1.96), None);
     }
 }
+
+/// The smallest minute k from which every non-empty minute's rate is under `max`; `None` when the
+/// last non-empty minute is not (never settled within the data). An empty minute between the last
+/// bad minute and the first good one counts as settled.
+pub(crate) fn settled_from(minutes: &BTreeMap<i64, Rate>, max: f64) -> Option<i64> {
+    let mut settled = None;
+    for (&k, rate) in minutes.iter().rev() {
+        if rate.value().is_some_and(|r| r < max) {
+            settled = Some(k);
+        } else {
+            // The first good minute after this bad one, or the next minute if it was empty.
+            return settled.map(|_| k + 1);
+        }
+    }
+    settled.map(|_| 0)
+}

@@ -55,6 +55,8 @@ struct View<'a> {
     exit_code: u8,
     counts: &'a super::StatusCounts,
     checks: Vec<CheckRow<'a>>,
+    /// Skipped checks, listed in one line under the table.
+    skipped: Vec<CheckRow<'a>>,
     events: Vec<Event>,
     /// Rollback: what each window of the incident touched.
     windows: Option<Table>,
@@ -64,6 +66,7 @@ struct View<'a> {
     findings: Vec<Finding<'a>>,
     regions: Option<Table>,
     postmortem: story::Postmortem,
+    recommendations: Vec<(&'static str, Vec<&'static str>)>,
     root_cause_url: Option<&'a str>,
     inputs: Vec<InputRow<'a>>,
     thresholds: Vec<(String, String)>,
@@ -186,25 +189,13 @@ impl<'a> View<'a> {
             headline: story::headline(r),
             exit_code: r.exit_code,
             counts: &r.counts,
-            checks: r
+            skipped: r
                 .checks
                 .iter()
-                .map(|c| CheckRow {
-                    id: c.id,
-                    title: c.title,
-                    status: c.status.name(),
-                    observed: &c.observed,
-                    baseline: &c.baseline,
-                    threshold: &c.threshold,
-                    sample_size: c
-                        .sample_size
-                        .split(" / ")
-                        .map(|n| n.parse::<u64>().map_or_else(|_| n.to_string(), count))
-                        .collect::<Vec<_>>()
-                        .join(" / "),
-                    summary: &c.summary,
-                })
+                .filter(|c| c.status == crate::checks::Status::Skip)
+                .map(check_row)
                 .collect(),
+            checks: r.checks.iter().map(check_row).collect(),
             events: events(r),
             windows: (!canary).then(|| windows_table(r)).flatten(),
             arms: canary.then(|| arms_table(r)),
@@ -216,6 +207,7 @@ impl<'a> View<'a> {
             findings: findings(r),
             regions: regions(r),
             postmortem: story::postmortem(r),
+            recommendations: r.next_steps(),
             root_cause_url: r.incident.root_cause_url.as_deref(),
             inputs: r
                 .inputs
@@ -245,6 +237,24 @@ impl<'a> View<'a> {
                 _ => Vec::new(),
             },
         }
+    }
+}
+
+fn check_row(c: &super::CheckReport) -> CheckRow<'_> {
+    CheckRow {
+        id: c.id,
+        title: c.title,
+        status: c.status.name(),
+        observed: &c.observed,
+        baseline: &c.baseline,
+        threshold: &c.threshold,
+        sample_size: c
+            .sample_size
+            .split(" / ")
+            .map(|n| n.parse::<u64>().map_or_else(|_| n.to_string(), count))
+            .collect::<Vec<_>>()
+            .join(" / "),
+        summary: &c.summary,
     }
 }
 
@@ -805,6 +815,13 @@ fn rollback_charts(r: &Report) -> Vec<ChartSection> {
     decorate(&mut s);
     charts.push(s.render());
 
+    if let Some(chart) = region_chart(t, x0, x1, &decorate) {
+        charts.push(chart);
+    }
+    if let Some(chart) = backpressure_chart(r, t, x0, x1, &decorate) {
+        charts.push(chart);
+    }
+
     let mut s = Spec::new("ΔS p95 and coverage per minute", x0, x1, 1.0, charts::unit);
     s.legend("s0", "ΔS p95");
     s.legend("s1", "mean coverage");
@@ -822,6 +839,131 @@ fn rollback_charts(r: &Report) -> Vec<ChartSection> {
         note: (b > 1.0).then(|| format!("Each point is {b} minutes.")),
         charts,
     }]
+}
+
+/// Series classes for regions, in region order; more regions than colours are not drawn.
+const REGION_CLASSES: [(&str, &str); 6] = [
+    ("s0", "flip-s0"),
+    ("s1", "flip-s1"),
+    ("s2", "flip-s2"),
+    ("s3", "flip-s3"),
+    ("s4", "flip-s4"),
+    ("s5", "flip-s5"),
+];
+
+/// The share of requests on the expected pins, region by region, with each region's own flip
+/// marked: a region that flipped late, or never converged, stands out. Drawn with two regions
+/// or more, or whenever `[flip_at_by_region]` moves a flip.
+fn region_chart(
+    t: &crate::checks::series::Timeline,
+    x0: f64,
+    x1: f64,
+    decorate: &dyn Fn(&mut Spec),
+) -> Option<Chart> {
+    let regions = &t.region_pins;
+    let moved = regions.iter().any(|r| r.flip_minute != 0.0);
+    if regions.len() < 2 && !moved {
+        return None;
+    }
+    let mut s = Spec::new(
+        "Requests on the expected pins, by region",
+        x0,
+        x1,
+        1.0,
+        charts::pct,
+    );
+    let b = t.bucket_minutes as f64;
+    for (region, (class, flip_class)) in regions.iter().zip(REGION_CLASSES) {
+        s.legend(class, region.region.clone());
+        let points = t
+            .points
+            .iter()
+            .zip(&region.shares)
+            .filter_map(|(p, v)| v.map(|v| (p.minute as f64 + b / 2.0, v)))
+            .collect();
+        s.series.push((class, points));
+        if region.flip_minute != 0.0 {
+            s.markers.push(Marker {
+                x: region.flip_minute,
+                class: flip_class,
+                label: format!("{} flip", region.region),
+            });
+        }
+    }
+    if regions.len() > REGION_CLASSES.len() {
+        s.legend(
+            "baseline",
+            format!(
+                "{} more regions not drawn (see By region)",
+                regions.len() - REGION_CLASSES.len()
+            ),
+        );
+    }
+    decorate(&mut s);
+    Some(s.render())
+}
+
+/// 429s and open breakers per minute (shares), and queue-wait p95 as bars: drawn when the
+/// backpressure check ran.
+fn backpressure_chart(
+    r: &Report,
+    t: &crate::checks::series::Timeline,
+    x0: f64,
+    x1: f64,
+    decorate: &dyn Fn(&mut Spec),
+) -> Option<Chart> {
+    let check = r.check("backpressure")?;
+    if check.status == crate::checks::Status::Skip {
+        return None;
+    }
+    let threshold = r.thresholds.get("storm_429_rate").and_then(Value::as_f64);
+    let top = t
+        .points
+        .iter()
+        .flat_map(|p| [p.throttled_share, p.breaker_open_share])
+        .flatten()
+        .fold(threshold.unwrap_or(0.0) * 2.0, f64::max);
+    let mut s = Spec::new(
+        "Backpressure per minute: 429s, breakers, queue waits",
+        x0,
+        x1,
+        charts::nice_max(top.max(0.01)),
+        charts::pct,
+    );
+    let b = t.bucket_minutes as f64;
+    let max_queue = t
+        .points
+        .iter()
+        .filter_map(|p| p.queue_p95_ms)
+        .fold(0.0, f64::max);
+    if max_queue > 0.0 {
+        s.bar_max = Some(max_queue);
+        for p in &t.points {
+            if let Some(q) = p.queue_p95_ms {
+                s.bars
+                    .push((p.minute as f64 + b * 0.1, b * 0.8, q, "bar-queue"));
+            }
+        }
+        s.legend(
+            "bar-queue",
+            format!(
+                "queue-wait p95 (bar height: up to {})",
+                charts::ms(max_queue)
+            ),
+        );
+    }
+    s.legend("s1", "429 share");
+    s.series.push(("s1", points(t, |p| p.throttled_share)));
+    if t.points.iter().any(|p| p.breaker_open_share.is_some()) {
+        s.legend("s3", "open or half-open breakers");
+        s.series.push(("s3", points(t, |p| p.breaker_open_share)));
+    }
+    if let Some(m) = threshold {
+        s.hlines.push((m, "threshold"));
+        s.legend("threshold", format!("storm_429_rate {}", charts::pct(m)));
+    }
+    decorate(&mut s);
+    Some(s.render())
 }
 
 fn points(
