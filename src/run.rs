@@ -84,6 +84,7 @@ fn explain(check: Option<&str>) -> anyhow::Result<ExitStatus> {
     let mut out = String::new();
     match check {
         Some("otlp") => out.push_str(&rollproof::otlp_preset_mapping()),
+        Some("statistics") => out.push_str(rollproof::statistics_explained()),
         Some(id) => match rollproof::check_info(id) {
             Some(info) => out.push_str(&info.explain()),
             None => {
@@ -103,7 +104,7 @@ fn explain(check: Option<&str>) -> anyhow::Result<ExitStatus> {
                     modes.join(", ")
                 ));
             }
-            out.push_str("\n`rollproof explain CHECK` prints one check's documentation; `rollproof explain otlp`\nprints the OpenTelemetry preset as a mapping file.\n");
+            out.push_str("\n`rollproof explain CHECK` prints one check's documentation; `rollproof explain otlp`\nprints the OpenTelemetry preset as a mapping file; `rollproof explain statistics` the\nintervals and how thresholds judge them.\n");
         }
     }
     write_stdout(&out)?;

@@ -19,4 +19,5 @@ mod reference;
 mod reports;
 mod s3;
 mod snapshots;
+mod statistics;
 mod util;

@@ -128,3 +128,13 @@ fn the_checks_reference_is_generated_from_the_checks() {
         "docs/reference/checks.md is stale: run `cargo run -- explain --markdown > docs/reference/checks.md`"
     );
 }
+
+#[test]
+fn the_statistics_page_quotes_explain_statistics() {
+    let explained = stdout(&run(&["explain", "statistics"]));
+    let page = std::fs::read_to_string(root().join("docs/reference/statistics.md")).unwrap();
+    assert!(
+        page.contains(&format!("```text\n{explained}```")),
+        "docs/reference/statistics.md is stale: paste `rollproof explain statistics` into it"
+    );
+}

@@ -336,6 +336,7 @@ pub(crate) fn prepare(
         },
         series,
         flags: incident.flags.clone(),
+        statistics: incident.statistics,
         captured_state: tables.captured.is_some(),
     };
     Ok((ctx, tables))

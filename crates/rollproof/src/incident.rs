@@ -131,6 +131,99 @@ pub struct Incident {
     pub(crate) plan: Plan,
     /// `[flags]`: the state every listed flag must be in after the rollback.
     pub(crate) flags: Vec<(String, String)>,
+    /// `[statistics]`: how sure the verdict must be.
+    pub(crate) statistics: Statistics,
+}
+
+/// `[statistics]`: how the thresholds judge an estimate, and the intervals' construction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Statistics {
+    pub(crate) method: StatMethod,
+    /// Two-sided level of every interval.
+    pub(crate) confidence: f64,
+    /// Confidence sequences (valid at every sample size) instead of fixed-sample intervals.
+    pub(crate) sequential: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StatMethod {
+    /// Thresholds judge the point estimate.
+    Point,
+    /// Thresholds judge the interval: fail past, pass within, inconclusive across.
+    Interval,
+}
+
+impl Default for Statistics {
+    fn default() -> Statistics {
+        Statistics {
+            method: StatMethod::Point,
+            confidence: 0.95,
+            sequential: false,
+        }
+    }
+}
+
+impl Statistics {
+    pub(crate) fn level(&self) -> crate::stats::intervals::Level {
+        crate::stats::intervals::Level::new(self.confidence, self.sequential)
+    }
+
+    pub(crate) fn interval(&self) -> bool {
+        self.method == StatMethod::Interval
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStatistics {
+    method: Option<String>,
+    confidence: Option<toml::Value>,
+    sequential: Option<bool>,
+}
+
+fn parse_statistics(
+    path: &Path,
+    raw: Option<RawStatistics>,
+    problems: &mut Vec<Problem>,
+) -> Statistics {
+    let mut s = Statistics::default();
+    let Some(raw) = raw else {
+        return s;
+    };
+    match raw.method.as_deref() {
+        None | Some("point") => {}
+        Some("interval") => s.method = StatMethod::Interval,
+        Some(other) => problems.push(problem(
+            path,
+            "statistics.method",
+            format!("`{other}`"),
+            "\"point\" or \"interval\"",
+            "\"point\" judges the estimate; \"interval\" judges its confidence interval",
+        )),
+    }
+    match raw
+        .confidence
+        .as_ref()
+        .map(|v| v.as_float().or(v.as_integer().map(|i| i as f64)))
+    {
+        None => {}
+        Some(Some(c)) if (0.5..1.0).contains(&c) => s.confidence = c,
+        Some(_) => problems.push(problem(
+            path,
+            "statistics.confidence",
+            format!(
+                "`{}`",
+                raw.confidence
+                    .as_ref()
+                    .map(|v| v.to_string())
+                    .unwrap_or_default()
+            ),
+            "a number in [0.5, 1), e.g. 0.95",
+            "the two-sided level of every interval: 0.95 or 0.99",
+        )),
+    }
+    s.sequential = raw.sequential.unwrap_or(false);
+    s
 }
 
 #[derive(Deserialize)]
@@ -149,6 +242,7 @@ struct RawIncident {
     canary: Option<RawCanary>,
     flip_at_by_region: Option<toml::Table>,
     flags: Option<toml::Table>,
+    statistics: Option<RawStatistics>,
 }
 
 #[derive(Deserialize)]
@@ -744,6 +838,7 @@ fn build(
     };
     let thresholds = parse_thresholds(path, raw.thresholds.as_ref(), problems);
     let flags = parse_flags(path, raw.flags.as_ref(), problems);
+    let statistics = parse_statistics(path, raw.statistics, problems);
     let common = Common {
         path,
         template: raw.cache.map(|c| c.namespace),
@@ -813,6 +908,7 @@ fn build(
         thresholds,
         plan,
         flags,
+        statistics,
     });
     (incident, inputs)
 }

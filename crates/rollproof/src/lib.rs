@@ -45,6 +45,11 @@ pub use plan::Mode;
 pub use report::{render, render_with, CheckReport, Format, RenderOptions, Report, SCHEMA_VERSION};
 pub use survey::{survey, Survey};
 
+/// The statistics methods and their references (`rollproof explain statistics`).
+pub fn statistics_explained() -> &'static str {
+    stats::intervals::EXPLAIN
+}
+
 /// The OpenTelemetry preset as a mapping file to start from (`rollproof explain otlp`).
 pub fn otlp_preset_mapping() -> String {
     ingest::otlp::preset_mapping_file()

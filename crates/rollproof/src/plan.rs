@@ -197,6 +197,8 @@ pub(crate) struct Ctx {
     pub(crate) flags: Vec<(String, String)>,
     /// Whether a captured-state file was given (the pins live before the flip are then counted).
     pub(crate) captured_state: bool,
+    /// `[statistics]`: point or interval judgement, confidence, sequential.
+    pub(crate) statistics: crate::incident::Statistics,
 }
 
 impl Ctx {

@@ -4,11 +4,14 @@
 
 use arrow::array::Array;
 
+use super::criteria::{self, Criterion, IntervalRow};
 use super::error_recovery::{is_error, ErrorsKernel, ERRORS};
 use super::rows::{RowsKernel, ROWS};
-use super::{pct, CheckInfo, CheckResult, CheckSpec, Finish, Metric, Status, CANARY};
+use super::{count, pct, CheckInfo, CheckResult, CheckSpec, Finish, Metric, Status, CANARY};
 use crate::columns::{Col, Table};
 use crate::engine::SIDE_SUBJECT;
+use crate::stats::intervals::{rate_difference, Bound};
+use crate::stats::Ci;
 
 pub(crate) static CHECK: CheckSpec = CheckSpec {
     info: &INFO,
@@ -39,7 +42,7 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
         whole window.",
     why_it_matters: "A canary that errors more than the threshold must not graduate, whatever its other figures.",
     what_fails_it: "canary_error_rate >= error_rate_max. Inconclusive when either arm has fewer than \
-        min_requests requests in the window.",
+        min_requests requests in the window. With [statistics] method = \"interval\" each criterion judges the figure's interval instead: past the threshold fails, within passes, across it is inconclusive.",
     columns_it_needs: "ts, arm, status.",
     figures: &[
         ("baseline_error_rate", "Errors / requests with a status, on the baseline arm in the window."),
@@ -51,6 +54,14 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
         ("error_rate_max", "The threshold canary_error_rate is compared with."),
         ("status_missing", "Requests without a status (not counted)."),
         ("status_invalid", "Requests with a status outside 100..=599 (not counted)."),
+        ("baseline_error_rate_ci", "Interval of baseline_error_rate at [statistics] confidence (Clopper–Pearson, or a confidence sequence)."),
+        ("canary_error_rate_ci", "Interval of canary_error_rate."),
+        ("error_rate_diff", "canary_error_rate − baseline_error_rate."),
+        ("error_rate_diff_ci", "Interval of error_rate_diff (Newcombe's hybrid score interval)."),
+        ("n_baseline", "Requests with a valid status on the baseline arm (= baseline_requests)."),
+        ("n_canary", "The same on the canary arm."),
+        ("errors_baseline", "Errors on the baseline arm (= baseline_errors)."),
+        ("errors_canary", "Errors on the canary arm."),
     ],
     remediation: "find what still errors after the flip (region, dependency, cache) before reopening writes",
     region_column: None,
@@ -79,10 +90,34 @@ fn finish(f: &Finish<'_>) -> CheckResult {
     let max = ctx.thresholds.error_rate_max;
     let baseline = partial.sides[0].value();
     let canary = partial.sides[1].value();
+    let stats = &ctx.statistics;
+    let level = stats.level();
+    let (b, c) = (&partial.sides[0], &partial.sides[1]);
+    let ci = |r: &crate::stats::Rate| (r.total > 0).then(|| r.interval(level));
+    let diff = baseline.zip(canary).map(|(b, c)| c - b);
+    let diff_ci = diff.map(|_| rate_difference(c.hits, c.total, b.hits, b.total, level));
+    let n = format!("n = {} / {}", count(b.total), count(c.total));
+    let criterion = canary.map(|rate| Criterion {
+        label: "canary error rate".to_string(),
+        estimate: rate,
+        ci: ci(c).unwrap_or(Ci::UNBOUNDED),
+        bound: Bound::Below,
+        threshold: max,
+        n: c.total,
+        fails: true,
+    });
     let result = |status, summary: String| {
-        CheckResult::new(INFO.id, status, summary)
+        let mut r = CheckResult::new(INFO.id, status, summary)
             .metric("baseline_error_rate", Metric::Number(baseline))
             .metric("canary_error_rate", Metric::Number(canary))
+            .metric("baseline_error_rate_ci", criteria::ci_metric(ci(b)))
+            .metric("canary_error_rate_ci", criteria::ci_metric(ci(c)))
+            .metric("error_rate_diff", Metric::Number(diff))
+            .metric("error_rate_diff_ci", criteria::ci_metric(diff_ci))
+            .metric("n_baseline", Metric::Count(b.total))
+            .metric("n_canary", Metric::Count(c.total))
+            .metric("errors_baseline", Metric::Count(b.hits))
+            .metric("errors_canary", Metric::Count(c.hits))
             .metric("baseline_errors", Metric::Count(partial.sides[0].hits))
             .metric("canary_errors", Metric::Count(partial.sides[1].hits))
             .metric("baseline_requests", Metric::Count(partial.sides[0].total))
@@ -94,33 +129,53 @@ fn finish(f: &Finish<'_>) -> CheckResult {
                 canary.map(pct).unwrap_or_else(|| "n/a".into()),
                 baseline.map(pct).unwrap_or_else(|| "n/a".into()),
                 format!("< {}", pct(max)),
-            )
+            );
+        if let (Some(d), Some(dci)) = (diff, diff_ci) {
+            r.intervals.push(IntervalRow {
+                label: "error rate, canary − baseline".to_string(),
+                estimate: d,
+                ci: dci,
+                n: n.clone(),
+                criterion: None,
+                decision: None,
+            });
+        }
+        r
     };
     if let Some(reason) = counts.too_few(ctx) {
         return result(Status::Inconclusive, reason);
     }
-    match canary {
-        Some(rate) if rate >= max => result(
-            Status::Fail,
-            format!(
-                "canary error rate {} is at or over {} (baseline {})",
-                pct(rate),
-                pct(max),
-                baseline.map(pct).unwrap_or_default()
-            ),
-        ),
-        Some(rate) => result(
-            Status::Pass,
-            format!(
-                "canary error rate {} under {} (baseline {})",
-                pct(rate),
-                pct(max),
-                baseline.map(pct).unwrap_or_default()
-            ),
-        ),
-        None => result(
+    let Some(criterion) = criterion else {
+        return result(
             Status::Inconclusive,
             "no canary request with a status".to_string(),
-        ),
-    }
+        );
+    };
+    let interval_note = if stats.interval() {
+        format!(", {}", criteria::interval_words(criterion.ci, stats, None))
+    } else {
+        String::new()
+    };
+    let mut r = result(Status::Pass, String::new());
+    let texts = criteria::apply(&mut r, std::slice::from_ref(&criterion), stats, &n, |c| {
+        format!(
+            "canary error rate {} is at or over {} (baseline {}){interval_note}",
+            pct(c.estimate),
+            pct(max),
+            baseline.map(pct).unwrap_or_default()
+        )
+    });
+    // The threshold's row first, then the difference.
+    r.intervals.rotate_right(1);
+    r.summary = if texts.is_empty() {
+        format!(
+            "canary error rate {} under {} (baseline {}){interval_note}",
+            pct(criterion.estimate),
+            pct(max),
+            baseline.map(pct).unwrap_or_default()
+        )
+    } else {
+        texts.join("; ")
+    };
+    r
 }

@@ -7,6 +7,7 @@ use arrow::array::Array;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use super::criteria::{self, IntervalRow};
 use super::rows::{RowsKernel, ROWS};
 use super::{
     num, pct, CheckInfo, CheckResult, CheckSpec, Event, EventKind, Finish, Metric, Status, ROLLBACK,
@@ -63,6 +64,12 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
         ("peak_minute_error_rate", "That minute's error rate."),
         ("status_missing", "Requests without a status (not counted)."),
         ("status_invalid", "Requests with a status outside 100..=599, e.g. 0 from a client that gave up (not counted)."),
+        ("baseline_error_rate_ci", "Interval of baseline_error_rate at [statistics] confidence (Clopper–Pearson, or a confidence sequence); reported, not judged: the check judges minutes."),
+        ("post_error_rate_ci", "Interval of post_error_rate."),
+        ("n_baseline", "Requests with a valid status in the baseline: the rate's denominator."),
+        ("n_post", "The same in the post window."),
+        ("errors_baseline", "User-visible errors in the baseline."),
+        ("errors_post", "User-visible errors in the post window."),
     ],
     remediation: "find what still errors after the flip (region, dependency, cache) before reopening writes",
     region_column: None,
@@ -222,14 +229,43 @@ fn finish(f: &Finish<'_>) -> CheckResult {
         .iter()
         .filter_map(|(k, r)| r.value().map(|v| (v, *k)))
         .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
+    let level = ctx.statistics.level();
+    let ci = |i: usize| (partial.sides[i].total > 0).then(|| partial.sides[i].interval(level));
+    let (b, p) = (&partial.sides[0], &partial.sides[1]);
+    let rows: Vec<IntervalRow> = [
+        ("baseline error rate", baseline, ci(0), b),
+        ("post error rate", post, ci(1), p),
+    ]
+    .into_iter()
+    .filter_map(|(label, estimate, ci, rate)| {
+        Some(IntervalRow {
+            label: label.to_string(),
+            estimate: estimate?,
+            ci: ci?,
+            n: format!(
+                "{} of {}",
+                crate::words::count(rate.hits),
+                crate::words::count(rate.total)
+            ),
+            criterion: None,
+            decision: None,
+        })
+    })
+    .collect();
     let result = |status, summary: String| {
-        CheckResult::new(INFO.id, status, summary)
+        let mut r = CheckResult::new(INFO.id, status, summary)
             .metric(
                 "recovery_minutes",
                 Metric::MaybeCount(recovery.map(|k| k as u64)),
             )
             .metric("baseline_error_rate", Metric::Number(baseline))
             .metric("post_error_rate", Metric::Number(post))
+            .metric("baseline_error_rate_ci", criteria::ci_metric(ci(0)))
+            .metric("post_error_rate_ci", criteria::ci_metric(ci(1)))
+            .metric("n_baseline", Metric::Count(b.total))
+            .metric("n_post", Metric::Count(p.total))
+            .metric("errors_baseline", Metric::Count(b.hits))
+            .metric("errors_post", Metric::Count(p.hits))
             .metric("error_rate_max", Metric::Number(Some(t.error_rate_max)))
             .metric(
                 "recovery_within_minutes",
@@ -263,7 +299,9 @@ fn finish(f: &Finish<'_>) -> CheckResult {
                     t.recovery_within_minutes,
                     pct(t.error_rate_max)
                 ),
-            )
+            );
+        r.intervals = rows.clone();
+        r
     };
     if let Some(reason) = counts.too_few(ctx) {
         return result(Status::Inconclusive, reason);

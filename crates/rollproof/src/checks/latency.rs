@@ -3,13 +3,15 @@
 use arrow::array::Array;
 use serde::{Deserialize, Serialize};
 
+use super::criteria::{self, Criterion};
 use super::rows::{RowsKernel, ROWS};
 use super::Lever;
-use super::{num, CheckInfo, CheckResult, CheckSpec, Finish, Metric, Status, BOTH};
+use super::{count, num, CheckInfo, CheckResult, CheckSpec, Finish, Metric, Status, BOTH};
 use crate::columns::{Col, Table};
 use crate::engine::{Kernel, Rows, Stage, States, SIDE_NONE};
 use crate::plan::{Ctx, Mode};
-use crate::stats::Quantiles;
+use crate::stats::intervals::Bound;
+use crate::stats::{Ci, Quantiles};
 
 pub(crate) static CHECK: CheckSpec = CheckSpec {
     info: &INFO,
@@ -29,7 +31,7 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
         leftover feature flag, an index rebuilt without its tuning) is not back at baseline; a canary that \
         is slower must not graduate.",
     what_fails_it: "p95_ratio > p95_latency_ratio_max; in canary mode also p99_ratio > p99_latency_ratio_max. \
-        Inconclusive when a side has fewer than min_requests requests.",
+        Inconclusive when a side has fewer than min_requests requests. With [statistics] method = \"interval\" each criterion judges the figure's interval instead: past the threshold fails, within passes, across it is inconclusive.",
     columns_it_needs: "ts, latency_ms (or a duration mapped with a unit).",
     figures: &[
         ("baseline_p50_ms", "Nearest-rank p50 of latency_ms in the baseline window (canary: baseline arm), within 1%."),
@@ -47,6 +49,11 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
         ("post_samples", "Rollback: latency values in the post window."),
         ("canary_samples", "Canary: latency values of the canary arm."),
         ("negative_latency_rejected", "Negative latency values (not counted)."),
+        ("p95_ratio_ci", "Interval of p95_ratio at [statistics] confidence (`rollproof explain statistics`): [low, high], an unbounded end null."),
+        ("p99_ratio_ci", "The same for p99_ratio."),
+        ("n_baseline", "Latency values in the baseline: the sample size of its intervals."),
+        ("n_post", "Rollback: latency values in the post window."),
+        ("n_canary", "Canary: latency values of the canary arm."),
     ],
     remediation: "compare the slow path with the baseline (cold caches, leftover flags, index tuning)",
     region_column: None,
@@ -187,6 +194,25 @@ fn finish(f: &Finish<'_>) -> CheckResult {
             partial.sides[0].len(),
             partial.sides[1].len()
         ));
+    let stats = &ctx.statistics;
+    let level = stats.level();
+    let (base, post) = (&partial.sides[0], &partial.sides[1]);
+    let ratio_ci = |p: u64| {
+        (base.len() > 0 && post.len() > 0).then(|| {
+            Ci::ratio(
+                post.interval(p, level.halved()),
+                base.interval(p, level.halved()),
+            )
+        })
+    };
+    let (p95_ci, p99_ci) = (ratio_ci(950), ratio_ci(990));
+    let (n_base, n_post) = (base.len(), post.len());
+    let n = format!("n = {} / {}", count(n_base), count(n_post));
+    result = result
+        .metric("p95_ratio_ci", criteria::ci_metric(p95_ci))
+        .metric("p99_ratio_ci", criteria::ci_metric(p99_ci))
+        .metric("n_baseline", Metric::Count(n_base))
+        .metric(&format!("n_{subject}"), Metric::Count(n_post));
     if let Some(reason) = counts.too_few(ctx) {
         result.status = Status::Inconclusive;
         result.summary = reason;
@@ -197,31 +223,63 @@ fn finish(f: &Finish<'_>) -> CheckResult {
         result.summary = "no latency on one side, or a baseline p95 of 0 ms".to_string();
         return result;
     };
-    let mut failures = Vec::new();
-    if p95r > t.p95_latency_ratio_max {
-        failures.push(format!(
-            "p95 {s95:.1} ms is ×{p95r:.2} the baseline {b95:.1} ms (max ×{})",
-            t.p95_latency_ratio_max
-        ));
-    }
+    let mut criteria = vec![Criterion {
+        label: "p95 ratio".to_string(),
+        estimate: p95r,
+        ci: p95_ci.unwrap_or(Ci::UNBOUNDED),
+        bound: Bound::AtMost,
+        threshold: t.p95_latency_ratio_max,
+        n: n_post,
+        fails: true,
+    }];
     if ctx.plan.mode() == Mode::Canary {
-        if let Some(p99r) = p99_ratio.filter(|r| *r > t.p99_latency_ratio_max) {
-            failures.push(format!(
-                "p99 {} ms is ×{p99r:.2} the baseline {} ms (max ×{})",
-                num(s99, 1),
-                num(b99, 1),
-                t.p99_latency_ratio_max
-            ));
+        if let Some(p99r) = p99_ratio {
+            criteria.push(Criterion {
+                label: "p99 ratio".to_string(),
+                estimate: p99r,
+                ci: p99_ci.unwrap_or(Ci::UNBOUNDED),
+                bound: Bound::AtMost,
+                threshold: t.p99_latency_ratio_max,
+                n: n_post,
+                fails: true,
+            });
         }
     }
-    if failures.is_empty() {
+    let texts = criteria::apply(&mut result, &criteria, stats, &n, |c| {
+        let (s, b) = if c.label == "p95 ratio" {
+            (Some(s95), Some(b95))
+        } else {
+            (s99, b99)
+        };
+        format!(
+            "{} {} ms is ×{:.2} the baseline {} ms (max ×{}){}",
+            &c.label[..3],
+            num(s, 1),
+            c.estimate,
+            num(b, 1),
+            c.threshold,
+            if stats.interval() {
+                format!(", {}", criteria::interval_words(c.ci, stats, Some(2)))
+            } else {
+                String::new()
+            }
+        )
+    });
+    if texts.is_empty() {
         result.summary = format!(
-            "{subject} p95 {s95:.1} ms is ×{p95r:.2} the baseline {b95:.1} ms (max ×{})",
-            t.p95_latency_ratio_max
+            "{subject} p95 {s95:.1} ms is ×{p95r:.2} the baseline {b95:.1} ms (max ×{}){}",
+            t.p95_latency_ratio_max,
+            if stats.interval() {
+                format!(
+                    ", {} within it",
+                    criteria::interval_words(criteria[0].ci, stats, Some(2))
+                )
+            } else {
+                String::new()
+            }
         );
     } else {
-        result.status = Status::Fail;
-        result.summary = failures.join("; ");
+        result.summary = texts.join("; ");
     }
     result
 }

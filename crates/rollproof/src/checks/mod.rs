@@ -13,6 +13,7 @@ pub(crate) mod backpressure;
 pub(crate) mod cache_isolation;
 pub(crate) mod cache_rotation;
 pub(crate) mod captured_state;
+pub(crate) mod criteria;
 pub(crate) mod duplicate_effects;
 pub(crate) mod error_rate;
 pub(crate) mod error_recovery;
@@ -383,6 +384,8 @@ pub enum Metric {
     /// Instants by name (region → its last violation), shown as RFC 3339 UTC with milliseconds.
     Times(BTreeMap<String, Micros>),
     Texts(Vec<String>),
+    /// A confidence interval `[low, high]` (an unbounded end null); `None` without an estimate.
+    Interval(Option<crate::stats::Ci>),
 }
 
 impl Metric {
@@ -442,6 +445,16 @@ impl Metric {
                 .collect::<Vec<_>>()
                 .join(", "),
             Metric::Texts(v) => v.join(", "),
+            Metric::Interval(Some(ci)) => format!(
+                "[{}, {}]",
+                ci.low
+                    .map_or("−∞".to_string(), |v| serde_json::to_string(&rounded(v))
+                        .unwrap_or_default()),
+                ci.high
+                    .map_or("∞".to_string(), |v| serde_json::to_string(&rounded(v))
+                        .unwrap_or_default())
+            ),
+            Metric::Interval(None) => "∅".to_string(),
             Metric::MaybeCount(None)
             | Metric::Number(None)
             | Metric::Text(None)
@@ -467,6 +480,11 @@ impl Serialize for Metric {
             Metric::Counts(m) => m.serialize(s),
             Metric::Times(m) => s.collect_map(m.iter().map(|(k, v)| (k, format_millis(*v)))),
             Metric::Texts(v) => v.serialize(s),
+            Metric::Interval(Some(ci)) => {
+                let end = |v: Option<f64>| v.map(rounded).filter(|v| v.is_finite());
+                [end(ci.low), end(ci.high)].serialize(s)
+            }
+            Metric::Interval(None) => s.serialize_none(),
             Metric::MaybeCount(None)
             | Metric::Number(_)
             | Metric::Text(None)
@@ -507,6 +525,8 @@ pub(crate) struct CheckResult {
     pub(crate) baseline: String,
     pub(crate) threshold: String,
     pub(crate) sample_size: String,
+    /// The intervals the human formats show beside their estimates.
+    pub(crate) intervals: Vec<criteria::IntervalRow>,
 }
 
 impl CheckResult {
@@ -521,6 +541,7 @@ impl CheckResult {
             baseline: String::new(),
             threshold: String::new(),
             sample_size: String::new(),
+            intervals: Vec::new(),
         }
     }
 

@@ -4,13 +4,15 @@ use arrow::array::Array;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use super::criteria::{self, Criterion};
 use super::rows::{RowsKernel, ROWS};
 use super::Lever;
-use super::{num, pct, CheckInfo, CheckResult, CheckSpec, Finish, Metric, Status, BOTH};
+use super::{count, num, pct, CheckInfo, CheckResult, CheckSpec, Finish, Metric, Status, BOTH};
 use crate::columns::{Col, Table};
 use crate::engine::{Kernel, Rows, Stage, States, SIDE_NONE};
 use crate::plan::Ctx;
-use crate::stats::{ExactSum, Quantiles, Rate};
+use crate::stats::intervals::Bound;
+use crate::stats::{Ci, ExactSum, Quantiles, Rate};
 
 pub(crate) static CHECK: CheckSpec = CheckSpec {
     info: &INFO,
@@ -33,7 +35,7 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
         baseline − post coverage > coverage_drop_max, or post λ flip rate > lambda_flip_rate_max; warns when \
         the drift > delta_s_p95_drift_warn, or when values were rejected (ΔS or coverage outside [0, 1], \
         unknown λ states — counted, never silently taken as convergent). Inconclusive when a side has fewer \
-        than min_requests requests.",
+        than min_requests requests. With [statistics] method = \"interval\" each criterion judges the figure's interval instead: past the threshold fails, within passes, across it is inconclusive.",
     columns_it_needs: "ts and any of delta_s, coverage, lambda_state (each figure needs its own column).",
     figures: &[
         ("baseline_delta_s_p95", "Nearest-rank p95 of delta_s in the baseline (values in [0, 1])."),
@@ -50,6 +52,19 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
         ("lambda_unknown_values", "Up to 20 of those unknown values (the smallest, sorted) → their counts."),
         ("delta_s_out_of_range", "ΔS values outside [0, 1] (not counted)."),
         ("coverage_out_of_range", "Coverage values outside [0, 1] (not counted)."),
+        ("delta_s_p95_drift_ci", "Interval of delta_s_p95_drift at [statistics] confidence: [low, high]."),
+        ("baseline_coverage_mean_ci", "Interval of baseline_coverage_mean."),
+        ("post_coverage_mean_ci", "Rollback: interval of post_coverage_mean (canary: canary_coverage_mean_ci)."),
+        ("canary_coverage_mean_ci", "Canary: interval of canary_coverage_mean."),
+        ("baseline_lambda_flip_rate_ci", "Interval of baseline_lambda_flip_rate."),
+        ("post_lambda_flip_rate_ci", "Rollback: interval of post_lambda_flip_rate."),
+        ("canary_lambda_flip_rate_ci", "Canary: interval of canary_lambda_flip_rate."),
+        ("n_baseline", "Requests in the baseline (each figure uses the rows with its own column set)."),
+        ("n_post", "Rollback: requests in the post window."),
+        ("n_canary", "Canary: requests of the canary arm."),
+        ("lambda_flips_baseline", "Baseline requests whose λ state is not convergent: the flip rate's numerator."),
+        ("lambda_flips_post", "Rollback: the same in the post window."),
+        ("lambda_flips_canary", "Canary: the same on the canary arm."),
     ],
     remediation: "compare retrieval and prompts with the baseline: ΔS, coverage and λ did not return",
     region_column: None,
@@ -236,50 +251,87 @@ fn finish(f: &Finish<'_>) -> CheckResult {
     let b_flip = partial.lambda_flips[0].value();
     let s_flip = partial.lambda_flips[1].value();
 
-    let mut status = Status::Pass;
-    let mut reasons: Vec<String> = Vec::new();
-    let mut notes: Vec<String> = Vec::new();
+    let stats = &ctx.statistics;
+    let level = stats.level();
+    let drift_ci = (partial.delta_s[0].len() > 0 && partial.delta_s[1].len() > 0).then(|| {
+        Ci::difference(
+            partial.delta_s[1].interval(950, level.halved()),
+            partial.delta_s[0].interval(950, level.halved()),
+        )
+    });
+    let mean_ci =
+        |i: usize| (partial.coverage[i].count > 0).then(|| partial.coverage[i].interval(level));
+    let flip_ci = |i: usize| {
+        (partial.lambda_flips[i].total > 0).then(|| partial.lambda_flips[i].interval(level))
+    };
+    let drop_ci = (partial.coverage[0].count > 0 && partial.coverage[1].count > 0).then(|| {
+        Ci::difference(
+            partial.coverage[0].interval(level.halved()),
+            partial.coverage[1].interval(level.halved()),
+        )
+    });
+    let (n_base, n_post) = (counts.side_rows[0], counts.side_rows[1]);
+    let mut criteria = Vec::new();
+    let criterion =
+        |label: String, estimate: f64, ci: Option<Ci>, bound, threshold, fails| Criterion {
+            label,
+            estimate,
+            ci: ci.unwrap_or(Ci::UNBOUNDED),
+            bound,
+            threshold,
+            n: n_post,
+            fails,
+        };
     if let Some(d) = drift {
-        if d > t.delta_s_p95_drift_max {
-            status = status.worst(Status::Fail);
-            reasons.push(format!(
-                "ΔS p95 drift {d:+.3} > {}",
-                t.delta_s_p95_drift_max
-            ));
-        } else if d > t.delta_s_p95_drift_warn {
-            status = status.worst(Status::Warn);
-            reasons.push(format!(
-                "ΔS p95 drift {d:+.3} > {} (warn)",
-                t.delta_s_p95_drift_warn
-            ));
-        }
+        criteria.push(criterion(
+            "ΔS p95 drift".into(),
+            d,
+            drift_ci,
+            Bound::AtMost,
+            t.delta_s_p95_drift_max,
+            true,
+        ));
+        criteria.push(criterion(
+            "ΔS p95 drift (warn level)".into(),
+            d,
+            drift_ci,
+            Bound::AtMost,
+            t.delta_s_p95_drift_warn,
+            false,
+        ));
     }
     if let Some(c) = s_cov {
-        if c < t.coverage_min {
-            status = status.worst(Status::Fail);
-            reasons.push(format!("{subject} coverage {c:.3} < {}", t.coverage_min));
-        }
+        criteria.push(criterion(
+            format!("{subject} coverage"),
+            c,
+            mean_ci(1),
+            Bound::AtLeast,
+            t.coverage_min,
+            true,
+        ));
         if let Some(b) = b_cov {
-            if b - c > t.coverage_drop_max {
-                status = status.worst(Status::Fail);
-                reasons.push(format!(
-                    "coverage dropped {:.3} (> {})",
-                    b - c,
-                    t.coverage_drop_max
-                ));
-            }
+            criteria.push(criterion(
+                "coverage drop".into(),
+                b - c,
+                drop_ci,
+                Bound::AtMost,
+                t.coverage_drop_max,
+                true,
+            ));
         }
     }
     if let Some(f) = s_flip {
-        if f > t.lambda_flip_rate_max {
-            status = status.worst(Status::Fail);
-            reasons.push(format!(
-                "{subject} λ flip rate {} > {}",
-                pct(f),
-                pct(t.lambda_flip_rate_max)
-            ));
-        }
+        criteria.push(criterion(
+            format!("{subject} λ flip rate"),
+            f,
+            flip_ci(1),
+            Bound::AtMost,
+            t.lambda_flip_rate_max,
+            true,
+        ));
     }
+    let mut notes: Vec<String> = Vec::new();
+    let mut status = Status::Pass;
     if partial.lambda_unknown > 0 {
         status = status.worst(Status::Warn);
         let shown: Vec<String> = partial
@@ -300,7 +352,7 @@ fn finish(f: &Finish<'_>) -> CheckResult {
             partial.delta_s_out_of_range, partial.coverage_out_of_range
         ));
     }
-    let mut result = CheckResult::new(INFO.id, status, String::new())
+    let mut result = CheckResult::new(INFO.id, Status::Pass, String::new())
         .metric("baseline_delta_s_p95", Metric::Number(b_ds))
         .metric(&format!("{subject}_delta_s_p95"), Metric::Number(s_ds))
         .metric("delta_s_p95_drift", Metric::Number(drift))
@@ -347,12 +399,106 @@ fn finish(f: &Finish<'_>) -> CheckResult {
                 pct(t.lambda_flip_rate_max)
             ),
         );
+    result = result
+        .metric("delta_s_p95_drift_ci", criteria::ci_metric(drift_ci))
+        .metric("baseline_coverage_mean_ci", criteria::ci_metric(mean_ci(0)))
+        .metric(
+            &format!("{subject}_coverage_mean_ci"),
+            criteria::ci_metric(mean_ci(1)),
+        )
+        .metric(
+            "baseline_lambda_flip_rate_ci",
+            criteria::ci_metric(flip_ci(0)),
+        )
+        .metric(
+            &format!("{subject}_lambda_flip_rate_ci"),
+            criteria::ci_metric(flip_ci(1)),
+        )
+        .metric("n_baseline", Metric::Count(n_base))
+        .metric(&format!("n_{subject}"), Metric::Count(n_post))
+        .metric(
+            "lambda_flips_baseline",
+            Metric::Count(partial.lambda_flips[0].hits),
+        )
+        .metric(
+            &format!("lambda_flips_{subject}"),
+            Metric::Count(partial.lambda_flips[1].hits),
+        );
     if let Some(reason) = counts.too_few(ctx) {
         result.status = Status::Inconclusive;
         result.summary = reason;
         return result;
     }
-    let mut parts = reasons;
+    let n = format!("n = {} / {}", count(n_base), count(n_post));
+    let interval_note = |c: &Criterion| {
+        if stats.interval() {
+            format!(
+                ", {}",
+                criteria::interval_words(
+                    c.ci,
+                    stats,
+                    if c.label.contains("rate") {
+                        None
+                    } else {
+                        Some(3)
+                    }
+                )
+            )
+        } else {
+            String::new()
+        }
+    };
+    let mut drift_failed = false;
+    let mut parts = Vec::new();
+    for c in &criteria {
+        // The warn level of the drift only speaks when the fail level did not.
+        if !c.fails && c.label.starts_with("ΔS p95 drift") && drift_failed {
+            continue;
+        }
+        let before = result.status;
+        let texts = criteria::apply(&mut result, std::slice::from_ref(c), stats, &n, |c| match (
+            c.label.as_str(),
+            c.bound,
+        ) {
+            ("ΔS p95 drift", _) => format!(
+                "ΔS p95 drift {:+.3} > {}{}",
+                c.estimate,
+                c.threshold,
+                interval_note(c)
+            ),
+            ("ΔS p95 drift (warn level)", _) => format!(
+                "ΔS p95 drift {:+.3} > {} (warn){}",
+                c.estimate,
+                c.threshold,
+                interval_note(c)
+            ),
+            ("coverage drop", _) => format!(
+                "coverage dropped {:.3} (> {}){}",
+                c.estimate,
+                c.threshold,
+                interval_note(c)
+            ),
+            (_, Bound::AtLeast) => format!(
+                "{} {:.3} < {}{}",
+                c.label,
+                c.estimate,
+                c.threshold,
+                interval_note(c)
+            ),
+            _ => format!(
+                "{} {} > {}{}",
+                c.label,
+                pct(c.estimate),
+                pct(c.threshold),
+                interval_note(c)
+            ),
+        });
+        if c.fails && c.label == "ΔS p95 drift" && result.status != before {
+            drift_failed = true;
+        }
+        parts.extend(texts);
+    }
+    result.status = result.status.worst(status);
     if parts.is_empty() {
         let mut ok = Vec::new();
         if let Some(d) = drift {

@@ -80,6 +80,30 @@ impl Renderer for Markdown {
                 cell(&check.summary)
             );
         }
+        let intervals: Vec<_> = r
+            .checks
+            .iter()
+            .flat_map(|c| c.intervals.iter().map(move |i| (c.id, i)))
+            .collect();
+        if !intervals.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n### How sure ({} method)\n\n| check | figure | estimate | interval | n | criterion | decision |\n| --- | --- | --- | --- | --- | --- | --- |",
+                r.statistics.method
+            );
+            for (id, i) in intervals {
+                let _ = writeln!(
+                    out,
+                    "| `{id}` | {} | {} | {} | {} | {} | {} |",
+                    cell(&i.label),
+                    cell(&i.estimate),
+                    cell(&i.interval),
+                    cell(&i.n),
+                    cell(&i.criterion),
+                    i.decision
+                );
+            }
+        }
         let steps = r.next_steps();
         if !steps.is_empty() {
             let _ = writeln!(out, "\n### Next steps\n");

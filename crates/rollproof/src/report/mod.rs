@@ -122,6 +122,8 @@ pub struct Report {
     pub windows: Windows,
     pub expected_pins: Value,
     pub thresholds: BTreeMap<&'static str, Value>,
+    /// `[statistics]` as applied.
+    pub statistics: StatisticsReport,
     pub inputs: Vec<InputReport>,
     pub rows: RowAccounting,
     pub checks: Vec<CheckReport>,
@@ -365,9 +367,90 @@ pub struct CheckReport {
     /// The sample size the HTML checks table shows.
     #[serde(skip)]
     pub sample_size: String,
+    /// The intervals the human formats show beside their estimates (their figures are in
+    /// `metrics`).
+    #[serde(skip)]
+    pub intervals: Vec<IntervalView>,
     /// The check's documentation and what the human reports say about it.
     #[serde(skip)]
     pub info: &'static CheckInfo,
+}
+
+/// `[statistics]` in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatisticsReport {
+    pub method: &'static str,
+    pub confidence: f64,
+    pub sequential: bool,
+}
+
+/// An interval as the human formats show it: the figure, its estimate and interval as text, the
+/// sample sizes, the criterion and its decision; and the numbers, for the HTML drawing.
+#[derive(Debug, Clone)]
+pub struct IntervalView {
+    pub label: String,
+    pub estimate: String,
+    pub interval: String,
+    pub n: String,
+    /// "≤ 1.15", or empty when no threshold judges it.
+    pub criterion: String,
+    /// "met", "violated", "undecided", or empty.
+    pub decision: &'static str,
+    pub values: (f64, Option<f64>, Option<f64>, Option<f64>),
+}
+
+impl IntervalView {
+    fn new(
+        row: &crate::checks::criteria::IntervalRow,
+        stats: &crate::incident::Statistics,
+    ) -> IntervalView {
+        use crate::stats::intervals::{Bound, Decision};
+        let rate = row.label.contains("rate");
+        let digits = if rate { 4 } else { 3 };
+        let show = |v: f64| {
+            if rate {
+                crate::words::pct(v)
+            } else {
+                format!("{v:.digits$}")
+            }
+        };
+        let end = |v: Option<f64>, inf: &str| v.map_or(inf.to_string(), show);
+        IntervalView {
+            label: row.label.clone(),
+            estimate: show(row.estimate),
+            interval: format!(
+                "{}% {}[{}, {}]",
+                (stats.confidence * 1000.0).round() / 10.0,
+                if stats.sequential { "CS " } else { "CI " },
+                end(row.ci.low, "−∞"),
+                end(row.ci.high, "∞")
+            ),
+            n: row.n.clone(),
+            criterion: row
+                .criterion
+                .map(|(b, t)| {
+                    let sign = match b {
+                        Bound::AtMost => "≤",
+                        Bound::AtLeast => "≥",
+                        Bound::Below => "<",
+                    };
+                    format!("{sign} {}", show(t))
+                })
+                .unwrap_or_default(),
+            decision: match row.decision {
+                Some(Decision::Met) => "met",
+                Some(Decision::Violated) => "violated",
+                Some(Decision::Undecided) => "undecided",
+                None => "",
+            },
+            values: (
+                row.estimate,
+                row.ci.low,
+                row.ci.high,
+                row.criterion.map(|c| c.1),
+            ),
+        }
+    }
 }
 
 fn number(v: f64) -> Value {
@@ -447,6 +530,11 @@ impl Report {
                     metrics: r.metrics,
                     samples: r.samples,
                     sample_size: r.sample_size,
+                    intervals: r
+                        .intervals
+                        .iter()
+                        .map(|i| IntervalView::new(i, &incident.statistics))
+                        .collect(),
                     info,
                 }
             })
@@ -505,6 +593,14 @@ impl Report {
             windows,
             expected_pins,
             thresholds: thresholds_map(&incident.thresholds),
+            statistics: StatisticsReport {
+                method: match incident.statistics.method {
+                    crate::incident::StatMethod::Point => "point",
+                    crate::incident::StatMethod::Interval => "interval",
+                },
+                confidence: incident.statistics.confidence,
+                sequential: incident.statistics.sequential,
+            },
             inputs: extra.inputs,
             rows: extra.rows,
             checks,

@@ -75,6 +75,26 @@ impl Renderer for Text {
                 sanitize(&check.summary)
             );
         }
+        let intervals: Vec<_> = r
+            .checks
+            .iter()
+            .flat_map(|c| c.intervals.iter().map(move |i| (c.id, i)))
+            .collect();
+        if !intervals.is_empty() {
+            let _ = writeln!(out, "\nhow sure ({} method)", r.statistics.method);
+            for (id, i) in intervals {
+                let judged = if i.criterion.is_empty() {
+                    String::new()
+                } else {
+                    format!("  {} {}", i.criterion, i.decision)
+                };
+                let _ = writeln!(
+                    out,
+                    "  {id:<15} {:<30} {:>9}  {:<30} {}{judged}",
+                    i.label, i.estimate, i.interval, i.n
+                );
+            }
+        }
         let findings: Vec<_> = r.findings().collect();
         if !findings.is_empty() {
             let _ = writeln!(out, "\nfindings");

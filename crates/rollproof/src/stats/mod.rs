@@ -4,6 +4,7 @@
 //! the same figures whatever the order they are merged in.
 
 pub(crate) mod hash_index;
+pub(crate) mod intervals;
 mod quantiles;
 mod samples;
 mod strata;
@@ -12,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use intervals::Ci;
 pub(crate) use quantiles::Quantiles;
 pub(crate) use samples::{Samples, Targets};
 pub(crate) use strata::{Keyed, SampleKey, Strata};
@@ -21,6 +23,9 @@ pub(crate) use strata::{Keyed, SampleKey, Strata};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ExactSum {
     scaled: i128,
+    /// The sum of squares at the same resolution, for the variance of the mean.
+    #[serde(default)]
+    squares: i128,
     pub(crate) count: u64,
 }
 
@@ -31,16 +36,28 @@ impl ExactSum {
     pub(crate) fn add(&mut self, v: f64) {
         // Values are in [0, 1] here: +0.5 then truncation rounds without a libm call.
         self.scaled += (v * SCALE + 0.5) as i64 as i128;
+        self.squares += (v * v * SCALE + 0.5) as i64 as i128;
         self.count += 1;
     }
 
     pub(crate) fn merge(&mut self, other: &ExactSum) {
         self.scaled += other.scaled;
+        self.squares += other.squares;
         self.count += other.count;
     }
 
     pub(crate) fn mean(&self) -> Option<f64> {
         (self.count > 0).then(|| (self.scaled as f64 / SCALE) / self.count as f64)
+    }
+
+    /// An interval for the mean (values in [0, 1]).
+    pub(crate) fn interval(&self, level: intervals::Level) -> Ci {
+        intervals::mean_unit(
+            self.scaled as f64 / SCALE,
+            self.squares as f64 / SCALE,
+            self.count,
+            level,
+        )
     }
 }
 
@@ -65,6 +82,10 @@ impl Rate {
 
     pub(crate) fn value(&self) -> Option<f64> {
         (self.total > 0).then(|| self.hits as f64 / self.total as f64)
+    }
+
+    pub(crate) fn interval(&self, level: intervals::Level) -> Ci {
+        intervals::rate(self.hits, self.total, level)
     }
 }
 

@@ -83,6 +83,38 @@ impl Quantiles {
         }
         unreachable!("rank ≤ n")
     }
+
+    /// The bucket holding the `rank`-th smallest value (1-based): its lowest and highest values.
+    fn bucket_at_rank(&self, rank: u64) -> Option<(u64, u64)> {
+        let mut seen = 0u64;
+        for v in self.hist.iter_recorded() {
+            seen += v.count_at_value();
+            if seen >= rank {
+                let at = v.value_iterated_to();
+                return Some((
+                    self.hist.lowest_equivalent(at),
+                    self.hist.highest_equivalent(at),
+                ));
+            }
+        }
+        None
+    }
+
+    /// A confidence interval (or sequence) for the `q_permille` quantile: order statistics at ranks
+    /// from the binomial distribution (`intervals::quantile_ranks`), widened to the ends of their
+    /// HDR buckets so that the histogram's own precision is covered too.
+    pub(crate) fn interval(&self, q_permille: u64, level: super::intervals::Level) -> super::Ci {
+        let n = self.hist.len();
+        let (low, high) = super::intervals::quantile_ranks(n, q_permille as f64 / 1000.0, level);
+        super::Ci {
+            low: low
+                .and_then(|r| self.bucket_at_rank(r))
+                .map(|(lo, _)| lo as f64 / self.scale),
+            high: high
+                .and_then(|r| self.bucket_at_rank(r))
+                .map(|(_, hi)| hi as f64 / self.scale),
+        }
+    }
 }
 
 /// The serialized form: the histogram in HdrHistogram's V2 encoding (the format other HDR

@@ -67,10 +67,74 @@ struct View<'a> {
     regions: Option<Table>,
     postmortem: story::Postmortem,
     recommendations: Vec<(&'static str, Vec<&'static str>)>,
+    /// Every interval beside its estimate, drawn against its threshold.
+    intervals: Vec<IntervalRowView<'a>>,
+    statistics_method: &'static str,
     root_cause_url: Option<&'a str>,
     inputs: Vec<InputRow<'a>>,
     thresholds: Vec<(String, String)>,
     expected_pins: Vec<String>,
+}
+
+/// One interval row of the "How sure" table, with the x positions (0..=INTERVAL_WIDTH) of its
+/// drawing: the interval as a bar (an open end runs to the edge), the estimate as a dot, the
+/// threshold as a line.
+#[derive(Serialize)]
+struct IntervalRowView<'a> {
+    check: &'a str,
+    label: &'a str,
+    estimate: &'a str,
+    interval: &'a str,
+    n: &'a str,
+    criterion: &'a str,
+    decision: &'static str,
+    x_low: f64,
+    x_high: f64,
+    x_estimate: f64,
+    x_threshold: Option<f64>,
+    open_low: bool,
+    open_high: bool,
+}
+
+const INTERVAL_WIDTH: f64 = 220.0;
+
+fn interval_rows(r: &Report) -> Vec<IntervalRowView<'_>> {
+    r.checks
+        .iter()
+        .flat_map(|c| c.intervals.iter().map(move |i| (c.id, i)))
+        .map(|(check, i)| {
+            let (estimate, low, high, threshold) = i.values;
+            let finite = [Some(estimate), low, high, threshold];
+            let lo = finite
+                .iter()
+                .flatten()
+                .copied()
+                .fold(f64::INFINITY, f64::min);
+            let hi = finite
+                .iter()
+                .flatten()
+                .copied()
+                .fold(f64::NEG_INFINITY, f64::max);
+            let pad = ((hi - lo) * 0.1).max(hi.abs().max(1e-9) * 0.02);
+            let (lo, hi) = (lo - pad, hi + pad);
+            let x = |v: f64| ((v - lo) / (hi - lo) * INTERVAL_WIDTH).clamp(0.0, INTERVAL_WIDTH);
+            IntervalRowView {
+                check,
+                label: &i.label,
+                estimate: &i.estimate,
+                interval: &i.interval,
+                n: &i.n,
+                criterion: &i.criterion,
+                decision: i.decision,
+                x_low: low.map_or(0.0, x),
+                x_high: high.map_or(INTERVAL_WIDTH, x),
+                x_estimate: x(estimate),
+                x_threshold: threshold.map(x),
+                open_low: low.is_none(),
+                open_high: high.is_none(),
+            }
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -208,6 +272,8 @@ impl<'a> View<'a> {
             regions: regions(r),
             postmortem: story::postmortem(r),
             recommendations: r.next_steps(),
+            intervals: interval_rows(r),
+            statistics_method: r.statistics.method,
             root_cause_url: r.incident.root_cause_url.as_deref(),
             inputs: r
                 .inputs
