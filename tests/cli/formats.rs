@@ -207,3 +207,70 @@ fn an_input_may_name_its_format() {
     );
     assert_eq!(report["checks"], reference["checks"]);
 }
+
+/// Rewrites a Parquet file as Spark, Hive or DuckDB write one: every string column plain Utf8
+/// (dictionary pages in the file, but no Arrow schema saying so).
+fn without_arrow_schema(from: &Path, to: &Path) {
+    use arrow::array::{Array, ArrayRef, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::arrow::arrow_writer::{ArrowWriter, ArrowWriterOptions};
+    use std::sync::Arc;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(from).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut writer: Option<ArrowWriter<std::fs::File>> = None;
+    for batch in reader {
+        let batch = batch.unwrap();
+        let columns: Vec<ArrayRef> = batch
+            .columns()
+            .iter()
+            .map(|c| match c.data_type() {
+                DataType::Dictionary(_, v) => arrow::compute::cast(c, v).unwrap(),
+                _ => c.clone(),
+            })
+            .collect();
+        let fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .zip(&columns)
+            .map(|(f, c)| {
+                Field::new(
+                    f.name(),
+                    c.data_type().clone(),
+                    c.null_count() > 0 || f.is_nullable(),
+                )
+            })
+            .collect();
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let w = writer.get_or_insert_with(|| {
+            let options = ArrowWriterOptions::new().with_skip_arrow_metadata(true);
+            ArrowWriter::try_new_with_options(
+                std::fs::File::create(to).unwrap(),
+                batch.schema(),
+                options,
+            )
+            .unwrap()
+        });
+        w.write(&batch).unwrap();
+    }
+    writer.unwrap().close().unwrap();
+}
+
+#[test]
+fn parquet_without_an_arrow_schema_reads_dictionary_columns_as_dictionaries() {
+    // The figures must not depend on whether the writer stored an Arrow schema: dictionary
+    // columns are chosen from the footer's page encodings, and read as Arrow dictionaries.
+    let dir = crate::util::copy_fixture("demo");
+    let (_, expected) = audit_json(&dir.path().join("incident.toml"), &[]);
+    let requests = dir.path().join("requests.parquet");
+    let plain = dir.path().join("plain.parquet");
+    without_arrow_schema(&requests, &plain);
+    std::fs::rename(&plain, &requests).unwrap();
+    let (_, report) = audit_json(&dir.path().join("incident.toml"), &[]);
+    assert_eq!(report["checks"], expected["checks"]);
+    assert_eq!(report["rows"], expected["rows"]);
+    assert_eq!(report["impact"], expected["impact"]);
+}

@@ -45,6 +45,17 @@ fn row_classification(bencher: divan::Bencher) {
     bencher.bench(|| DATA.classify());
 }
 
+/// Every interval of an audit's finish (fixed and sequential), from histograms of 5M values per
+/// window: what `[statistics]` adds to a 10M-request audit besides one sum of squares per
+/// coverage value.
+#[divan::bench]
+fn intervals_of_a_10m_audit(bencher: divan::Bencher) {
+    static INPUTS: LazyLock<rollproof::bench::IntervalInputs> =
+        LazyLock::new(|| rollproof::bench::interval_inputs(5_000_000));
+    LazyLock::force(&INPUTS);
+    bencher.bench(|| rollproof::bench::compute_intervals(&INPUTS));
+}
+
 #[divan::bench(args = KERNELS)]
 fn kernel(bencher: divan::Bencher, name: &str) {
     bencher.bench(|| DATA.run_kernel(name));

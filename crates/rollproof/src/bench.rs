@@ -96,3 +96,94 @@ impl Loaded {
         state
     }
 }
+
+/// The statistics a 10M-request audit keeps when it finishes: latency and ΔS histograms of two
+/// windows of `n` values each, coverage sums and λ counts.
+pub struct IntervalInputs {
+    latency: [crate::stats::Quantiles; 2],
+    delta_s: [crate::stats::Quantiles; 2],
+    coverage: [crate::stats::ExactSum; 2],
+    flips: [crate::stats::Rate; 2],
+}
+
+/// Fills the histograms and sums with `n` deterministic values per window.
+pub fn interval_inputs(n: u64) -> IntervalInputs {
+    use crate::stats::{ExactSum, Quantiles, Rate};
+    let mut x = IntervalInputs {
+        latency: [Quantiles::latency_ms(), Quantiles::latency_ms()],
+        delta_s: [Quantiles::unit_interval(), Quantiles::unit_interval()],
+        coverage: [ExactSum::default(); 2],
+        flips: [Rate::default(); 2],
+    };
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    for side in 0..2 {
+        for _ in 0..n {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let u = (state >> 11) as f64 / (1u64 << 53) as f64;
+            x.latency[side].record(50.0 + 400.0 * u * u);
+            x.delta_s[side].record(u * 0.6);
+            x.coverage[side].add(1.0 - u * 0.4);
+            x.flips[side].add(u < 0.05);
+        }
+    }
+    x
+}
+
+/// Every interval `latency`, `quality` and `error_rate` report at finish, fixed and sequential.
+pub fn compute_intervals(x: &IntervalInputs) -> f64 {
+    use crate::stats::intervals::{rate_difference, Level};
+    use crate::stats::Ci;
+    let mut acc = 0.0;
+    for sequential in [false, true] {
+        let level = Level::new(0.95, sequential);
+        for q in [950, 990] {
+            let r = Ci::ratio(
+                x.latency[1].interval(q, level.halved()),
+                x.latency[0].interval(q, level.halved()),
+            );
+            acc += r.low.unwrap_or(0.0);
+        }
+        let d = Ci::difference(
+            x.delta_s[1].interval(950, level.halved()),
+            x.delta_s[0].interval(950, level.halved()),
+        );
+        acc += d.low.unwrap_or(0.0);
+        for side in 0..2 {
+            acc += x.coverage[side].interval(level).low.unwrap_or(0.0);
+            acc += x.flips[side].interval(level).low.unwrap_or(0.0);
+        }
+        let f = &x.flips;
+        acc += rate_difference(f[1].hits, f[1].total, f[0].hits, f[0].total, level)
+            .low
+            .unwrap_or(0.0);
+    }
+    acc
+}
+
+/// The decode floor of an incident: every unit of both tables read through rollproof's own ingest
+/// (projection, dictionary columns, canonical batches) on the rayon pool, and nothing else — no
+/// kernel, no hashing, no second pass. Returns the rows decoded.
+pub fn decode_floor(path: &Path) -> u64 {
+    use rayon::prelude::*;
+    let incident = Incident::load(path).expect("a valid bench incident");
+    let (_ctx, tables) =
+        audit::prepare(&incident, &InputOverrides::default(), true).expect("readable bench inputs");
+    [Table::Requests, Table::Receipts]
+        .into_iter()
+        .filter_map(|table| tables.get(table).map(|plan| (table, plan)))
+        .map(|(table, plan)| {
+            let wanted: Vec<Col> = Col::of_table(table).collect();
+            plan.units()
+                .into_par_iter()
+                .map(|unit| {
+                    let mut rows = 0u64;
+                    plan.read_unit(unit, &wanted, |b| rows += b.len() as u64)
+                        .expect("readable bench unit");
+                    rows
+                })
+                .sum::<u64>()
+        })
+        .sum()
+}

@@ -48,6 +48,7 @@ impl Source for Parquet {
             }
         }
         .map_err(|e| file.problem(e))?;
+        let meta = dictionary_hint(meta);
         Ok(Layout {
             columns: meta
                 .schema()
@@ -143,5 +144,122 @@ impl Source for Parquet {
             sink(batch.map_err(|e| file.problem(e))?)?;
         }
         Ok(())
+    }
+}
+
+/// Whether every data page of a column chunk is dictionary-encoded (the footer's encoding mask).
+fn all_dictionary(chunk: &parquet::file::metadata::ColumnChunkMetaData) -> bool {
+    use parquet::basic::Encoding;
+    chunk.dictionary_page_offset().is_some()
+        && chunk.page_encoding_stats_mask().is_some_and(|mask| {
+            mask.is_only(Encoding::PLAIN_DICTIONARY) || mask.is_only(Encoding::RLE_DICTIONARY)
+        })
+}
+
+/// Reads string columns that are dictionary-encoded in every row group as Arrow dictionaries
+/// (`Dictionary(Int32, Utf8)`): the decoder then keeps the file's dictionary instead of
+/// materialising one string per row, and the checks evaluate once per distinct value. Chosen from
+/// the footer, not by name: a high-cardinality id whose writer fell back to plain pages stays
+/// plain. Files written from Arrow dictionaries (with their Arrow schema) already read this way;
+/// files from Spark, Hive or DuckDB carry no Arrow schema and would otherwise decode to one
+/// string per row. The metadata is returned unchanged when no column qualifies.
+fn dictionary_hint(meta: ArrowReaderMetadata) -> ArrowReaderMetadata {
+    use arrow::datatypes::{DataType, Field, Schema};
+    let parquet_meta = meta.metadata();
+    let schema_descr = parquet_meta.file_metadata().schema_descr();
+    if parquet_meta.num_row_groups() == 0 {
+        return meta;
+    }
+    let mut changed = false;
+    let fields: Vec<Arc<Field>> = meta
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            // A top-level string column is one leaf; find it by name among the leaves.
+            let leaf = (f.data_type() == &DataType::Utf8)
+                .then(|| {
+                    (0..schema_descr.num_columns()).find(|&i| {
+                        let c = schema_descr.column(i);
+                        c.path().parts().len() == 1 && c.name() == f.name()
+                    })
+                })
+                .flatten();
+            let dictionary = leaf.is_some_and(|i| {
+                parquet_meta
+                    .row_groups()
+                    .iter()
+                    .all(|rg| all_dictionary(rg.column(i)))
+            });
+            if dictionary {
+                changed = true;
+                Arc::new(f.as_ref().clone().with_data_type(DataType::Dictionary(
+                    Box::new(DataType::Int32),
+                    Box::new(DataType::Utf8),
+                )))
+            } else {
+                f.clone()
+            }
+        })
+        .collect();
+    if !changed {
+        return meta;
+    }
+    let schema = Arc::new(Schema::new_with_metadata(
+        fields,
+        meta.schema().metadata().clone(),
+    ));
+    ArrowReaderMetadata::try_new(
+        parquet_meta.clone(),
+        ArrowReaderOptions::new().with_schema(schema),
+    )
+    .unwrap_or(meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use parquet::arrow::arrow_writer::{ArrowWriter, ArrowWriterOptions};
+    use parquet::file::properties::WriterProperties;
+    use parquet::schema::types::ColumnPath;
+
+    #[test]
+    fn dictionary_columns_are_chosen_from_the_footer() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("region", DataType::Utf8, false),
+            Field::new("request_id", DataType::Utf8, false),
+        ]));
+        let region = StringArray::from_iter_values((0..1000).map(|i| ["eu", "us"][i % 2]));
+        let ids = StringArray::from_iter_values((0..1000).map(|i| format!("r-{i}")));
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(region), Arc::new(ids)]).unwrap();
+        let mut bytes = Vec::new();
+        // No Arrow schema in the file (as Spark writes it); request_id in plain pages.
+        let props = WriterProperties::builder()
+            .set_column_dictionary_enabled(ColumnPath::from("request_id"), false)
+            .build();
+        let options = ArrowWriterOptions::new()
+            .with_skip_arrow_metadata(true)
+            .with_properties(props);
+        let mut w = ArrowWriter::try_new_with_options(&mut bytes, schema, options).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let bytes = bytes::Bytes::from(bytes);
+        let meta = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new()).unwrap();
+        assert_eq!(meta.schema().field(0).data_type(), &DataType::Utf8);
+        let hinted = dictionary_hint(meta);
+        assert_eq!(
+            hinted.schema().field(0).data_type(),
+            &DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+        );
+        assert_eq!(hinted.schema().field(1).data_type(), &DataType::Utf8);
+        // And the file reads through the hinted schema.
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, hinted)
+            .build()
+            .unwrap();
+        let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+        assert_eq!(rows, 1000);
     }
 }
