@@ -1,10 +1,10 @@
 //! One parallel pass over a table: every unit (a Parquet row group or a whole file) is read once
-//! and fed to all the kernels of the pass; rayon folds units into per-task states and merges them
-//! pairwise. Merges are exact, so the result does not depend on the thread count or on the order
+//! and fed to all the kernels of the pass; one worker per thread folds the units it takes into its
+//! own states, and the workers' states are merged at the end. Merges are exact, so the result does not depend on the thread count or on the order
 //! units finish in.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
@@ -57,33 +57,46 @@ pub(crate) fn run(
         counts: vec![UnitCounts::default(); table.files.len()],
         problems: Vec::new(),
     };
-    let result = units
-        .par_iter()
-        .fold(empty, |mut acc, unit| {
-            let read = table.read_unit(*unit, &wanted, |batch| {
-                let rows = Rows::new(ctx, table.table, batch);
-                for (kernel, state) in kernels.iter().zip(acc.states.iter_mut()) {
-                    kernel.update(ctx, state.as_mut(), &rows);
-                }
-            });
-            match read {
-                Ok(c) => acc.counts[unit.file].add(&c),
-                Err(e) => acc.problems.extend(e.problems),
+    let fold = |acc: &mut Acc, unit: &crate::ingest::Unit| {
+        let read = table.read_unit(*unit, &wanted, |batch| {
+            let rows = Rows::new(ctx, table.table, batch);
+            for (kernel, state) in kernels.iter().zip(acc.states.iter_mut()) {
+                kernel.update(ctx, state.as_mut(), &rows);
             }
-            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-            progress(table.table, n, total);
+        });
+        match read {
+            Ok(c) => acc.counts[unit.file].add(&c),
+            Err(e) => acc.problems.extend(e.problems),
+        }
+        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+        progress(table.table, n, total);
+    };
+    // One accumulator per worker, each pulling the next unit: at most `threads` states are alive,
+    // however many units there are (rayon's fold keeps one per split, up to one per unit, and a
+    // state that grows with keys — users, idempotency keys — then exists once per row group).
+    let workers = rayon::current_num_threads().clamp(1, units.len().max(1));
+    let next = AtomicUsize::new(0);
+    let accs: Vec<Acc> = (0..workers)
+        .into_par_iter()
+        .map(|_| {
+            let mut acc = empty();
+            while let Some(unit) = units.get(next.fetch_add(1, Ordering::Relaxed)) {
+                fold(&mut acc, unit);
+            }
             acc
         })
-        .reduce(empty, |mut a, b| {
-            for (x, y) in a.counts.iter_mut().zip(&b.counts) {
-                x.add(y);
-            }
-            a.problems.extend(b.problems);
-            for ((kernel, mine), theirs) in kernels.iter().zip(a.states.iter_mut()).zip(b.states) {
-                kernel.merge(mine.as_mut(), theirs);
-            }
-            a
-        });
+        .collect();
+    let mut accs = accs.into_iter();
+    let mut result = accs.next().unwrap_or_else(empty);
+    for b in accs {
+        for (x, y) in result.counts.iter_mut().zip(&b.counts) {
+            x.add(y);
+        }
+        result.problems.extend(b.problems);
+        for ((kernel, mine), theirs) in kernels.iter().zip(result.states.iter_mut()).zip(b.states) {
+            kernel.merge(mine.as_mut(), theirs);
+        }
+    }
     if !result.problems.is_empty() {
         let mut problems = result.problems;
         problems.sort_by(|a, b| (&a.file, &a.location).cmp(&(&b.file, &b.location)));
