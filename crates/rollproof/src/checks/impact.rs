@@ -61,32 +61,35 @@ impl Counts {
     }
 }
 
-/// Users of a window: every user, and those with an affected request.
-#[derive(Default, Serialize, Deserialize)]
-struct Users {
-    #[serde(
-        serialize_with = "serialize_sorted",
-        deserialize_with = "deserialize_prehashed"
-    )]
-    seen: PrehashedMap<u64, bool>,
+/// What the impact section needs of one user, in one entry (one hash map for all windows keeps
+/// the state at ~32 bytes per user rather than a map per window): the fixed windows the user had
+/// requests in and had affected requests in (bit `w`), and their last minute and last affected
+/// minute between the end of the baseline and the flip (`i64::MIN` when none).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct UserMark {
+    windows: u8,
+    affected: u8,
+    last: i64,
+    last_affected: i64,
 }
 
-impl Users {
-    fn add(&mut self, user: u64, affected: bool) {
-        *self.seen.entry(user).or_default() |= affected;
-    }
-
-    fn merge(&mut self, o: Users) {
-        for (u, a) in o.seen {
-            self.add(u, a);
+impl Default for UserMark {
+    fn default() -> UserMark {
+        UserMark {
+            windows: 0,
+            affected: 0,
+            last: i64::MIN,
+            last_affected: i64::MIN,
         }
     }
+}
 
-    fn counts(&self) -> (u64, u64) {
-        (
-            self.seen.len() as u64,
-            self.seen.values().filter(|a| **a).count() as u64,
-        )
+impl UserMark {
+    fn merge(&mut self, o: &UserMark) {
+        self.windows |= o.windows;
+        self.affected |= o.affected;
+        self.last = self.last.max(o.last);
+        self.last_affected = self.last_affected.max(o.last_affected);
     }
 }
 
@@ -100,15 +103,13 @@ pub(crate) struct State {
     /// Flip-aligned minute → counts, over all the data.
     minutes: BTreeMap<i64, Counts>,
     windows: [Counts; 3],
-    users: [Users; 3],
-    /// Users with requests between the end of the baseline and the flip: their last minute, and
-    /// their last affected minute (`i64::MIN` when none), so that the users of any window ending
-    /// at the flip can be counted once its start is known.
+    /// Users with requests in a fixed window or between the end of the baseline and the flip (so
+    /// that the users of any window ending at the flip can be counted once its start is known).
     #[serde(
         serialize_with = "serialize_sorted",
         deserialize_with = "deserialize_prehashed"
     )]
-    before_flip: PrehashedMap<u64, (i64, i64)>,
+    users: PrehashedMap<u64, UserMark>,
     has_users: bool,
     has_status: bool,
 }
@@ -152,20 +153,18 @@ impl Kernel for ImpactKernel {
         state.update(r, rows);
     }
 
-    fn merge(&self, state: &mut State, other: State) {
-        for (k, c) in other.minutes {
+    fn merge(&self, state: &mut State, mut other: State) {
+        for (k, c) in std::mem::take(&mut other.minutes) {
             state.minutes.entry(k).or_default().add(&c);
         }
         for i in 0..3 {
             state.windows[i].add(&other.windows[i]);
         }
-        for (mine, theirs) in state.users.iter_mut().zip(other.users) {
-            mine.merge(theirs);
+        if state.users.len() < other.users.len() {
+            std::mem::swap(&mut state.users, &mut other.users);
         }
-        for (u, (last, last_affected)) in other.before_flip {
-            let e = state.before_flip.entry(u).or_insert((i64::MIN, i64::MIN));
-            e.0 = e.0.max(last);
-            e.1 = e.1.max(last_affected);
+        for (u, mark) in other.users {
+            state.users.entry(u).or_default().merge(&mark);
         }
         state.has_users |= other.has_users;
         state.has_status |= other.has_status;
@@ -220,20 +219,26 @@ impl State {
             let k = minute(t);
             dense[(k - first) as usize].add(&row);
             let user = user_hashes.as_ref().and_then(|u| u[i]);
+            let mut in_windows = 0u8;
             for (w, window) in windows.iter().enumerate() {
                 if window.contains(t) {
                     self.windows[w].add(&row);
-                    if let Some(u) = user {
-                        self.users[w].add(u, affected);
-                    }
+                    in_windows |= 1 << w;
                 }
             }
             if let Some(u) = user {
-                if t >= r.baseline.end && t < r.flip_at {
-                    let e = self.before_flip.entry(u).or_insert((i64::MIN, i64::MIN));
-                    e.0 = e.0.max(k);
+                let before_flip = t >= r.baseline.end && t < r.flip_at;
+                if in_windows != 0 || before_flip {
+                    let mark = self.users.entry(u).or_default();
+                    mark.windows |= in_windows;
                     if affected {
-                        e.1 = e.1.max(k);
+                        mark.affected |= in_windows;
+                    }
+                    if before_flip {
+                        mark.last = mark.last.max(k);
+                        if affected {
+                            mark.last_affected = mark.last_affected.max(k);
+                        }
                     }
                 }
             }
@@ -298,7 +303,18 @@ impl State {
                 affected_users: users.map(|u| u.1),
             }
         };
-        let users_of = |i: usize| self.has_users.then(|| self.users[i].counts());
+        let users_of = |w: usize| {
+            self.has_users.then(|| {
+                let bit = 1u8 << w;
+                let all = self.users.values().filter(|m| m.windows & bit != 0).count();
+                let hit = self
+                    .users
+                    .values()
+                    .filter(|m| m.affected & bit != 0)
+                    .count();
+                (all as u64, hit as u64)
+            })
+        };
         windows.push(window(
             "baseline",
             r.baseline,
@@ -311,8 +327,8 @@ impl State {
                 c.add(m);
             }
             let users = self.has_users.then(|| {
-                let all = self.before_flip.values().filter(|(l, _)| *l >= k).count() as u64;
-                let hit = self.before_flip.values().filter(|(_, a)| *a >= k).count() as u64;
+                let all = self.users.values().filter(|m| m.last >= k).count() as u64;
+                let hit = self.users.values().filter(|m| m.last_affected >= k).count() as u64;
                 (all, hit)
             });
             windows.push(window(
