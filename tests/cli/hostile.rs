@@ -508,6 +508,28 @@ fn cases() -> Vec<Case> {
             escape: false,
         },
         Case {
+            // Found by fuzzing: the impact section counted a batch's minutes in one dense array
+            // as long as the batch's time span (a billion minutes here) and aborted on memory.
+            name: "rows four thousand years apart in one batch",
+            setup: |d| {
+                write(
+                    d,
+                    "requests.csv",
+                    "ts,request_id,user_id,build_id,status\n4052-11-27T10:16:00Z,r-1,u-1,b-1,200\n2026-11-27T10:16:00Z,r-2,u-1,b-1,200\n0001-01-01T00:00:00Z,r-3,u-2,b-1,500\n",
+                );
+                write(d, "incident.toml", INCIDENT);
+                vec![
+                    "audit".into(),
+                    "incident.toml".into(),
+                    "-q".into(),
+                    "--html".into(),
+                    "r.html".into(),
+                ]
+            },
+            expect: Expect::Report(|_| {}),
+            escape: false,
+        },
+        Case {
             name: "stderr closed",
             setup: |d| {
                 incident_for(d, "requests.csv");

@@ -31,6 +31,9 @@ use crate::report::Instant;
 use crate::stats::{deserialize_prehashed, serialize_sorted, PrehashedMap};
 use crate::time::{Micros, MICROS_PER_MINUTE};
 
+/// The most minutes one batch counts densely (a week); the rest go to the map.
+const DENSE_MINUTES: i64 = 7 * 24 * 60;
+
 /// An off-pin share that makes a minute degraded.
 pub(crate) const OFF_PIN_SHARE: f64 = 0.05;
 
@@ -194,8 +197,10 @@ impl State {
                 .collect()
         });
         let windows = [r.baseline, settling(r), r.post];
-        // Minutes of one batch are few: count them densely, then merge into the map.
-        let minute = |t: Micros| (t - r.flip_at).div_euclid(MICROS_PER_MINUTE);
+        // Minutes of one batch are few: count them densely, then merge into the map. The dense
+        // array is capped (a batch may span millennia: hostile or corrupt timestamps); minutes
+        // past the cap go to the map directly.
+        let minute = |t: Micros| (t.saturating_sub(r.flip_at)).div_euclid(MICROS_PER_MINUTE);
         let (lo, hi) = ts
             .iter()
             .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
@@ -203,7 +208,8 @@ impl State {
             return;
         }
         let first = minute(lo);
-        let mut dense = vec![Counts::default(); (minute(hi) - first + 1) as usize];
+        let span = minute(hi).saturating_sub(first).saturating_add(1);
+        let mut dense = vec![Counts::default(); span.clamp(0, DENSE_MINUTES) as usize];
         for i in 0..n {
             let t = ts[i];
             let error = status.is_some_and(|s| s.is_valid(i) && is_error(s.value(i)));
@@ -217,7 +223,10 @@ impl State {
                 affected: affected as u64,
             };
             let k = minute(t);
-            dense[(k - first) as usize].add(&row);
+            match dense.get_mut(k.saturating_sub(first) as usize) {
+                Some(c) => c.add(&row),
+                None => self.minutes.entry(k).or_default().add(&row),
+            }
             let user = user_hashes.as_ref().and_then(|u| u[i]);
             let mut in_windows = 0u8;
             for (w, window) in windows.iter().enumerate() {
