@@ -20,15 +20,19 @@ static DATA: LazyLock<Loaded> = LazyLock::new(|| {
 const KERNELS: &[&str] = &[
     "rows",
     "series",
+    "impact",
     "pins",
     "cache",
     "users",
     "effects",
+    "errors",
     "receipt_requests",
     "request_ids",
-    "errors",
+    "flags",
+    "backpressure",
     "latency",
     "quality",
+    "live_pins",
 ];
 
 fn main() {
