@@ -45,14 +45,6 @@ impl Criterion {
         )
     }
 
-    fn sign(&self) -> &'static str {
-        match self.bound {
-            Bound::AtMost => "≤",
-            Bound::AtLeast => "≥",
-            Bound::Below => "<",
-        }
-    }
-
     /// "p95 ratio 1.12, 95% interval [1.04, 1.21] straddles 1.15: inconclusive — need about 3,100
     /// more requests".
     pub(crate) fn undecided(&self, stats: &Statistics, digits: usize) -> String {
@@ -81,7 +73,7 @@ impl Criterion {
             self.label,
             show(self.estimate),
             interval_words(self.ci, stats, if rate { None } else { Some(digits) }),
-            self.sign(),
+            self.bound.sign(),
             if rate {
                 show(self.threshold)
             } else {

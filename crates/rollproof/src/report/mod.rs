@@ -404,7 +404,7 @@ impl IntervalView {
         row: &crate::checks::criteria::IntervalRow,
         stats: &crate::incident::Statistics,
     ) -> IntervalView {
-        use crate::stats::intervals::{Bound, Decision};
+        use crate::stats::intervals::Decision;
         let rate = row.label.contains("rate");
         let digits = if rate { 4 } else { 3 };
         let show = |v: f64| {
@@ -428,14 +428,7 @@ impl IntervalView {
             n: row.n.clone(),
             criterion: row
                 .criterion
-                .map(|(b, t)| {
-                    let sign = match b {
-                        Bound::AtMost => "≤",
-                        Bound::AtLeast => "≥",
-                        Bound::Below => "<",
-                    };
-                    format!("{sign} {}", show(t))
-                })
+                .map(|(b, t)| format!("{} {}", b.sign(), show(t)))
                 .unwrap_or_default(),
             decision: match row.decision {
                 Some(Decision::Met) => "met",

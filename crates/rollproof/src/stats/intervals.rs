@@ -450,6 +450,17 @@ pub(crate) enum Bound {
     Below,
 }
 
+impl Bound {
+    /// The criterion's sign as the reports write it: "≤", "≥" or "<".
+    pub(crate) fn sign(self) -> &'static str {
+        match self {
+            Bound::AtMost => "≤",
+            Bound::AtLeast => "≥",
+            Bound::Below => "<",
+        }
+    }
+}
+
 /// Judges `estimate` (point method) or `ci` (interval method) against `threshold`.
 pub(crate) fn decide(
     estimate: f64,
