@@ -77,9 +77,9 @@ pub enum Command {
     /// Write a commented incident file from the logs: their columns, time range, likely pins
     #[command(after_long_help = concat!(incident_format!(), exit_codes!()))]
     Init(InitArgs),
-    /// Print a check's documentation (what it checks, why it matters, what fails it); `otlp`: the OpenTelemetry preset
+    /// Print a check's documentation (what it checks, why it matters, what fails it); `otlp`: the OpenTelemetry preset; `statistics`: the intervals and their references
     Explain {
-        /// Check id, e.g. `pins`, or `otlp`; without it, list every check
+        /// Check id, e.g. `pins`, `otlp` or `statistics`; without it, list every check
         check: Option<String>,
         /// Print every check's documentation as Markdown (docs/reference/checks.md)
         #[arg(long, conflicts_with = "check")]
