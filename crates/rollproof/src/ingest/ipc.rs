@@ -18,6 +18,76 @@ pub(crate) static ARROW_STREAM: ArrowStream = ArrowStream;
 /// An IPC read error as a problem; compressed buffers (pyarrow's Feather default is LZ4) get
 /// their own message: rollproof does not decompress them, because a buffer declares its
 /// decompressed size and the reader allocates it before it can be checked.
+/// Every block the footer lists (dictionaries, record batches) must lie inside the file: the
+/// reader allocates a block's declared length before reading it, so a corrupt footer could make it
+/// ask for gigabytes for a file of kilobytes.
+fn check_blocks(file: &FileRef<'_>) -> Result<(), Problem> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = file.location.open()?;
+    let size = f
+        .seek(SeekFrom::End(0))
+        .map_err(|e| corrupt(file, e.to_string()))?;
+    let mut tail = [0u8; 10];
+    if size < 10 + 6 {
+        return Ok(()); // the reader's own error names what is missing
+    }
+    f.seek(SeekFrom::End(-10))
+        .and_then(|_| f.read_exact(&mut tail))
+        .map_err(|e| corrupt(file, e.to_string()))?;
+    let Ok(footer_len) = arrow::ipc::reader::read_footer_length(tail) else {
+        return Ok(());
+    };
+    if footer_len as u64 + 10 > size {
+        return Err(corrupt(
+            file,
+            format!("a footer of {footer_len} bytes in a file of {size}"),
+        ));
+    }
+    let mut footer = vec![0u8; footer_len];
+    f.seek(SeekFrom::End(-10 - footer_len as i64))
+        .and_then(|_| f.read_exact(&mut footer))
+        .map_err(|e| corrupt(file, e.to_string()))?;
+    let Ok(footer) = arrow::ipc::root_as_footer(&footer) else {
+        return Ok(()); // the reader reports an unreadable footer itself
+    };
+    let blocks = footer
+        .dictionaries()
+        .into_iter()
+        .flatten()
+        .chain(footer.recordBatches().into_iter().flatten());
+    for b in blocks {
+        let end = b
+            .offset()
+            .checked_add(b.metaDataLength() as i64)
+            .and_then(|e| e.checked_add(b.bodyLength()));
+        let inside = b.offset() >= 0
+            && b.metaDataLength() >= 0
+            && b.bodyLength() >= 0
+            && end.is_some_and(|e| e as u64 <= size);
+        if !inside {
+            return Err(corrupt(
+                file,
+                format!(
+                    "a block at offset {} of {} + {} bytes in a file of {size}",
+                    b.offset(),
+                    b.metaDataLength(),
+                    b.bodyLength()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn corrupt(file: &FileRef<'_>, found: String) -> Problem {
+    Problem::new(
+        found,
+        "an Arrow IPC file whose footer lists blocks inside the file",
+    )
+    .file(file.location.shown_path())
+    .hint(HINT)
+}
+
 fn problem(file: &FileRef<'_>, e: arrow::error::ArrowError) -> Problem {
     let message = e.to_string();
     for codec in ["lz4", "zstd"] {
@@ -59,6 +129,7 @@ impl Source for ArrowFile {
     }
 
     fn inspect(&self, file: &FileRef<'_>) -> Result<Layout, Problem> {
+        check_blocks(file)?;
         let reader = FileReader::try_new(BufReader::new(file.location.open()?), None)
             .map_err(|e| problem(file, e))?;
         Ok(Layout {
