@@ -592,7 +592,7 @@ fn read_gold(
     let (Some(run), Some(base)) = (&tables.gold, &tables.gold_baseline) else {
         return Ok((None, Vec::new()));
     };
-    let wanted = checks::gold_set::COLUMNS;
+    let wanted = checks::gold_set::columns();
     type Side = (checks::gold_set::GoldSide, Vec<UnitCounts>);
     let read = |plan: &TablePlan| -> Result<Side, InputError> {
         let empty = || -> Side {

@@ -70,21 +70,19 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
     lever: Some(|_| Some(Lever::RevertPromptOrModel)),
 };
 
-/// The columns a gold file is read for (besides `ts`).
-pub(crate) const COLUMNS: [Col; 12] = [
-    Col::QuestionId,
-    Col::DeltaS,
-    Col::Coverage,
-    Col::LambdaState,
-    Col::BuildId,
-    Col::GitSha,
-    Col::ModelVer,
-    Col::PromptVer,
-    Col::IndexHash,
-    Col::RerankConf,
-    Col::TokVer,
-    Col::AnalyzerConf,
-];
+/// The columns a gold file is read for (besides `ts`): the question, its quality figures and the
+/// version pins.
+pub(crate) fn columns() -> Vec<Col> {
+    [
+        Col::QuestionId,
+        Col::DeltaS,
+        Col::Coverage,
+        Col::LambdaState,
+    ]
+    .into_iter()
+    .chain(crate::columns::PIN_COLUMNS)
+    .collect()
+}
 
 /// The row a question counts with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -434,7 +434,7 @@ pub(crate) fn plan_inspected(
     let read: Vec<Col> = if role == table.name() {
         Col::of_table(table).collect()
     } else {
-        crate::checks::gold_set::COLUMNS.to_vec()
+        crate::checks::gold_set::columns()
     };
     for col in read {
         if plan.mapping.is_explicit(col) && !plan.present.contains(&col) && !plan.files.is_empty() {
