@@ -38,13 +38,18 @@ impl<R: BufRead> LineGuard<R> {
     }
 }
 
+/// `Read` in terms of the reader's own `BufRead` (which does the guarding or skipping).
+fn read_through_buffer(r: &mut impl BufRead, buf: &mut [u8]) -> std::io::Result<usize> {
+    let available = r.fill_buf()?;
+    let n = available.len().min(buf.len());
+    buf[..n].copy_from_slice(&available[..n]);
+    r.consume(n);
+    Ok(n)
+}
+
 impl<R: BufRead> Read for LineGuard<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(buf.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
+        read_through_buffer(self, buf)
     }
 }
 
@@ -85,11 +90,7 @@ impl<R: BufRead> SkipBlank<R> {
 
 impl<R: BufRead> Read for SkipBlank<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(buf.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
+        read_through_buffer(self, buf)
     }
 }
 
