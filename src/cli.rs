@@ -77,6 +77,13 @@ pub enum Command {
     /// Write a commented incident file from the logs: their columns, time range, likely pins
     #[command(after_long_help = concat!(incident_format!(), exit_codes!()))]
     Init(InitArgs),
+    /// Print the units of work of the incident's inputs (file or row group, footer row count) as JSON, for `partial --unit`
+    Plan(PlanArgs),
+    /// Fold some inputs or units into a partial-state file, for `merge` (exit 0, or 2 on an input error)
+    Partial(PartialArgs),
+    /// Merge partial-state files and report as `audit` would over all their inputs; exit codes as `audit`
+    #[command(after_long_help = exit_codes!())]
+    Merge(MergeArgs),
     /// Print a check's documentation (what it checks, why it matters, what fails it); `otlp`: the OpenTelemetry preset; `statistics`: the intervals and their references
     Explain {
         /// Check id, e.g. `pins`, `otlp` or `statistics`; without it, list every check
@@ -183,6 +190,77 @@ pub struct AuditArgs {
     /// otherwise read with ranged requests, and their sha256 is null)
     #[arg(long)]
     pub hash_inputs: bool,
+}
+
+/// The inputs of a run, as `audit` takes them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InputArgs {
+    /// Request logs (globs and URLs allowed), replacing [inputs] requests; relative to the current folder
+    #[arg(long, value_name = "PATH")]
+    pub requests: Vec<String>,
+    /// Side-effect receipts (globs and URLs allowed), replacing [inputs] receipts
+    #[arg(long, value_name = "PATH")]
+    pub receipts: Vec<String>,
+    /// Mapping file, replacing [inputs] mapping; relative to the current folder
+    #[arg(long, value_name = "FILE")]
+    pub mapping: Option<PathBuf>,
+    /// Override a threshold of the incident file (repeatable); partials and their merge need the same values
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub threshold: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// The incident file (TOML)
+    pub incident: PathBuf,
+    #[command(flatten)]
+    pub inputs: InputArgs,
+    /// Write the plan to FILE instead of stdout
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PartialArgs {
+    /// The incident file (TOML)
+    pub incident: PathBuf,
+    #[command(flatten)]
+    pub inputs: InputArgs,
+    /// Fold only this unit (an id `rollproof plan` prints; repeatable). Without `--unit`: every
+    /// unit of the tables named by `--requests`/`--receipts`, or of all inputs
+    #[arg(long, value_name = "ID")]
+    pub unit: Vec<String>,
+    /// Read unit ids from FILE, one per line
+    #[arg(long, value_name = "FILE")]
+    pub units_file: Option<PathBuf>,
+    /// Fold the sample look-ups asked for by FILE, a combined partial of every fold (`merge --partial-out`)
+    #[arg(long, value_name = "FILE")]
+    pub samples_from: Option<PathBuf>,
+    /// The partial-state file to write
+    #[arg(long, short = 'o', value_name = "FILE", required = true)]
+    pub output: PathBuf,
+    /// Worker threads (default: all cores); the partial is identical for any value
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// No progress on stderr
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Read every input in object storage whole to record its SHA-256
+    #[arg(long)]
+    pub hash_inputs: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    #[command(flatten)]
+    pub audit: AuditArgs,
+    /// Partial-state files written by `rollproof partial`
+    #[arg(required = true, value_name = "PARTIAL")]
+    pub partials: Vec<PathBuf>,
+    /// Write the merged partial state to FILE instead of a report (a step of a merge tree, or the
+    /// `--samples-from` file of the sample round)
+    #[arg(long, value_name = "FILE")]
+    pub partial_out: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

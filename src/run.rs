@@ -8,7 +8,7 @@ use anyhow::Context;
 use rollproof::{ExitStatus, Format, Report, Table};
 
 use crate::cli;
-use crate::settings::{AuditSettings, Destination, Settings, UsageError};
+use crate::settings::{AuditSettings, Destination, PartialSettings, Settings, UsageError};
 
 pub fn run(settings: Settings) -> anyhow::Result<ExitStatus> {
     match settings {
@@ -17,7 +17,46 @@ pub fn run(settings: Settings) -> anyhow::Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
         Settings::Explain { check, .. } => explain(check.as_deref()),
-        Settings::Audit(settings) => audit(&settings),
+        Settings::Audit(settings) => audit(&settings, |options, progress| {
+            rollproof::audit_path(&settings.incident, &settings.inputs, options, progress)
+        }),
+        Settings::Plan {
+            incident,
+            inputs,
+            output,
+        } => {
+            let plan = rollproof::plan(&incident, &inputs)?;
+            let json = serde_json::to_string_pretty(&plan).context("could not render the plan")?;
+            match output {
+                Some(path) => write_file(&path, &format!("{json}\n"))?,
+                None => write_stdout(&format!("{json}\n"))?,
+            }
+            Ok(ExitStatus::Success)
+        }
+        Settings::Partial(settings) => partial(&settings),
+        Settings::Merge {
+            audit: settings,
+            partials,
+            partial_out,
+        } => {
+            let parts = read_partials(&partials)?;
+            if let Some(out) = partial_out {
+                let pool = rayon_pool(settings.threads)?;
+                let bytes = pool
+                    .install(|| rollproof::combine(&settings.incident, &settings.inputs, &parts))?;
+                write_bytes(&out, &bytes)?;
+                return Ok(ExitStatus::Success);
+            }
+            audit(&settings, |options, progress| {
+                rollproof::merge(
+                    &settings.incident,
+                    &settings.inputs,
+                    &parts,
+                    options,
+                    progress,
+                )
+            })
+        }
         Settings::Completions(shell) => {
             use clap::CommandFactory;
             let mut out = Vec::new();
@@ -111,7 +150,53 @@ fn explain(check: Option<&str>) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-fn audit(settings: &AuditSettings) -> anyhow::Result<ExitStatus> {
+fn read_partials(
+    paths: &[std::path::PathBuf],
+) -> anyhow::Result<Vec<(std::path::PathBuf, Vec<u8>)>> {
+    Ok(rollproof::read_partials(paths)?)
+}
+
+fn partial(settings: &PartialSettings) -> anyhow::Result<ExitStatus> {
+    let pool = rayon_pool(settings.threads)?;
+    let samples_from = match &settings.samples_from {
+        Some(p) => Some(read_partials(std::slice::from_ref(p))?.remove(0)),
+        None => None,
+    };
+    let request = rollproof::PartialRequest {
+        units: settings.units.clone(),
+        samples_from,
+        hash_inputs: settings.hash_inputs,
+    };
+    let quiet = |_: Table, _: u64, _: u64| {};
+    let bytes = pool
+        .install(|| rollproof::partial(&settings.incident, &settings.inputs, &request, &quiet))?;
+    write_bytes(&settings.output, &bytes)?;
+    if settings.progress {
+        say!(
+            "partial: {} bytes written to `{}`",
+            bytes.len(),
+            settings.output.display()
+        );
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn write_bytes(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    // Written beside, then renamed: a task killed while writing leaves no truncated partial
+    // under the final name.
+    let tmp = path.with_extension("rpp.tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("could not write `{}`", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("could not write `{}`", path.display()))
+}
+
+fn audit(
+    settings: &AuditSettings,
+    compute: impl FnOnce(
+            rollproof::AuditOptions,
+            &(dyn Fn(Table, u64, u64) + Sync),
+        ) -> Result<Report, rollproof::InputError>
+        + Send,
+) -> anyhow::Result<ExitStatus> {
     let pool = rayon_pool(settings.threads)?;
     let show_progress = settings.progress && std::io::stderr().is_terminal();
     let bar: std::sync::Mutex<Option<(Table, indicatif::ProgressBar)>> =
@@ -148,9 +233,7 @@ fn audit(settings: &AuditSettings) -> anyhow::Result<ExitStatus> {
         hash_inputs: settings.hash_inputs,
         evidence: settings.evidence_dir.is_some(),
     };
-    let report = pool.install(|| {
-        rollproof::audit_path(&settings.incident, &settings.inputs, options, &progress)
-    });
+    let report = pool.install(|| compute(options, &progress));
     if let Some((_, pb)) = bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
         pb.finish_and_clear();
     }

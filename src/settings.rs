@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use rollproof::{Format as OutputFormat, InputOverrides};
 
-use crate::cli::{AuditArgs, Cli, Color, Command, FailOn, Format, InitArgs};
+use crate::cli::{
+    AuditArgs, Cli, Color, Command, FailOn, Format, InitArgs, InputArgs, MergeArgs, PartialArgs,
+};
 
 /// Where a rendering goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,8 +67,31 @@ pub struct InitSettings {
 }
 
 #[derive(Debug, Clone)]
+pub struct PartialSettings {
+    pub incident: PathBuf,
+    pub inputs: InputOverrides,
+    pub units: Vec<String>,
+    pub samples_from: Option<PathBuf>,
+    pub output: PathBuf,
+    pub threads: usize,
+    pub progress: bool,
+    pub hash_inputs: bool,
+}
+
+#[derive(Debug, Clone)]
 pub enum Settings {
     Audit(AuditSettings),
+    Plan {
+        incident: PathBuf,
+        inputs: InputOverrides,
+        output: Option<PathBuf>,
+    },
+    Partial(PartialSettings),
+    Merge {
+        audit: AuditSettings,
+        partials: Vec<PathBuf>,
+        partial_out: Option<PathBuf>,
+    },
     Init(InitSettings),
     Explain {
         check: Option<String>,
@@ -91,6 +116,13 @@ impl Settings {
             Command::Completions { shell } => Ok(Settings::Completions(shell)),
             Command::Man { subcommand, dir } => Ok(Settings::Man { subcommand, dir }),
             Command::Audit(args) => Ok(Settings::Audit(audit(args)?)),
+            Command::Plan(args) => Ok(Settings::Plan {
+                incident: args.incident,
+                inputs: overrides(args.inputs)?,
+                output: args.output,
+            }),
+            Command::Partial(args) => Ok(Settings::Partial(partial(args)?)),
+            Command::Merge(args) => merge(args),
             Command::Init(args) => Ok(Settings::Init(init(args))),
         }
     }
@@ -138,12 +170,80 @@ pub fn main_format(
     }
 }
 
+fn threads(n: Option<usize>) -> Result<usize, UsageError> {
+    match n {
+        Some(0) => Err(UsageError("`--threads` must be at least 1".to_string())),
+        Some(n) => Ok(n),
+        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
+}
+
+fn parse_thresholds(values: &[String]) -> Result<Vec<(String, String)>, UsageError> {
+    values
+        .iter()
+        .map(|t| match t.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                Ok((k.trim().to_string(), v.trim().to_string()))
+            }
+            _ => Err(UsageError(format!(
+                "`--threshold {t}`: expected KEY=VALUE, e.g. --threshold p95_latency_ratio_max=1.2"
+            ))),
+        })
+        .collect()
+}
+
+fn overrides(args: InputArgs) -> Result<InputOverrides, UsageError> {
+    Ok(InputOverrides {
+        requests: args.requests,
+        receipts: args.receipts,
+        mapping: args.mapping,
+        thresholds: parse_thresholds(&args.threshold)?,
+        outputs: Vec::new(),
+    })
+}
+
+fn partial(args: PartialArgs) -> Result<PartialSettings, UsageError> {
+    let mut units = args.unit;
+    if let Some(file) = &args.units_file {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            UsageError(format!(
+                "could not read `--units-file {}`: {e}",
+                file.display()
+            ))
+        })?;
+        units.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from),
+        );
+    }
+    let mut inputs = overrides(args.inputs)?;
+    inputs.outputs = vec![args.output.clone()];
+    Ok(PartialSettings {
+        incident: args.incident,
+        inputs,
+        units,
+        samples_from: args.samples_from,
+        output: args.output,
+        threads: threads(args.threads)?,
+        progress: !args.quiet,
+        hash_inputs: args.hash_inputs,
+    })
+}
+
+fn merge(args: MergeArgs) -> Result<Settings, UsageError> {
+    let mut audit = audit(args.audit)?;
+    audit.inputs.outputs.extend(args.partial_out.clone());
+    Ok(Settings::Merge {
+        audit,
+        partials: args.partials,
+        partial_out: args.partial_out,
+    })
+}
+
 fn audit(args: AuditArgs) -> Result<AuditSettings, UsageError> {
-    let threads = match args.threads {
-        Some(0) => return Err(UsageError("`--threads` must be at least 1".to_string())),
-        Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
+    let threads = threads(args.threads)?;
     let format = main_format(args.format, args.output.as_deref())?;
     let mut outputs = vec![Output {
         format,
@@ -173,18 +273,7 @@ fn audit(args: AuditArgs) -> Result<AuditSettings, UsageError> {
         outputs[0].to = Destination::Stderr;
     }
     check_destinations(&outputs)?;
-    let thresholds = args
-        .threshold
-        .iter()
-        .map(|t| match t.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => {
-                Ok((k.trim().to_string(), v.trim().to_string()))
-            }
-            _ => Err(UsageError(format!(
-                "`--threshold {t}`: expected KEY=VALUE, e.g. --threshold p95_latency_ratio_max=1.2"
-            ))),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let thresholds = parse_thresholds(&args.threshold)?;
     let github = args.github || std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
     // Colour goes to the text summary on a terminal (https://no-color.org: NO_COLOR turns it off).
     let text_on_terminal = outputs.iter().any(|o| {

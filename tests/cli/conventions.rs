@@ -294,6 +294,9 @@ fn man_pages_for_every_subcommand_with_exit_codes() {
             "rollproof-explain.1",
             "rollproof-init.1",
             "rollproof-man.1",
+            "rollproof-merge.1",
+            "rollproof-partial.1",
+            "rollproof-plan.1",
             "rollproof.1"
         ]
     );

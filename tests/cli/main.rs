@@ -18,6 +18,7 @@ mod recipes;
 mod reference;
 mod reports;
 mod s3;
+mod scale_out;
 mod snapshots;
 mod statistics;
 mod util;

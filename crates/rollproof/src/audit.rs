@@ -49,7 +49,6 @@ pub fn audit(
     options: AuditOptions,
     progress: Progress<'_>,
 ) -> Result<Report, InputError> {
-    let timings = Timings::new();
     let mut incident = incident.clone();
     let threshold_problems = incident.override_thresholds(&overrides.thresholds);
     if !threshold_problems.is_empty() {
@@ -57,19 +56,65 @@ pub fn audit(
             problems: threshold_problems,
         });
     }
-    let incident = &incident;
-    let (ctx, tables) = prepare(incident, overrides, options.series)?;
-    let kernels = kernels_of(&ctx);
+    let (ctx, tables) = prepare(&incident, overrides, options.series)?;
+    finish_audit(
+        &incident,
+        &ctx,
+        &tables,
+        options,
+        &StageInput::Local,
+        progress,
+    )
+}
+
+/// Where the states of the receipts and requests stages come from.
+pub(crate) enum StageInput<'a> {
+    /// Every unit of the planned tables is folded here.
+    Local,
+    /// From partial-state files, already checked against the plan (`merge`): their states are
+    /// merged. The look-ups come from the `samples` partials when given, else are read here.
+    Partials {
+        folds: &'a [crate::partial::Body],
+        samples: &'a [crate::partial::Body],
+    },
+}
+
+/// The audit after planning: the stages (folded here or merged from partials), the gold set,
+/// every check's finish, the evidence and the row accounting.
+pub(crate) fn finish_audit(
+    incident: &Incident,
+    ctx: &Ctx,
+    tables: &Tables,
+    options: AuditOptions,
+    input: &StageInput<'_>,
+    progress: Progress<'_>,
+) -> Result<Report, InputError> {
+    let timings = Timings::new();
+    let (ctx, tables) = (ctx, tables);
+    let kernels = kernels_of(ctx);
     let files: Vec<&ingest::SourceFile> = tables.all().flat_map(|t| t.files.iter()).collect();
     let roles: Vec<&'static str> = tables
         .all()
         .flat_map(|t| t.files.iter().map(move |_| t.role))
         .collect();
     let (hashes, run) = rayon::join(
-        || hash_files(&files, options.hash_inputs),
+        || match input {
+            StageInput::Local => hash_files(&files, options.hash_inputs),
+            StageInput::Partials { folds, .. } => {
+                partial_hashes(tables, folds, &files, options.hash_inputs)
+            }
+        },
         || {
-            let stages = run_stages(&ctx, &tables, &kernels, progress, &timings)?;
-            let gold = read_gold(&tables)?;
+            let stages = run_stages(
+                ctx,
+                tables,
+                &kernels,
+                input,
+                &Stage::ALL,
+                progress,
+                &timings,
+            )?;
+            let gold = read_gold(tables)?;
             Ok::<_, InputError>((stages, gold))
         },
     );
@@ -99,7 +144,7 @@ pub fn audit(
         captured: tables.captured.is_some(),
     };
     let finish = Finish {
-        ctx: &ctx,
+        ctx,
         states: &states,
         inputs: &totals,
         gold: gold.as_ref(),
@@ -176,7 +221,7 @@ pub fn audit(
     };
     let timeline = states
         .try_get::<checks::series::SeriesKernel>()
-        .and_then(|s| s.timeline(&ctx));
+        .and_then(|s| s.timeline(ctx));
     let recovery_minutes = results
         .iter()
         .find(|r| r.id == "error_recovery")
@@ -184,9 +229,9 @@ pub fn audit(
         .and_then(Metric::as_count);
     let impact = states
         .try_get::<checks::impact::ImpactKernel>()
-        .and_then(|s| s.report(&ctx, recovery_minutes));
+        .and_then(|s| s.report(ctx, recovery_minutes));
     let evidence = if options.evidence {
-        collect_evidence(&ctx, &tables, &states, &results)?
+        collect_evidence(ctx, tables, &states, &results)?
     } else {
         Vec::new()
     };
@@ -204,7 +249,7 @@ pub fn audit(
             data_start: rows.min_ts,
             data_end: rows.max_ts,
             timeline,
-            distributions: options
+            distributions: ctx
                 .series
                 .then(|| {
                     states
@@ -312,6 +357,16 @@ pub(crate) fn prepare(
     overrides: &InputOverrides,
     series: bool,
 ) -> Result<(Ctx, Tables), InputError> {
+    prepare_sharded(incident, overrides, series, false)
+}
+
+/// [`prepare`], for a run whose tables are folded on several machines (`sharded`).
+pub(crate) fn prepare_sharded(
+    incident: &Incident,
+    overrides: &InputOverrides,
+    series: bool,
+    sharded: bool,
+) -> Result<(Ctx, Tables), InputError> {
     let mut problems = Vec::new();
     let tables = plan_tables(
         &incident.path,
@@ -338,6 +393,7 @@ pub(crate) fn prepare(
         flags: incident.flags.clone(),
         statistics: incident.statistics,
         captured_state: tables.captured.is_some(),
+        sharded,
     };
     Ok((ctx, tables))
 }
@@ -557,9 +613,9 @@ fn validate_values(tables: &Tables) -> Vec<Problem> {
 
 /// The planned tables of a run.
 pub(crate) struct Tables {
-    requests: TablePlan,
+    pub(crate) requests: TablePlan,
     /// `None` when no receipts were given.
-    receipts: Option<TablePlan>,
+    pub(crate) receipts: Option<TablePlan>,
     /// The gold set after the rollback and on the last known good stack, when given.
     gold: Option<TablePlan>,
     gold_baseline: Option<TablePlan>,
@@ -576,7 +632,7 @@ impl Tables {
     }
 
     /// Requests first, then receipts, then the gold files: the order of the report's `inputs`.
-    fn all(&self) -> impl Iterator<Item = &TablePlan> {
+    pub(crate) fn all(&self) -> impl Iterator<Item = &TablePlan> {
         std::iter::once(&self.requests)
             .chain(self.receipts.as_ref())
             .chain(self.gold.as_ref())
@@ -818,16 +874,19 @@ pub(crate) fn kernels_of(ctx: &Ctx) -> Vec<&'static dyn AnyKernel> {
 }
 
 /// Runs the kernels stage by stage; the passes of one stage (one per table) run side by side.
+/// With partials, the stages they hold are merged from them instead of folded here.
 fn run_stages(
     ctx: &Ctx,
     tables: &Tables,
     kernels: &[&'static dyn AnyKernel],
+    input: &StageInput<'_>,
+    stages: &[Stage],
     progress: Progress<'_>,
     timings: &Timings,
 ) -> Result<(States, FileCounts), InputError> {
     let mut states = States::default();
     let mut counts = FileCounts::default();
-    for stage in Stage::ALL {
+    for &stage in stages {
         let passes: Vec<(Table, Vec<&dyn AnyKernel>)> = [Table::Receipts, Table::Requests]
             .into_iter()
             .map(|table| {
@@ -848,16 +907,43 @@ fn run_stages(
             progress
         };
         let prior = &states;
+        let from_partials: Option<&[crate::partial::Body]> = match input {
+            StageInput::Local => None,
+            StageInput::Partials { folds, .. } if stage != Stage::Samples => Some(folds),
+            StageInput::Partials { samples, .. } if !samples.is_empty() => Some(samples),
+            StageInput::Partials { .. } => None,
+        };
+        if let (Stage::Samples, Some(samples)) = (stage, from_partials) {
+            let lookups: Vec<&'static dyn AnyKernel> = kernels
+                .iter()
+                .copied()
+                .filter(|k| k.stage() == Stage::Samples)
+                .collect();
+            crate::distributed::check_samples_digest(ctx, &lookups, prior, samples)?;
+        }
         let outputs: Vec<Result<pass::PassOutput, InputError>> = passes
             .par_iter()
             .map(|(table, of_pass)| {
                 let empty: Vec<_> = of_pass.iter().map(|k| k.init(ctx, prior)).collect();
+                if let Some(parts) = from_partials {
+                    if stage == Stage::Samples {
+                        crate::distributed::check_targets(
+                            ctx, tables, *table, of_pass, &empty, parts,
+                        )?;
+                    }
+                    return crate::distributed::merge_pass(tables, *table, of_pass, empty, parts);
+                }
                 let idle = of_pass
                     .iter()
                     .zip(&empty)
                     .all(|(k, s)| k.is_idle(s.as_ref()));
                 match tables.get(*table) {
-                    Some(plan) if !idle => pass::run(ctx, plan, of_pass, prior, progress),
+                    Some(plan) if !idle => {
+                        let units = plan.units();
+                        let mut out = pass::run(ctx, plan, &units, of_pass, prior, progress)?;
+                        out.counts = out.per_file(plan, &units);
+                        Ok(out)
+                    }
                     // No input for this table, or nothing to look for: the kernels' states stay
                     // empty (a table that was not given is empty).
                     _ => Ok(pass::PassOutput {
@@ -887,6 +973,56 @@ fn run_stages(
         });
     }
     Ok((states, counts))
+}
+
+/// The SHA-256 of each planned file, as the partial that folded its first unit recorded it.
+/// The settled states of `stages`, merged from partials.
+pub(crate) fn run_stages_of(
+    ctx: &Ctx,
+    tables: &Tables,
+    kernels: &[&'static dyn AnyKernel],
+    folds: &[crate::partial::Body],
+    stages: &[Stage],
+) -> Result<States, InputError> {
+    let quiet = |_: Table, _: u64, _: u64| {};
+    let input = StageInput::Partials {
+        folds,
+        samples: &[],
+    };
+    let (states, _) = run_stages(
+        ctx,
+        tables,
+        kernels,
+        &input,
+        stages,
+        &quiet,
+        &Timings::new(),
+    )?;
+    Ok(states)
+}
+
+/// The gold files, which the merge reads itself, are hashed here.
+fn partial_hashes(
+    tables: &Tables,
+    folds: &[crate::partial::Body],
+    files: &[&ingest::SourceFile],
+    read_whole: bool,
+) -> Result<Vec<Option<String>>, InputError> {
+    let firsts = crate::distributed::first_unit_ids(tables);
+    let (sharded, gold) = files.split_at(firsts.len());
+    let mut hashes: Vec<Option<String>> = sharded
+        .iter()
+        .zip(&firsts)
+        .map(|(_, id)| {
+            folds
+                .iter()
+                .flat_map(|b| &b.files)
+                .find(|f| &f.unit == id)
+                .and_then(|f| f.sha256.clone())
+        })
+        .collect();
+    hashes.extend(hash_files(gold, read_whole)?);
+    Ok(hashes)
 }
 
 fn hash_files(

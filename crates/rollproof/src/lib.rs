@@ -21,11 +21,13 @@ pub mod bench;
 mod checks;
 mod columns;
 mod contain;
+mod distributed;
 mod engine;
 mod error;
 mod escape;
 mod incident;
 pub(crate) mod ingest;
+mod partial;
 mod plan;
 mod report;
 mod stats;
@@ -39,6 +41,9 @@ pub use checks::{
     CheckInfo, ExitStatus, Metric, Status,
 };
 pub use columns::Table;
+pub use distributed::{
+    combine, merge, partial, plan, read_partials, PartialRequest, WorkPlan, WorkUnit,
+};
 pub use error::{InputError, Problem};
 pub use incident::Incident;
 pub use plan::Mode;

@@ -199,6 +199,9 @@ pub(crate) struct Ctx {
     pub(crate) captured_state: bool,
     /// `[statistics]`: point or interval judgement, confidence, sequential.
     pub(crate) statistics: crate::incident::Statistics,
+    /// The tables are folded on several machines: a kernel cannot count on an earlier stage's
+    /// states (the requests of one shard, the receipts of another) while it folds.
+    pub(crate) sharded: bool,
 }
 
 impl Ctx {

@@ -227,15 +227,36 @@ impl Kernel for RequestSideKernel {
         }
     }
 
-    fn update(&self, _ctx: &Ctx, state: &mut RequestSide, rows: &Rows<'_>) {
-        let Some(table) = state.filter.as_ref() else {
-            return;
-        };
+    fn update(&self, ctx: &Ctx, state: &mut RequestSide, rows: &Rows<'_>) {
         let batch = rows.batch;
         let Some(request) = batch.str(Col::RequestId) else {
             return;
         };
         let status = batch.int(Col::Status);
+        let failed = |i: usize| {
+            status.is_some_and(|s| {
+                s.is_valid(i) && {
+                    let v = s.values()[i];
+                    v >= 500 || v == 429
+                }
+            })
+        };
+        let Some(table) = state.filter.as_ref() else {
+            // Sharded: the receipts are folded elsewhere, so every request id is kept for the
+            // join at the merge (see docs/scale-out.md for the cost).
+            if ctx.sharded && applies(ctx) {
+                let run: Vec<(u64, bool)> = request
+                    .map_rows(|v| v.map(|s| hash_str(Some(s))))
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(i, h)| h.map(|h| (h, failed(i))))
+                    .collect();
+                if !run.is_empty() {
+                    state.found.push(run);
+                }
+            }
+            return;
+        };
         // Three passes over the batch instead of one branchy loop: hash, test the filter (its
         // loads are independent, so misses overlap), then probe the few candidates.
         let hashes = request.map_rows(|v| v.map(|s| hash_str(Some(s))));
@@ -248,13 +269,7 @@ impl Kernel for RequestSideKernel {
             let Some(h) = hashes[i].filter(|h| table.index.find(*h).is_some()) else {
                 continue;
             };
-            let failed = status.is_some_and(|s| {
-                s.is_valid(i) && {
-                    let v = s.values()[i];
-                    v >= 500 || v == 429
-                }
-            });
-            run.push((h, failed));
+            run.push((h, failed(i)));
         }
         if !run.is_empty() {
             state.found.push(run);

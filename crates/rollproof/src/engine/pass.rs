@@ -11,16 +11,28 @@ use rayon::prelude::*;
 use super::{AnyKernel, Rows, States};
 use crate::columns::{Col, Table};
 use crate::error::{InputError, Problem};
-use crate::ingest::{TablePlan, UnitCounts};
+use crate::ingest::{TablePlan, Unit, UnitCounts};
 use crate::plan::Ctx;
 
 /// Called with progress: (table, units done, units total).
 pub(crate) type Progress<'a> = &'a (dyn Fn(Table, u64, u64) + Sync);
 
-/// The merged states of a pass (in the order of its kernels) and what each file counted.
+/// The merged states of a pass (in the order of its kernels) and what each unit counted (in the
+/// order of the units it was given).
 pub(crate) struct PassOutput {
     pub(crate) states: Vec<Box<dyn Any + Send + Sync>>,
     pub(crate) counts: Vec<UnitCounts>,
+}
+
+impl PassOutput {
+    /// The counts summed per file of `table`.
+    pub(crate) fn per_file(&self, table: &TablePlan, units: &[Unit]) -> Vec<UnitCounts> {
+        let mut files = vec![UnitCounts::default(); table.files.len()];
+        for (unit, c) in units.iter().zip(&self.counts) {
+            files[unit.file].add(c);
+        }
+        files
+    }
 }
 
 struct Acc {
@@ -39,25 +51,26 @@ pub(crate) fn columns(ctx: &Ctx, table: Table, kernels: &[&dyn AnyKernel]) -> Ve
     cols
 }
 
-/// Folds every unit of `table` into fresh states of `kernels`, collecting the problems of all
+/// Folds `units` of `table` into fresh states of `kernels`, collecting the problems of all
 /// units.
 pub(crate) fn run(
     ctx: &Ctx,
     table: &TablePlan,
+    units: &[Unit],
     kernels: &[&dyn AnyKernel],
     prior: &States,
     progress: Progress<'_>,
 ) -> Result<PassOutput, InputError> {
     let wanted = columns(ctx, table.table, kernels);
-    let units = table.units();
     let total = units.len() as u64;
     let done = AtomicU64::new(0);
     let empty = || Acc {
         states: kernels.iter().map(|k| k.init(ctx, prior)).collect(),
-        counts: vec![UnitCounts::default(); table.files.len()],
+        counts: vec![UnitCounts::default(); units.len()],
         problems: Vec::new(),
     };
-    let fold = |acc: &mut Acc, unit: &crate::ingest::Unit| {
+    let fold = |acc: &mut Acc, at: usize| {
+        let unit = &units[at];
         let read = table.read_unit(*unit, &wanted, |batch| {
             let rows = Rows::new(ctx, table.table, batch);
             for (kernel, state) in kernels.iter().zip(acc.states.iter_mut()) {
@@ -65,7 +78,7 @@ pub(crate) fn run(
             }
         });
         match read {
-            Ok(c) => acc.counts[unit.file].add(&c),
+            Ok(c) => acc.counts[at].add(&c),
             Err(e) => acc.problems.extend(e.problems),
         }
         let n = done.fetch_add(1, Ordering::Relaxed) + 1;
@@ -80,8 +93,12 @@ pub(crate) fn run(
         .into_par_iter()
         .map(|_| {
             let mut acc = empty();
-            while let Some(unit) = units.get(next.fetch_add(1, Ordering::Relaxed)) {
-                fold(&mut acc, unit);
+            loop {
+                let at = next.fetch_add(1, Ordering::Relaxed);
+                if at >= units.len() {
+                    break;
+                }
+                fold(&mut acc, at);
             }
             acc
         })

@@ -1,0 +1,871 @@
+//! Past one machine: the units of work of a set of inputs (`plan`), a partial state folded from
+//! some of them (`partial`), and the merge of partials into the report of one audit (`merge`).
+//!
+//! ```text
+//! plan ─▶ units ─▶ partial (fold, per machine) ─┬─▶ merge ─▶ report        (look-ups read here)
+//!                                               └─▶ combine ─▶ partial --samples-from (per machine)
+//!                                                                     ─▶ merge ─▶ report
+//! ```
+//!
+//! A partial holds the unsettled states of the receipts and requests stages (every kernel of
+//! the mode, and the per-minute series), the row counts of each unit and the identity of each
+//! file whose first unit it folded. `merge` plans the inputs itself (footers only), checks that
+//! every planned unit was folded exactly once, merges the states and finishes exactly as `audit`
+//! does: the report is byte-identical. The sample look-ups need the merged states (their targets
+//! are the mixed users, duplicated keys and orphan request ids of all shards): `merge` reads
+//! them itself unless sample partials, folded with `partial --samples-from` from the combined
+//! fold partials, are given.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::audit::{
+    finish_audit, kernels_of, prepare_sharded, run_stages_of, AuditOptions, InputOverrides,
+    StageInput, Tables,
+};
+use crate::columns::Table;
+use crate::engine::pass::{self, PassOutput, Progress};
+use crate::engine::{AnyKernel, Stage, States};
+use crate::error::{InputError, Problem};
+use crate::incident::Incident;
+use crate::ingest::{TablePlan, Unit, UnitCounts};
+use crate::partial::{Body, FileEntry, Kind, UnitEntry};
+use crate::plan::Ctx;
+use crate::report::Report;
+
+type State = Box<dyn Any + Send + Sync>;
+/// A decoded partial and the file it came from.
+type Named = (PathBuf, Body);
+
+/// The id of a unit: `ROLE:PATH` for a whole file, `ROLE:PATH#ROW_GROUP` for a Parquet row group
+/// (the path as reports show it).
+pub(crate) fn unit_id(plan: &TablePlan, unit: &Unit) -> String {
+    let file = &plan.files[unit.file];
+    match unit.row_group {
+        Some(rg) => format!("{}:{}#{rg}", plan.role, file.display),
+        None => format!("{}:{}", plan.role, file.display),
+    }
+}
+
+/// The tables a partial folds, in plan order.
+fn sharded_tables(tables: &Tables) -> impl Iterator<Item = &TablePlan> {
+    std::iter::once(&tables.requests).chain(tables.receipts.as_ref())
+}
+
+/// The id of the first unit of every file of the requests and the receipts, in the order of the
+/// report's `inputs`.
+pub(crate) fn first_unit_ids(tables: &Tables) -> Vec<String> {
+    sharded_tables(tables)
+        .flat_map(|plan| {
+            let units = plan.units();
+            (0..plan.files.len()).map(move |f| {
+                let first = units
+                    .iter()
+                    .find(|u| u.file == f)
+                    .expect("every planned file has a unit");
+                unit_id(plan, first)
+            })
+        })
+        .collect()
+}
+
+/// One unit of work, as `rollproof plan` prints it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct WorkUnit {
+    pub id: String,
+    /// `requests` or `receipts`.
+    pub role: String,
+    pub path: String,
+    pub format: String,
+    /// The Parquet row group; absent: the whole file.
+    pub row_group: Option<usize>,
+    /// Rows by the file's footer (Parquet); absent when only reading tells.
+    pub rows: Option<u64>,
+}
+
+/// The units of work of an incident's inputs.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct WorkPlan {
+    pub incident: String,
+    /// The digest every partial for this plan carries.
+    pub digest: String,
+    pub units: Vec<WorkUnit>,
+}
+
+fn load(path: &Path, overrides: &InputOverrides) -> Result<Incident, InputError> {
+    let mut incident = Incident::load(path)?;
+    let problems = incident.override_thresholds(&overrides.thresholds);
+    if !problems.is_empty() {
+        return Err(InputError { problems });
+    }
+    Ok(incident)
+}
+
+fn digest_of(incident: &Incident, overrides: &InputOverrides) -> Result<String, InputError> {
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|e| {
+            InputError::one(
+                Problem::new(format!("an unreadable file ({e})"), "a readable file").file(p),
+            )
+        })
+    };
+    let text = read(&incident.path)?;
+    let base = incident.path.parent().unwrap_or(Path::new(""));
+    let mapping = match (&overrides.mapping, &incident.inputs.mapping) {
+        (Some(p), _) => Some(read(p)?),
+        (None, Some(p)) => Some(read(&base.join(p))?),
+        (None, None) => None,
+    };
+    Ok(crate::partial::digest(
+        &text,
+        mapping.as_deref(),
+        &overrides.thresholds,
+    ))
+}
+
+/// The units of work of the incident's inputs (as `audit` would read them).
+pub fn plan(path: &Path, overrides: &InputOverrides) -> Result<WorkPlan, InputError> {
+    let incident = load(path, overrides)?;
+    let (_, tables) = prepare_sharded(&incident, overrides, false, true)?;
+    let mut units = Vec::new();
+    for plan in sharded_tables(&tables) {
+        for unit in plan.units() {
+            let file = &plan.files[unit.file];
+            units.push(WorkUnit {
+                id: unit_id(plan, &unit),
+                role: plan.role.to_string(),
+                path: file.display.clone(),
+                format: file.source.name().to_string(),
+                row_group: unit.row_group,
+                rows: unit.row_group.map(|rg| file.layout.row_groups[rg]),
+            });
+        }
+    }
+    Ok(WorkPlan {
+        incident: path.display().to_string(),
+        digest: digest_of(&incident, overrides)?,
+        units,
+    })
+}
+
+/// What `partial` folds.
+#[derive(Debug, Clone, Default)]
+pub struct PartialRequest {
+    /// Unit ids (as `plan` prints them); empty: every unit of the tables named on the command
+    /// line (`--requests`, `--receipts`), or of every table when neither is.
+    pub units: Vec<String>,
+    /// A combined partial of every fold: fold the sample look-ups its states ask for instead.
+    pub samples_from: Option<(PathBuf, Vec<u8>)>,
+    /// Read objects in a store whole to hash them.
+    pub hash_inputs: bool,
+}
+
+/// The planned units a partial folds, per table (requests, receipts).
+fn select(
+    tables: &Tables,
+    overrides: &InputOverrides,
+    request: &PartialRequest,
+) -> Result<Vec<Vec<Unit>>, InputError> {
+    let named = |t: Table| match t {
+        Table::Requests => !overrides.requests.is_empty(),
+        Table::Receipts => !overrides.receipts.is_empty(),
+    };
+    let any_named = named(Table::Requests) || named(Table::Receipts);
+    let mut wanted: BTreeMap<&str, bool> =
+        request.units.iter().map(|u| (u.as_str(), false)).collect();
+    let mut out = Vec::new();
+    for plan in sharded_tables(tables) {
+        let mut chosen = Vec::new();
+        for unit in plan.units() {
+            let take = if request.units.is_empty() {
+                !any_named || named(plan.table)
+            } else {
+                match wanted.get_mut(unit_id(plan, &unit).as_str()) {
+                    Some(seen) => {
+                        *seen = true;
+                        true
+                    }
+                    None => false,
+                }
+            };
+            if take {
+                chosen.push(unit);
+            }
+        }
+        out.push(chosen);
+    }
+    let unknown: Vec<&str> = wanted
+        .iter()
+        .filter(|(_, s)| !**s)
+        .map(|(u, _)| *u)
+        .collect();
+    if !unknown.is_empty() {
+        let all: Vec<String> = sharded_tables(tables)
+            .flat_map(|p| p.units().iter().map(|u| unit_id(p, u)).collect::<Vec<_>>())
+            .collect();
+        let problems = unknown
+            .iter()
+            .map(|u| {
+                let close = crate::error::closest(u, all.iter().map(String::as_str));
+                Problem::new(
+                    format!("unit `{u}`, which is not among the inputs' units"),
+                    "a unit id as `rollproof plan` prints it",
+                )
+                .column("--unit")
+                .hint(match close {
+                    Some(c) => format!("did you mean `{c}`? Run `rollproof plan` with the same incident file and inputs"),
+                    None => "run `rollproof plan` with the same incident file and inputs for the ids".to_string(),
+                })
+            })
+            .collect();
+        return Err(InputError { problems });
+    }
+    Ok(out)
+}
+
+fn columns_of(ctx: &Ctx) -> Vec<(String, Vec<String>)> {
+    let mut out = vec![(
+        Table::Requests.name().to_string(),
+        ctx.columns
+            .requests
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect(),
+    )];
+    if let Some(r) = &ctx.columns.receipts {
+        out.push((
+            Table::Receipts.name().to_string(),
+            r.iter().map(|c| c.name().to_string()).collect(),
+        ));
+    }
+    out
+}
+
+/// Folds the chosen units into a partial state (the bytes of a partial-state file).
+pub fn partial(
+    path: &Path,
+    overrides: &InputOverrides,
+    request: &PartialRequest,
+    progress: Progress<'_>,
+) -> Result<Vec<u8>, InputError> {
+    let incident = load(path, overrides)?;
+    let digest = digest_of(&incident, overrides)?;
+    let (ctx, tables) = prepare_sharded(&incident, overrides, true, true)?;
+    let chosen = select(&tables, overrides, request)?;
+    let kernels = kernels_of(&ctx);
+    let plans: Vec<&TablePlan> = sharded_tables(&tables).collect();
+
+    let (kind, stage_kernels, prior) = match &request.samples_from {
+        None => {
+            let of: Vec<&'static dyn AnyKernel> = kernels
+                .iter()
+                .copied()
+                .filter(|k| k.stage() != Stage::Samples)
+                .collect();
+            (Kind::Fold, of, States::default())
+        }
+        Some((name, bytes)) => {
+            let prior = Body::decode(name, bytes)?;
+            check_compatible(name, &prior, &digest, &ctx)?;
+            if prior.kind != Kind::Fold {
+                return Err(InputError::one(
+                    Problem::new(
+                        "a partial of sample look-ups",
+                        "a combined partial of the folds (`rollproof merge --partial-out`)",
+                    )
+                    .file(name)
+                    .column("--samples-from"),
+                ));
+            }
+            check_units(
+                &tables,
+                std::slice::from_ref(&(name.clone(), prior.clone())),
+                true,
+            )?;
+            let states = run_stages_of(
+                &ctx,
+                &tables,
+                &kernels,
+                &[prior],
+                &[Stage::Receipts, Stage::Requests],
+            )?;
+            let of: Vec<&'static dyn AnyKernel> = kernels
+                .iter()
+                .copied()
+                .filter(|k| k.stage() == Stage::Samples)
+                .collect();
+            let targets = targets_digest(&ctx, &of, &states);
+            (Kind::Samples { targets }, of, states)
+        }
+    };
+
+    // Both tables side by side; within a stage, the receipts kernels before the requests'.
+    let per_table: Vec<Result<PassOutput, InputError>> = plans
+        .par_iter()
+        .zip(&chosen)
+        .map(|(plan, units)| {
+            let of: Vec<&dyn AnyKernel> = stage_kernels
+                .iter()
+                .copied()
+                .filter(|k| k.table() == plan.table)
+                .map(|k| k as &dyn AnyKernel)
+                .collect();
+            let empty: Vec<_> = of.iter().map(|k| k.init(&ctx, &prior)).collect();
+            let idle = of.iter().zip(&empty).all(|(k, s)| k.is_idle(s.as_ref()));
+            if units.is_empty() || idle {
+                return Ok(PassOutput {
+                    states: empty,
+                    counts: vec![UnitCounts::default(); units.len()],
+                });
+            }
+            pass::run(&ctx, plan, units, &of, &prior, progress)
+        })
+        .collect();
+    let mut sections = Vec::new();
+    let mut entries = Vec::new();
+    let mut problems = Vec::new();
+    let mut by_table: Vec<Vec<State>> = Vec::new();
+    for ((plan, units), result) in plans.iter().zip(&chosen).zip(per_table) {
+        match result {
+            Ok(PassOutput { states, counts }) => {
+                for (unit, c) in units.iter().zip(&counts) {
+                    entries.push(UnitEntry {
+                        id: unit_id(plan, unit),
+                        rows_read: c.rows_read,
+                        rejected_no_ts: c.rejected_no_ts,
+                        dropped: c.dropped,
+                    });
+                }
+                by_table.push(states);
+            }
+            Err(e) => problems.extend(e.problems),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(InputError { problems });
+    }
+    // Sections in kernel order, whatever the table.
+    let mut iters: Vec<std::vec::IntoIter<State>> =
+        by_table.into_iter().map(Vec::into_iter).collect();
+    // A kernel of a table without input (no receipts given) has its empty state.
+    for k in &stage_kernels {
+        let state = match plans.iter().position(|p| p.table == k.table()) {
+            Some(t) => iters[t].next().expect("one state per kernel"),
+            None => k.init(&ctx, &prior),
+        };
+        sections.push((k.name().to_string(), k.encode(state.as_ref())));
+    }
+    let files = if kind == Kind::Fold {
+        file_entries(&plans, &chosen, request.hash_inputs)?
+    } else {
+        Vec::new()
+    };
+    let changed: Vec<Problem> = plans
+        .iter()
+        .flat_map(|p| p.files.iter())
+        .filter_map(|f| f.changed())
+        .collect();
+    if !changed.is_empty() {
+        return Err(InputError { problems: changed });
+    }
+    Ok(Body {
+        tool: env!("CARGO_PKG_VERSION").to_string(),
+        digest,
+        kind,
+        columns: columns_of(&ctx),
+        units: entries,
+        files,
+        sections,
+    }
+    .encode())
+}
+
+/// The identity of each file whose first unit was chosen: its size and SHA-256.
+fn file_entries(
+    plans: &[&TablePlan],
+    chosen: &[Vec<Unit>],
+    hash_inputs: bool,
+) -> Result<Vec<FileEntry>, InputError> {
+    let firsts: Vec<(&TablePlan, Unit)> = plans
+        .iter()
+        .zip(chosen)
+        .flat_map(|(plan, units)| {
+            units
+                .iter()
+                .filter(|u| u.row_group.unwrap_or(0) == 0)
+                .map(move |u| (*plan, *u))
+        })
+        .collect();
+    let hashed: Vec<Result<FileEntry, Problem>> = firsts
+        .par_iter()
+        .map(|(plan, unit)| {
+            let file = &plan.files[unit.file];
+            Ok(FileEntry {
+                unit: unit_id(plan, unit),
+                size: size_of(&file.location),
+                sha256: file.location.sha256(hash_inputs)?,
+            })
+        })
+        .collect();
+    let mut problems = Vec::new();
+    let entries = hashed
+        .into_iter()
+        .filter_map(|r| r.map_err(|p| problems.push(p)).ok())
+        .collect();
+    if problems.is_empty() {
+        Ok(entries)
+    } else {
+        Err(InputError { problems })
+    }
+}
+
+fn size_of(location: &crate::ingest::location::Location) -> Option<u64> {
+    match location {
+        crate::ingest::location::Location::Local(p) => std::fs::metadata(p).ok().map(|m| m.len()),
+        crate::ingest::location::Location::Remote(r) => Some(r.meta.size),
+    }
+}
+
+/// The digest of the look-ups' targets: sample partials must have been folded for the targets
+/// the merge finds.
+fn targets_digest(ctx: &Ctx, lookups: &[&'static dyn AnyKernel], prior: &States) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for k in lookups {
+        h.update(k.name().as_bytes());
+        h.update(k.encode(k.init(ctx, prior).as_ref()));
+    }
+    crate::ingest::remote::hex(&h.finalize())
+}
+
+/// A partial must have been made for this incident, with the same columns.
+fn check_compatible(name: &Path, body: &Body, digest: &str, ctx: &Ctx) -> Result<(), InputError> {
+    if body.digest != digest {
+        return Err(InputError::one(
+            Problem::new(
+                "a partial made for another incident file, mapping or thresholds",
+                "partials made with this incident file, mapping and `--threshold` values",
+            )
+            .file(name)
+            .hint("make the partials and the merge with the same incident file, mapping file and `--threshold` options (`rollproof plan` prints the digest they share)"),
+        ));
+    }
+    let mine = columns_of(ctx);
+    if body.columns != mine {
+        let show = |c: &[(String, Vec<String>)]| {
+            c.iter()
+                .map(|(t, cols)| format!("{t}: {}", cols.join(", ")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        return Err(InputError::one(
+            Problem::new(
+                format!("a partial made with other columns ({})", show(&body.columns)),
+                format!("the columns of all the inputs ({})", show(&mine)),
+            )
+            .file(name)
+            .hint("the files of one table differ in their columns; make the partials with `--unit` ids from `rollproof plan`, which plans every file"),
+        ));
+    }
+    Ok(())
+}
+
+/// Every planned unit folded exactly once (`complete`), or at most once.
+fn check_units(tables: &Tables, parts: &[Named], complete: bool) -> Result<(), InputError> {
+    let mut seen: BTreeMap<&str, &Path> = BTreeMap::new();
+    let mut problems = Vec::new();
+    let planned: Vec<String> = sharded_tables(tables)
+        .flat_map(|p| p.units().iter().map(|u| unit_id(p, u)).collect::<Vec<_>>())
+        .collect();
+    let planned_set: std::collections::BTreeSet<&str> =
+        planned.iter().map(String::as_str).collect();
+    for (name, body) in parts {
+        for unit in &body.units {
+            if !planned_set.contains(unit.id.as_str()) {
+                problems.push(
+                    Problem::new(
+                        format!("unit `{}`, which is not among the inputs of this merge", unit.id),
+                        "partials of the units `rollproof plan` prints for these inputs",
+                    )
+                    .file(name)
+                    .hint("merge with the same inputs (incident file, `--requests`, `--receipts`) the partials were planned with"),
+                );
+            } else if let Some(first) = seen.insert(&unit.id, name) {
+                problems.push(
+                    Problem::new(
+                        format!("unit `{}` folded twice (also in `{}`)", unit.id, first.display()),
+                        "every unit in exactly one partial",
+                    )
+                    .file(name)
+                    .hint("a retried or speculative task left a second partial; keep one partial per unit"),
+                );
+            }
+        }
+    }
+    if complete {
+        let missing: Vec<&str> = planned
+            .iter()
+            .map(String::as_str)
+            .filter(|u| !seen.contains_key(u))
+            .collect();
+        if !missing.is_empty() {
+            let shown: Vec<String> = missing.iter().take(5).map(|u| format!("`{u}`")).collect();
+            problems.push(
+                Problem::new(
+                    format!(
+                        "{} planned unit{} in no partial ({}{})",
+                        missing.len(),
+                        if missing.len() == 1 { "" } else { "s" },
+                        shown.join(", "),
+                        if missing.len() > 5 { ", …" } else { "" }
+                    ),
+                    "every planned unit in exactly one partial",
+                )
+                .hint("a task failed or its partial was not passed to the merge; fold the missing units with `rollproof partial --unit ID`"),
+            );
+        }
+    }
+    // Files that changed between the partial and the merge.
+    for (name, body) in parts {
+        for entry in &body.files {
+            let Some((plan, file)) = sharded_tables(tables).find_map(|p| {
+                p.units()
+                    .iter()
+                    .find(|u| unit_id(p, u) == entry.unit)
+                    .map(|u| (p, &p.files[u.file]))
+            }) else {
+                continue;
+            };
+            let _ = plan;
+            let now = size_of(&file.location);
+            if now.is_some() && entry.size.is_some() && now != entry.size {
+                problems.push(
+                    Problem::new(
+                        format!(
+                            "`{}` changed since the partial was made ({} bytes then, {} now)",
+                            file.display,
+                            entry.size.unwrap_or(0),
+                            now.unwrap_or(0)
+                        ),
+                        "the inputs unchanged between the partials and the merge",
+                    )
+                    .file(name)
+                    .hint("make the partials again"),
+                );
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(InputError { problems })
+    }
+}
+
+/// Reads partial-state files (all of them, reporting every unreadable one).
+pub fn read_partials(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Vec<u8>)>, InputError> {
+    let mut problems = Vec::new();
+    let mut out = Vec::new();
+    for p in paths {
+        match std::fs::read(p) {
+            Ok(bytes) => out.push((p.clone(), bytes)),
+            Err(e) => problems.push(
+                Problem::new(
+                    format!("an unreadable partial-state file ({e})"),
+                    "a file written by `rollproof partial`",
+                )
+                .file(p),
+            ),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(InputError { problems })
+    }
+}
+
+fn decode_all(parts: &[(PathBuf, Vec<u8>)]) -> Result<Vec<Named>, InputError> {
+    let mut problems = Vec::new();
+    let mut bodies = Vec::new();
+    for (name, bytes) in parts {
+        match Body::decode(name, bytes) {
+            Ok(b) => bodies.push((name.clone(), b)),
+            Err(e) => problems.extend(e.problems),
+        }
+    }
+    if problems.is_empty() {
+        Ok(bodies)
+    } else {
+        Err(InputError { problems })
+    }
+}
+
+/// Splits checked partials into folds and samples; the samples must share their targets.
+fn checked(
+    incident: &Incident,
+    overrides: &InputOverrides,
+    ctx: &Ctx,
+    parts: &[(PathBuf, Vec<u8>)],
+) -> Result<(Vec<Named>, Vec<Named>), InputError> {
+    if parts.is_empty() {
+        return Err(InputError::one(Problem::new(
+            "no partial-state file",
+            "one or more files written by `rollproof partial`",
+        )));
+    }
+    let digest = digest_of(incident, overrides)?;
+    let bodies = decode_all(parts)?;
+    let mut problems = Vec::new();
+    for (name, body) in &bodies {
+        if let Err(e) = check_compatible(name, body, &digest, ctx) {
+            problems.extend(e.problems);
+        }
+    }
+    if !problems.is_empty() {
+        return Err(InputError { problems });
+    }
+    let (folds, samples): (Vec<_>, Vec<_>) =
+        bodies.into_iter().partition(|(_, b)| b.kind == Kind::Fold);
+    if let Some((first_name, first)) = samples.first() {
+        for (name, b) in &samples[1..] {
+            if b.kind != first.kind {
+                return Err(InputError::one(
+                    Problem::new(
+                        format!(
+                            "sample partials made from another combined partial than `{}`",
+                            first_name.display()
+                        ),
+                        "every sample partial made with the same `--samples-from` file",
+                    )
+                    .file(name),
+                ));
+            }
+        }
+    }
+    Ok((folds, samples))
+}
+
+/// Merges partial-state files and renders the report of one audit over the same inputs.
+pub fn merge(
+    path: &Path,
+    overrides: &InputOverrides,
+    parts: &[(PathBuf, Vec<u8>)],
+    options: AuditOptions,
+    progress: Progress<'_>,
+) -> Result<Report, InputError> {
+    let incident = load(path, overrides)?;
+    let (ctx, tables) = prepare_sharded(&incident, overrides, options.series, true)?;
+    let (folds, samples) = checked(&incident, overrides, &ctx, parts)?;
+    check_units(&tables, &folds, true)?;
+    if !samples.is_empty() {
+        check_units(&tables, &samples, false)?;
+    }
+    let folds: Vec<Body> = folds.into_iter().map(|(_, b)| b).collect();
+    let samples: Vec<Body> = samples.into_iter().map(|(_, b)| b).collect();
+    finish_audit(
+        &incident,
+        &ctx,
+        &tables,
+        options,
+        &StageInput::Partials {
+            folds: &folds,
+            samples: &samples,
+        },
+        progress,
+    )
+}
+
+/// Merges partial-state files into one (a step of a merge tree, or the `--samples-from` file of a
+/// second round). Every unit may appear at most once; completeness is checked by the final merge.
+pub fn combine(
+    path: &Path,
+    overrides: &InputOverrides,
+    parts: &[(PathBuf, Vec<u8>)],
+) -> Result<Vec<u8>, InputError> {
+    let incident = load(path, overrides)?;
+    let (ctx, tables) = prepare_sharded(&incident, overrides, true, true)?;
+    let (folds, samples) = checked(&incident, overrides, &ctx, parts)?;
+    if !folds.is_empty() && !samples.is_empty() {
+        return Err(InputError::one(
+            Problem::new("fold partials and sample partials together", "partials of one kind")
+                .hint("combine the fold partials first; the merge takes the sample partials beside the combined one"),
+        ));
+    }
+    let parts = if folds.is_empty() { samples } else { folds };
+    check_units(&tables, &parts, false)?;
+    let kind = parts[0].1.kind.clone();
+    let kernels: Vec<&'static dyn AnyKernel> = kernels_of(&ctx)
+        .into_iter()
+        .filter(|k| (k.stage() == Stage::Samples) == (kind != Kind::Fold))
+        .collect();
+    let bodies: Vec<Body> = parts.iter().map(|(_, b)| b.clone()).collect();
+    let mut sections = Vec::new();
+    for k in &kernels {
+        let mut state: Option<State> = None;
+        for (name, body) in &parts {
+            let other = decode_section(name, body, *k)?;
+            match state.as_mut() {
+                None => state = Some(other),
+                Some(s) => k.merge(s.as_mut(), other),
+            }
+        }
+        let state = state.expect("at least one partial");
+        sections.push((k.name().to_string(), k.encode(state.as_ref())));
+    }
+    // Units and files in plan order, so that the bytes do not depend on the order of the parts.
+    let order: BTreeMap<String, usize> = sharded_tables(&tables)
+        .flat_map(|p| p.units().iter().map(|u| unit_id(p, u)).collect::<Vec<_>>())
+        .enumerate()
+        .map(|(i, id)| (id, i))
+        .collect();
+    let mut units: Vec<UnitEntry> = bodies.iter().flat_map(|b| b.units.clone()).collect();
+    units.sort_by_key(|u| order.get(&u.id).copied());
+    let mut files: Vec<FileEntry> = bodies.iter().flat_map(|b| b.files.clone()).collect();
+    files.sort_by_key(|f| order.get(&f.unit).copied());
+    Ok(Body {
+        tool: env!("CARGO_PKG_VERSION").to_string(),
+        digest: bodies[0].digest.clone(),
+        kind,
+        columns: bodies[0].columns.clone(),
+        units,
+        files,
+        sections,
+    }
+    .encode())
+}
+
+fn decode_section(name: &Path, body: &Body, kernel: &dyn AnyKernel) -> Result<State, InputError> {
+    let problem = |found: String| {
+        InputError::one(
+            Problem::new(
+                found,
+                "every kernel's section, as this rollproof version writes them",
+            )
+            .file(name)
+            .hint("make every partial and the merge with the same rollproof version"),
+        )
+    };
+    let bytes = body.section(kernel.name()).ok_or_else(|| {
+        problem(format!(
+            "a partial without the state of `{}`",
+            kernel.name()
+        ))
+    })?;
+    kernel.decode(bytes).map_err(|e| {
+        problem(format!(
+            "a state of `{}` that does not decode ({e})",
+            kernel.name()
+        ))
+    })
+}
+
+/// The states of one pass, merged from partials; counts per planned file of the table.
+pub(crate) fn merge_pass(
+    tables: &Tables,
+    table: Table,
+    kernels: &[&dyn AnyKernel],
+    mut states: Vec<State>,
+    parts: &[Body],
+) -> Result<PassOutput, InputError> {
+    for body in parts {
+        for (kernel, state) in kernels.iter().zip(states.iter_mut()) {
+            let other = decode_section(Path::new("partial"), body, *kernel)?;
+            kernel.merge(state.as_mut(), other);
+        }
+    }
+    let counts = match tables.get(table) {
+        Some(plan) => {
+            let ids: BTreeMap<String, usize> = plan
+                .units()
+                .iter()
+                .map(|u| (unit_id(plan, u), u.file))
+                .collect();
+            let mut files = vec![UnitCounts::default(); plan.files.len()];
+            for unit in parts.iter().flat_map(|b| &b.units) {
+                if let Some(&f) = ids.get(&unit.id) {
+                    files[f].add(&UnitCounts {
+                        rows_read: unit.rows_read,
+                        rejected_no_ts: unit.rejected_no_ts,
+                        dropped: unit.dropped,
+                    });
+                }
+            }
+            files
+        }
+        None => Vec::new(),
+    };
+    Ok(PassOutput { states, counts })
+}
+
+/// Sample partials must have been folded for the targets of this merge, over every unit of a
+/// table with something to look for.
+pub(crate) fn check_targets(
+    ctx: &Ctx,
+    tables: &Tables,
+    table: Table,
+    kernels: &[&dyn AnyKernel],
+    empty: &[State],
+    parts: &[Body],
+) -> Result<(), InputError> {
+    let _ = ctx;
+    let idle = kernels
+        .iter()
+        .zip(empty)
+        .all(|(k, s)| k.is_idle(s.as_ref()));
+    if idle {
+        return Ok(());
+    }
+    let Some(plan) = tables.get(table) else {
+        return Ok(());
+    };
+    let folded: std::collections::BTreeSet<&str> = parts
+        .iter()
+        .flat_map(|b| b.units.iter().map(|u| u.id.as_str()))
+        .collect();
+    let missing: Vec<String> = plan
+        .units()
+        .iter()
+        .map(|u| unit_id(plan, u))
+        .filter(|id| !folded.contains(id.as_str()))
+        .collect();
+    if !missing.is_empty() {
+        return Err(InputError::one(
+            Problem::new(
+                format!("{} unit{} of the {} in no sample partial (`{}`…)", missing.len(), if missing.len() == 1 { "" } else { "s" }, table.name(), missing[0]),
+                "sample partials over every unit of a table with targets",
+            )
+            .hint("fold the look-ups of every unit with `rollproof partial --samples-from`, or merge without sample partials to read them here"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that the sample partials were folded for these targets (digest of all look-ups).
+pub(crate) fn check_samples_digest(
+    ctx: &Ctx,
+    lookups: &[&'static dyn AnyKernel],
+    prior: &States,
+    samples: &[Body],
+) -> Result<(), InputError> {
+    let Some(first) = samples.first() else {
+        return Ok(());
+    };
+    let Kind::Samples { targets } = &first.kind else {
+        return Ok(());
+    };
+    if *targets != targets_digest(ctx, lookups, prior) {
+        return Err(InputError::one(
+            Problem::new(
+                "sample partials folded for other targets than these partials give",
+                "sample partials made with `--samples-from` the combination of exactly these fold partials",
+            )
+            .hint("combine the fold partials (`rollproof merge --partial-out`), fold the samples from that file, and merge the same fold partials with them"),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,244 @@
+//! Partial-state files: what `rollproof partial` writes and `rollproof merge` reads, so that the
+//! kernels of one audit can run on many machines.
+//!
+//! ```text
+//! magic "RPPARTIAL\n" (10 bytes) · format version (u32 LE) · body length (u64 LE) · body · SHA-256 of
+//! everything before it (32 bytes)
+//! body = postcard(Body)
+//! ```
+//!
+//! The magic and the version come before anything postcard decodes, so that a file of another
+//! version is named as such instead of failing to decode; the trailing checksum catches a
+//! truncated or altered file. The body is deterministic: the same units folded with the same
+//! incident give the same bytes (kernel sections in registry order, units in plan order).
+//!
+//! Why postcard: the kernel states are already `serde` types; postcard is compact (varints),
+//! `no_std`-small, has a stable, documented wire format (1.0), and was already in the tree.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{InputError, Problem};
+
+pub(crate) const MAGIC: &[u8; 10] = b"RPPARTIAL\n";
+/// Bumped whenever the body or any kernel state changes shape.
+pub(crate) const FORMAT_VERSION: u32 = 1;
+
+/// What a partial holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Body {
+    /// The rollproof version that wrote it (states of another version may differ in shape).
+    pub(crate) tool: String,
+    /// SHA-256 of the incident file, the mapping file and the threshold overrides.
+    pub(crate) digest: String,
+    pub(crate) kind: Kind,
+    /// Per table (`requests`, `receipts`): the canonical columns present when it was made.
+    pub(crate) columns: Vec<(String, Vec<String>)>,
+    /// The units folded, in plan order.
+    pub(crate) units: Vec<UnitEntry>,
+    /// The files whose first unit this partial folded: their identity when read.
+    pub(crate) files: Vec<FileEntry>,
+    /// Kernel name → its encoded state, in the order the kernels run.
+    pub(crate) sections: Vec<(String, Vec<u8>)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// The receipts and requests stages.
+    Fold,
+    /// The sample look-ups, for the targets named by the digest of their settled look-up states.
+    Samples { targets: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct UnitEntry {
+    /// The unit's id, as `rollproof plan` prints it.
+    pub(crate) id: String,
+    pub(crate) rows_read: u64,
+    pub(crate) rejected_no_ts: u64,
+    pub(crate) dropped: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct FileEntry {
+    /// The id of the file's first unit.
+    pub(crate) unit: String,
+    /// The size in bytes when it was read (a file that changed before the merge is refused).
+    pub(crate) size: Option<u64>,
+    pub(crate) sha256: Option<String>,
+}
+
+impl Body {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let body = postcard::to_allocvec(self).expect("partial states serialize");
+        let mut out = Vec::with_capacity(body.len() + 54);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        out.extend_from_slice(&body);
+        let sum = Sha256::digest(&out);
+        out.extend_from_slice(&sum);
+        out
+    }
+
+    /// Decodes a partial; `name` names it in problems.
+    pub(crate) fn decode(name: &Path, bytes: &[u8]) -> Result<Body, InputError> {
+        let problem = |found: String, hint: &str| {
+            InputError::one(
+                Problem::new(found, "a partial-state file written by `rollproof partial`")
+                    .file(name)
+                    .hint(hint.to_string()),
+            )
+        };
+        if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+            return Err(problem(
+                "a file that is not a partial state (no rollproof partial header)".into(),
+                "pass the files `rollproof partial -o FILE` wrote",
+            ));
+        }
+        let head = MAGIC.len() + 12;
+        if bytes.len() < head {
+            return Err(problem(
+                format!("a truncated partial ({} bytes)", bytes.len()),
+                "the file was cut short; make it again",
+            ));
+        }
+        let version = u32::from_le_bytes(bytes[10..14].try_into().expect("4 bytes"));
+        if version != FORMAT_VERSION {
+            return Err(problem(
+                format!("partial-state format version {version}"),
+                &format!(
+                    "this rollproof ({}) reads format version {FORMAT_VERSION}; make every partial and the merge with the same rollproof version",
+                    env!("CARGO_PKG_VERSION")
+                ),
+            ));
+        }
+        let len = u64::from_le_bytes(bytes[14..22].try_into().expect("8 bytes"));
+        let end = (head as u64)
+            .checked_add(len)
+            .and_then(|e| e.checked_add(32));
+        if end != Some(bytes.len() as u64) {
+            return Err(problem(
+                format!(
+                    "a truncated partial ({} bytes; its header announces {})",
+                    bytes.len(),
+                    end.map_or_else(|| "more than can exist".to_string(), |e| e.to_string())
+                ),
+                "the file was cut short (a failed copy or a task killed while writing); make it again",
+            ));
+        }
+        let split = bytes.len() - 32;
+        if Sha256::digest(&bytes[..split]).as_slice() != &bytes[split..] {
+            return Err(problem(
+                "a partial whose checksum does not match its content".into(),
+                "the file was altered or damaged after it was written; make it again",
+            ));
+        }
+        let body: Body = postcard::from_bytes(&bytes[head..split]).map_err(|e| {
+            problem(
+                format!("a partial that does not decode ({e})"),
+                "make every partial and the merge with the same rollproof version",
+            )
+        })?;
+        if body.tool != env!("CARGO_PKG_VERSION") {
+            return Err(problem(
+                format!("a partial made by rollproof {}", body.tool),
+                &format!(
+                    "this is rollproof {}; make every partial and the merge with the same version",
+                    env!("CARGO_PKG_VERSION")
+                ),
+            ));
+        }
+        Ok(body)
+    }
+
+    pub(crate) fn section(&self, name: &str) -> Option<&[u8]> {
+        self.sections
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, b)| b.as_slice())
+    }
+}
+
+/// The digest a partial carries: the incident file, the mapping file and the threshold overrides
+/// (everything that decides what the kernels compute, besides the data and its columns).
+pub(crate) fn digest(
+    incident: &[u8],
+    mapping: Option<&[u8]>,
+    thresholds: &[(String, String)],
+) -> String {
+    let mut h = Sha256::new();
+    let mut part = |tag: &str, bytes: &[u8]| {
+        h.update(tag.as_bytes());
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    part("incident", incident);
+    part("mapping", mapping.unwrap_or_default());
+    let mut overrides: Vec<&(String, String)> = thresholds.iter().collect();
+    overrides.sort();
+    for (k, v) in overrides {
+        part("threshold", format!("{k}={v}").as_bytes());
+    }
+    crate::ingest::remote::hex(&h.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body() -> Body {
+        Body {
+            tool: env!("CARGO_PKG_VERSION").to_string(),
+            digest: "d".into(),
+            kind: Kind::Fold,
+            columns: vec![("requests".into(), vec!["ts".into(), "status".into()])],
+            units: vec![UnitEntry {
+                id: "requests:a.parquet#0".into(),
+                rows_read: 10,
+                rejected_no_ts: 1,
+                dropped: 0,
+            }],
+            files: vec![FileEntry {
+                unit: "requests:a.parquet#0".into(),
+                size: Some(100),
+                sha256: None,
+            }],
+            sections: vec![("rows".into(), vec![1, 2, 3])],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let b = body();
+        assert_eq!(Body::decode(Path::new("p"), &b.encode()).unwrap(), b);
+    }
+
+    #[test]
+    fn every_truncation_is_refused() {
+        let bytes = body().encode();
+        for n in 0..bytes.len() {
+            let err = Body::decode(Path::new("p"), &bytes[..n]).unwrap_err();
+            assert_eq!(err.problems.len(), 1, "cut at {n}");
+        }
+    }
+
+    #[test]
+    fn a_flipped_byte_is_refused() {
+        let mut bytes = body().encode();
+        let i = bytes.len() / 2;
+        bytes[i] ^= 1;
+        let err = Body::decode(Path::new("p"), &bytes).unwrap_err();
+        assert!(err.problems[0].found.contains("checksum"), "{err:?}");
+    }
+
+    #[test]
+    fn another_version_is_named() {
+        let mut bytes = body().encode();
+        bytes[10] = 9;
+        let err = Body::decode(Path::new("p"), &bytes).unwrap_err();
+        assert_eq!(err.problems[0].found, "partial-state format version 9");
+    }
+}
