@@ -166,6 +166,7 @@ fn partial(settings: &PartialSettings) -> anyhow::Result<ExitStatus> {
         units: settings.units.clone(),
         samples_from,
         hash_inputs: settings.hash_inputs,
+        ..Default::default()
     };
     let quiet = |_: Table, _: u64, _: u64| {};
     let bytes = pool

@@ -76,6 +76,9 @@ pub(crate) enum StageInput<'a> {
     Partials {
         folds: &'a [crate::partial::Body],
         samples: &'a [crate::partial::Body],
+        /// Without sample partials, read the look-ups here (the merge has the files); else
+        /// (frames) targets without sample partials are an error.
+        local_samples: bool,
     },
 }
 
@@ -184,6 +187,7 @@ pub(crate) fn finish_audit(
                 etag: object.and_then(|o| o.meta.e_tag.clone()),
                 last_modified: object.map(|o| DataInstant(o.meta.last_modified.timestamp_micros())),
                 version_id: object.and_then(|o| o.meta.version.clone()),
+                source_files: None,
             }
         })
         .collect();
@@ -203,6 +207,7 @@ pub(crate) fn finish_audit(
             etag: None,
             last_modified: None,
             version_id: None,
+            source_files: None,
         });
     }
     let accounting = RowAccounting {
@@ -911,6 +916,11 @@ fn run_stages(
             StageInput::Local => None,
             StageInput::Partials { folds, .. } if stage != Stage::Samples => Some(folds),
             StageInput::Partials { samples, .. } if !samples.is_empty() => Some(samples),
+            StageInput::Partials {
+                local_samples: false,
+                samples,
+                ..
+            } => Some(samples),
             StageInput::Partials { .. } => None,
         };
         if let (Stage::Samples, Some(samples)) = (stage, from_partials) {
@@ -927,8 +937,15 @@ fn run_stages(
                 let empty: Vec<_> = of_pass.iter().map(|k| k.init(ctx, prior)).collect();
                 if let Some(parts) = from_partials {
                     if stage == Stage::Samples {
+                        let frames = matches!(
+                            input,
+                            StageInput::Partials {
+                                local_samples: false,
+                                ..
+                            }
+                        );
                         crate::distributed::check_targets(
-                            ctx, tables, *table, of_pass, &empty, parts,
+                            tables, *table, of_pass, &empty, parts, frames,
                         )?;
                     }
                     return crate::distributed::merge_pass(tables, *table, of_pass, empty, parts);
@@ -988,6 +1005,7 @@ pub(crate) fn run_stages_of(
     let input = StageInput::Partials {
         folds,
         samples: &[],
+        local_samples: true,
     };
     let (states, _) = run_stages(
         ctx,

@@ -162,6 +162,11 @@ pub struct PartialRequest {
     pub samples_from: Option<(PathBuf, Vec<u8>)>,
     /// Read objects in a store whole to hash them.
     pub hash_inputs: bool,
+    /// Frames: the id of the one unit this partial folds (`requests:dataframe#3`), given by the
+    /// engine instead of a file's.
+    pub label: Option<String>,
+    /// Frames: every unit id of the run, which a `samples_from` partial must hold exactly once.
+    pub expected_units: Option<Vec<String>>,
 }
 
 /// The planned units a partial folds, per table (requests, receipts).
@@ -175,13 +180,23 @@ fn select(
         Table::Receipts => !overrides.receipts.is_empty(),
     };
     let any_named = named(Table::Requests) || named(Table::Receipts);
+    // A frame's partial folds the table its label names (the other one is a schema file).
+    let framed = request.label.as_deref().map(|l| {
+        if l.starts_with("receipts:") {
+            Table::Receipts
+        } else {
+            Table::Requests
+        }
+    });
     let mut wanted: BTreeMap<&str, bool> =
         request.units.iter().map(|u| (u.as_str(), false)).collect();
     let mut out = Vec::new();
     for plan in sharded_tables(tables) {
         let mut chosen = Vec::new();
         for unit in plan.units() {
-            let take = if request.units.is_empty() {
+            let take = if let Some(t) = framed {
+                plan.table == t
+            } else if request.units.is_empty() {
                 !any_named || named(plan.table)
             } else {
                 match wanted.get_mut(unit_id(plan, &unit).as_str()) {
@@ -282,7 +297,7 @@ pub fn partial(
                 ));
             }
             check_units(
-                &tables,
+                &expected(&tables, request.expected_units.as_deref()),
                 std::slice::from_ref(&(name.clone(), prior.clone())),
                 true,
             )?;
@@ -334,7 +349,7 @@ pub fn partial(
             Ok(PassOutput { states, counts }) => {
                 for (unit, c) in units.iter().zip(&counts) {
                     entries.push(UnitEntry {
-                        id: unit_id(plan, unit),
+                        id: request.label.clone().unwrap_or_else(|| unit_id(plan, unit)),
                         rows_read: c.rows_read,
                         rejected_no_ts: c.rejected_no_ts,
                         dropped: c.dropped,
@@ -359,7 +374,7 @@ pub fn partial(
         };
         sections.push((k.name().to_string(), k.encode(state.as_ref())));
     }
-    let files = if kind == Kind::Fold {
+    let files = if kind == Kind::Fold && request.label.is_none() {
         file_entries(&plans, &chosen, request.hash_inputs)?
     } else {
         Vec::new()
@@ -474,13 +489,33 @@ fn check_compatible(name: &Path, body: &Body, digest: &str, ctx: &Ctx) -> Result
     Ok(())
 }
 
+/// The unit ids a merge expects, in plan order: the plan's, or the ones an engine gave its
+/// frames (then there are no files to check).
+struct Expected<'a> {
+    ids: Vec<String>,
+    tables: Option<&'a Tables>,
+}
+
+fn expected<'a>(tables: &'a Tables, frames: Option<&[String]>) -> Expected<'a> {
+    match frames {
+        Some(ids) => Expected {
+            ids: ids.to_vec(),
+            tables: None,
+        },
+        None => Expected {
+            ids: sharded_tables(tables)
+                .flat_map(|p| p.units().iter().map(|u| unit_id(p, u)).collect::<Vec<_>>())
+                .collect(),
+            tables: Some(tables),
+        },
+    }
+}
+
 /// Every planned unit folded exactly once (`complete`), or at most once.
-fn check_units(tables: &Tables, parts: &[Named], complete: bool) -> Result<(), InputError> {
+fn check_units(expected: &Expected<'_>, parts: &[Named], complete: bool) -> Result<(), InputError> {
     let mut seen: BTreeMap<&str, &Path> = BTreeMap::new();
     let mut problems = Vec::new();
-    let planned: Vec<String> = sharded_tables(tables)
-        .flat_map(|p| p.units().iter().map(|u| unit_id(p, u)).collect::<Vec<_>>())
-        .collect();
+    let planned = &expected.ids;
     let planned_set: std::collections::BTreeSet<&str> =
         planned.iter().map(String::as_str).collect();
     for (name, body) in parts {
@@ -530,6 +565,13 @@ fn check_units(tables: &Tables, parts: &[Named], complete: bool) -> Result<(), I
         }
     }
     // Files that changed between the partial and the merge.
+    let Some(tables) = expected.tables else {
+        return if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(InputError { problems })
+        };
+    };
     for (name, body) in parts {
         for entry in &body.files {
             let Some((plan, file)) = sharded_tables(tables).find_map(|p| {
@@ -661,9 +703,10 @@ pub fn merge(
     let incident = load(path, overrides)?;
     let (ctx, tables) = prepare_sharded(&incident, overrides, options.series, true)?;
     let (folds, samples) = checked(&incident, overrides, &ctx, parts)?;
-    check_units(&tables, &folds, true)?;
+    let want = expected(&tables, None);
+    check_units(&want, &folds, true)?;
     if !samples.is_empty() {
-        check_units(&tables, &samples, false)?;
+        check_units(&want, &samples, false)?;
     }
     let folds: Vec<Body> = folds.into_iter().map(|(_, b)| b).collect();
     let samples: Vec<Body> = samples.into_iter().map(|(_, b)| b).collect();
@@ -675,9 +718,169 @@ pub fn merge(
         &StageInput::Partials {
             folds: &folds,
             samples: &samples,
+            local_samples: true,
         },
         progress,
     )
+}
+
+/// Rows an engine hands over instead of files (Spark's `mapInArrow`): each table's schema as a
+/// zero-row Arrow IPC file, so that every machine plans the same columns.
+#[derive(Debug, Clone)]
+pub struct FrameSchemas {
+    pub requests: PathBuf,
+    pub receipts: Option<PathBuf>,
+}
+
+impl FrameSchemas {
+    fn overrides(
+        &self,
+        base: &InputOverrides,
+        table: Table,
+        file: Option<&Path>,
+    ) -> InputOverrides {
+        let pick = |t: Table, schema: &Path| -> Vec<String> {
+            let path = if t == table {
+                file.unwrap_or(schema)
+            } else {
+                schema
+            };
+            vec![path.to_string_lossy().into_owned()]
+        };
+        InputOverrides {
+            requests: pick(Table::Requests, &self.requests),
+            receipts: self
+                .receipts
+                .as_deref()
+                .map(|r| pick(Table::Receipts, r))
+                .unwrap_or_default(),
+            mapping: base.mapping.clone(),
+            thresholds: base.thresholds.clone(),
+            outputs: Vec::new(),
+        }
+    }
+}
+
+/// A partial of one frame: the rows of `table` in the Arrow IPC file `file` (one Spark
+/// partition), as unit `unit` (`requests:dataframe#3`).
+#[allow(clippy::too_many_arguments)]
+pub fn partial_frame(
+    path: &Path,
+    overrides: &InputOverrides,
+    schemas: &FrameSchemas,
+    table: Table,
+    file: &Path,
+    unit: &str,
+    samples_from: Option<(PathBuf, Vec<u8>)>,
+    expected_units: &[String],
+) -> Result<Vec<u8>, InputError> {
+    if !unit.starts_with(&format!("{}:", table.name())) {
+        return Err(InputError::one(Problem::new(
+            format!("frame unit `{unit}`"),
+            format!("a unit id that starts with `{}:`", table.name()),
+        )));
+    }
+    let overrides = schemas.overrides(overrides, table, Some(file));
+    let request = PartialRequest {
+        units: Vec::new(),
+        samples_from,
+        hash_inputs: false,
+        label: Some(unit.to_string()),
+        expected_units: Some(expected_units.to_vec()),
+    };
+    let quiet = |_: Table, _: u64, _: u64| {};
+    partial(path, &overrides, &request, &quiet)
+}
+
+/// Whether the look-ups of a combined partial have targets (a second round over the frames is
+/// then needed for the samples).
+pub fn frames_need_samples(
+    path: &Path,
+    overrides: &InputOverrides,
+    schemas: &FrameSchemas,
+    combined: &[u8],
+) -> Result<bool, InputError> {
+    let overrides = schemas.overrides(overrides, Table::Requests, None);
+    let incident = load(path, &overrides)?;
+    let (ctx, tables) = prepare_sharded(&incident, &overrides, false, true)?;
+    let body = Body::decode(Path::new("combined partial"), combined)?;
+    let kernels = kernels_of(&ctx);
+    let states = run_stages_of(
+        &ctx,
+        &tables,
+        &kernels,
+        &[body],
+        &[Stage::Receipts, Stage::Requests],
+    )?;
+    Ok(kernels
+        .iter()
+        .filter(|k| k.stage() == Stage::Samples)
+        .any(|k| !k.is_idle(k.init(&ctx, &states).as_ref())))
+}
+
+/// What a frame's table was read from, for the report's `inputs`.
+#[derive(Debug, Clone)]
+pub struct FrameSource {
+    pub table: Table,
+    /// How the report names it (`Spark DataFrame`).
+    pub name: String,
+    /// The files the engine read it from, when it knows them.
+    pub files: Vec<String>,
+}
+
+/// Merges the partials of frames (and of their sample round) into the report. `expected_units`
+/// are every frame's unit id; the report's inputs name the frames' sources.
+pub fn merge_frames(
+    path: &Path,
+    overrides: &InputOverrides,
+    schemas: &FrameSchemas,
+    parts: &[(PathBuf, Vec<u8>)],
+    expected_units: &[String],
+    sources: &[FrameSource],
+    options: AuditOptions,
+) -> Result<Report, InputError> {
+    let overrides = schemas.overrides(overrides, Table::Requests, None);
+    let incident = load(path, &overrides)?;
+    let (ctx, tables) = prepare_sharded(&incident, &overrides, options.series, true)?;
+    let (folds, samples) = checked(&incident, &overrides, &ctx, parts)?;
+    let want = expected(&tables, Some(expected_units));
+    check_units(&want, &folds, true)?;
+    if !samples.is_empty() {
+        check_units(&want, &samples, true)?;
+    }
+    let folds: Vec<Body> = folds.into_iter().map(|(_, b)| b).collect();
+    let samples: Vec<Body> = samples.into_iter().map(|(_, b)| b).collect();
+    let quiet = |_: Table, _: u64, _: u64| {};
+    let mut report = finish_audit(
+        &incident,
+        &ctx,
+        &tables,
+        AuditOptions {
+            evidence: false,
+            ..options
+        },
+        &StageInput::Partials {
+            folds: &folds,
+            samples: &samples,
+            local_samples: false,
+        },
+        &quiet,
+    )?;
+    for input in report.inputs.iter_mut() {
+        let table = match input.role {
+            "requests" => Table::Requests,
+            "receipts" => Table::Receipts,
+            _ => continue,
+        };
+        if let Some(source) = sources.iter().find(|s| s.table == table) {
+            input.path = source.name.clone();
+            input.format = "arrow";
+            input.compression = None;
+            input.sha256 = None;
+            input.source_files = Some(source.files.clone());
+        }
+    }
+    Ok(report)
 }
 
 /// Merges partial-state files into one (a step of a merge tree, or the `--samples-from` file of a
@@ -686,6 +889,27 @@ pub fn combine(
     path: &Path,
     overrides: &InputOverrides,
     parts: &[(PathBuf, Vec<u8>)],
+) -> Result<Vec<u8>, InputError> {
+    combine_units(path, overrides, parts, None)
+}
+
+/// [`combine`] for the partials of frames, whose units are `expected_units`.
+pub fn combine_frames(
+    path: &Path,
+    overrides: &InputOverrides,
+    schemas: &FrameSchemas,
+    parts: &[(PathBuf, Vec<u8>)],
+    expected_units: &[String],
+) -> Result<Vec<u8>, InputError> {
+    let overrides = schemas.overrides(overrides, Table::Requests, None);
+    combine_units(path, &overrides, parts, Some(expected_units))
+}
+
+fn combine_units(
+    path: &Path,
+    overrides: &InputOverrides,
+    parts: &[(PathBuf, Vec<u8>)],
+    frames: Option<&[String]>,
 ) -> Result<Vec<u8>, InputError> {
     let incident = load(path, overrides)?;
     let (ctx, tables) = prepare_sharded(&incident, overrides, true, true)?;
@@ -697,7 +921,8 @@ pub fn combine(
         ));
     }
     let parts = if folds.is_empty() { samples } else { folds };
-    check_units(&tables, &parts, false)?;
+    let want = expected(&tables, frames);
+    check_units(&want, &parts, false)?;
     let kind = parts[0].1.kind.clone();
     let kernels: Vec<&'static dyn AnyKernel> = kernels_of(&ctx)
         .into_iter()
@@ -718,8 +943,10 @@ pub fn combine(
         sections.push((k.name().to_string(), k.encode(state.as_ref())));
     }
     // Units and files in plan order, so that the bytes do not depend on the order of the parts.
-    let order: BTreeMap<String, usize> = sharded_tables(&tables)
-        .flat_map(|p| p.units().iter().map(|u| unit_id(p, u)).collect::<Vec<_>>())
+    let order: BTreeMap<String, usize> = want
+        .ids
+        .iter()
+        .cloned()
         .enumerate()
         .map(|(i, id)| (id, i))
         .collect();
@@ -786,8 +1013,12 @@ pub(crate) fn merge_pass(
                 .map(|u| (unit_id(plan, u), u.file))
                 .collect();
             let mut files = vec![UnitCounts::default(); plan.files.len()];
+            // A frame's unit (`requests:dataframe#3`) counts for the table's one schema file.
+            let framed = |id: &str| {
+                (plan.files.len() == 1 && id.starts_with(&format!("{}:", plan.role))).then_some(0)
+            };
             for unit in parts.iter().flat_map(|b| &b.units) {
-                if let Some(&f) = ids.get(&unit.id) {
+                if let Some(f) = ids.get(&unit.id).copied().or_else(|| framed(&unit.id)) {
                     files[f].add(&UnitCounts {
                         rows_read: unit.rows_read,
                         rejected_no_ts: unit.rejected_no_ts,
@@ -805,19 +1036,32 @@ pub(crate) fn merge_pass(
 /// Sample partials must have been folded for the targets of this merge, over every unit of a
 /// table with something to look for.
 pub(crate) fn check_targets(
-    ctx: &Ctx,
     tables: &Tables,
     table: Table,
     kernels: &[&dyn AnyKernel],
     empty: &[State],
     parts: &[Body],
+    frames: bool,
 ) -> Result<(), InputError> {
-    let _ = ctx;
     let idle = kernels
         .iter()
         .zip(empty)
         .all(|(k, s)| k.is_idle(s.as_ref()));
     if idle {
+        return Ok(());
+    }
+    if frames {
+        // The frames' coverage is checked against their unit ids by the merge; without sample
+        // partials the samples would silently be empty.
+        if parts.is_empty() {
+            return Err(InputError::one(
+                Problem::new(
+                    format!("targets to look up in the {} and no sample partials", table.name()),
+                    "the sample round's partials (`samples_from` the combined partial)",
+                )
+                .hint("fold every frame again with samples_from = the combined partial, and merge those partials too"),
+            ));
+        }
         return Ok(());
     }
     let Some(plan) = tables.get(table) else {

@@ -42,7 +42,8 @@ pub use checks::{
 };
 pub use columns::Table;
 pub use distributed::{
-    combine, merge, partial, plan, read_partials, PartialRequest, WorkPlan, WorkUnit,
+    combine, combine_frames, frames_need_samples, merge, merge_frames, partial, partial_frame,
+    plan, read_partials, FrameSchemas, FrameSource, PartialRequest, WorkPlan, WorkUnit,
 };
 pub use error::{InputError, Problem};
 pub use incident::Incident;

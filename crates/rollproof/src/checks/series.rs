@@ -19,7 +19,7 @@ use crate::time::{Micros, MICROS_PER_MINUTE};
 
 /// Per-bucket figures around the flip (rollback), or over the window per arm (canary); and
 /// per-region figures of the two sides.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Timeline {
     pub bucket_minutes: i64,
     /// Rollback: every request. Canary: the baseline (stable) arm.
@@ -37,7 +37,7 @@ pub struct Timeline {
 }
 
 /// One region's convergence.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct RegionPins {
     pub region: String,
     /// Its flip, in minutes from flip_at (0 unless `[flip_at_by_region]` names it).
@@ -46,7 +46,7 @@ pub struct RegionPins {
 }
 
 /// One side's figures in one region.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct RegionFigures {
     pub requests: u64,
     pub errors: u64,
@@ -54,7 +54,7 @@ pub struct RegionFigures {
     pub p95_latency_ms: Option<f64>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TimelinePoint {
     /// Minutes from the flip to the start of the bucket.
     pub minute: i64,

@@ -332,6 +332,10 @@ pub struct InputReport {
     pub last_modified: Option<DataInstant>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version_id: Option<String>,
+    /// Rows handed over by an engine (a Spark DataFrame): the files it read them from, when it
+    /// knows them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_files: Option<Vec<String>>,
 }
 
 /// Where every request row went: read = used + outside + rejected + dropped.
@@ -633,6 +637,17 @@ impl Report {
     /// Checks that need a reader's attention (failed, warned, inconclusive), in report order.
     pub fn attention(&self) -> impl Iterator<Item = &CheckReport> {
         self.checks.iter().filter(|c| c.status.needs_attention())
+    }
+}
+
+impl Report {
+    /// The per-minute series and per-region figures (built when the run was asked for the HTML
+    /// report), as JSON for notebooks: `{"bucket_minutes", "points", "canary_points", "regions",
+    /// "totals", "region_pins"}`. Not part of the JSON report.
+    pub fn series_json(&self) -> Option<Value> {
+        self.timeline
+            .as_ref()
+            .and_then(|t| serde_json::to_value(t).ok())
     }
 }
 
