@@ -236,6 +236,10 @@ pub struct PartialArgs {
     /// Fold the sample look-ups asked for by FILE, a combined partial of every fold (`merge --partial-out`)
     #[arg(long, value_name = "FILE")]
     pub samples_from: Option<PathBuf>,
+    /// A combined partial of every receipts unit: keep only the request ids the receipts name
+    /// (a far smaller partial of the requests) instead of every one
+    #[arg(long, value_name = "FILE", conflicts_with = "samples_from")]
+    pub receipts_from: Option<PathBuf>,
     /// The partial-state file to write
     #[arg(long, short = 'o', value_name = "FILE", required = true)]
     pub output: PathBuf,

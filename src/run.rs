@@ -162,9 +162,14 @@ fn partial(settings: &PartialSettings) -> anyhow::Result<ExitStatus> {
         Some(p) => Some(read_partials(std::slice::from_ref(p))?.remove(0)),
         None => None,
     };
+    let receipts_from = match &settings.receipts_from {
+        Some(p) => Some(read_partials(std::slice::from_ref(p))?.remove(0)),
+        None => None,
+    };
     let request = rollproof::PartialRequest {
         units: settings.units.clone(),
         samples_from,
+        receipts_from,
         hash_inputs: settings.hash_inputs,
         ..Default::default()
     };

@@ -91,15 +91,33 @@ def _audit_units(spark, incident, requests, receipts, mapping, thresholds, units
 
     plan = json.loads(_native.plan(incident, **inputs))
     ids = [u["id"] for u in plan["units"]]
-    groups = [ids[i : i + units_per_task] for i in range(0, len(ids), max(1, units_per_task))]
     sc = spark.sparkContext
+    step = max(1, units_per_task)
 
-    def fold(group):
-        from rollproof import _native as native
+    def groups(of):
+        return [of[i : i + step] for i in range(0, len(of), step)]
 
-        return native.partial(incident, group, threads=1, **inputs)
+    def fold_all(of, receipts_from=None):
+        if not of:
+            return []
+        prior = sc.broadcast(receipts_from) if receipts_from is not None else None
 
-    parts = sc.parallelize(groups, max(1, len(groups))).map(fold).collect()
+        def fold(group):
+            from rollproof import _native as native
+
+            return native.partial(
+                incident, group, threads=1, receipts_from=prior.value if prior is not None else None, **inputs
+            )
+
+        return sc.parallelize(groups(of), len(groups(of))).map(fold).collect()
+
+    # The receipts first: their combined state lets each requests task keep only the request ids
+    # the receipts name, so that a partial stays small however many requests it folds.
+    receipt_ids = [u for u in ids if u.startswith("receipts:")]
+    request_ids = [u for u in ids if not u.startswith("receipts:")]
+    parts = fold_all(receipt_ids)
+    combined = _native.combine(incident, parts, **inputs) if parts else None
+    parts += fold_all(request_ids, combined)
     # The sample look-ups are read by the driver (a targeted pass over the units that hold them).
     return _report(_native.merge(incident, parts, series=series, **inputs), series)
 
@@ -148,7 +166,7 @@ def _audit_arrow(spark, incident, requests, receipts, mapping, thresholds, serie
     pairs = _thresholds(thresholds)
     out_schema = StructType([StructField("part", BinaryType(), False)])
 
-    def fold_table(name, df, samples_from: Optional[bytes]) -> List[bytes]:
+    def fold_table(name, df, samples_from: Optional[bytes], receipts_from: Optional[bytes] = None) -> List[bytes]:
         def fold(batches):
             import pyarrow as pa
             from pyspark import TaskContext
@@ -184,18 +202,23 @@ def _audit_arrow(spark, incident, requests, receipts, mapping, thresholds, serie
                     mapping=mapping,
                     thresholds=pairs,
                     samples_from=samples_from,
+                    receipts_from=receipts_from,
                 )
             yield pa.RecordBatch.from_pydict({"part": [part]}, schema=pa.schema([("part", pa.binary(), False)]))
 
         return [row["part"] for row in df.mapInArrow(fold, out_schema).collect()]
 
-    parts: List[bytes] = []
-    for name, df in tables:
-        parts += fold_table(name, df, None)
     with tempfile.TemporaryDirectory(prefix="rollproof-driver-") as tmp:
         req = _write(tmp, "requests-schema.arrow", schema_req)
         rec = _write(tmp, "receipts-schema.arrow", schema_rec) if schema_rec is not None else None
         common = dict(mapping=mapping, thresholds=pairs)
+        # The receipts first, so that the requests' partials keep only the ids they name.
+        parts: List[bytes] = []
+        receipts_state = None
+        if receipts is not None:
+            parts += fold_table("receipts", receipts, None)
+            receipts_state = _native.combine_frames(incident, parts, expected, req, rec, **common)
+        parts += fold_table("requests", requests, None, receipts_state)
         combined = _native.combine_frames(incident, parts, expected, req, rec, **common)
         merged: List[bytes] = [combined]
         if _native.frames_need_samples(incident, combined, req, rec, **common):

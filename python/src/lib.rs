@@ -145,7 +145,7 @@ fn plan(
 
 /// A partial state of the given units (`rollproof partial --unit …`), as bytes.
 #[pyfunction]
-#[pyo3(signature = (incident, units, requests=None, receipts=None, mapping=None, thresholds=None, samples_from=None, threads=None))]
+#[pyo3(signature = (incident, units, requests=None, receipts=None, mapping=None, thresholds=None, samples_from=None, receipts_from=None, threads=None))]
 #[allow(clippy::too_many_arguments)]
 fn partial<'py>(
     py: Python<'py>,
@@ -156,12 +156,14 @@ fn partial<'py>(
     mapping: Option<PathBuf>,
     thresholds: Option<Vec<(String, String)>>,
     samples_from: Option<Vec<u8>>,
+    receipts_from: Option<Vec<u8>>,
     threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let o = overrides(requests, receipts, mapping, thresholds);
     let request = rollproof::PartialRequest {
         units,
         samples_from: samples_from.map(|b| (PathBuf::from("samples_from"), b)),
+        receipts_from: receipts_from.map(|b| (PathBuf::from("receipts_from"), b)),
         ..Default::default()
     };
     let pool = pool(threads)?;
@@ -244,7 +246,7 @@ fn schemas(requests_schema: PathBuf, receipts_schema: Option<PathBuf>) -> FrameS
 
 /// A partial of one frame (the Arrow IPC file of one partition of `table`), as unit `unit`.
 #[pyfunction]
-#[pyo3(signature = (incident, table, file, unit, expected_units, requests_schema, receipts_schema=None, mapping=None, thresholds=None, samples_from=None))]
+#[pyo3(signature = (incident, table, file, unit, expected_units, requests_schema, receipts_schema=None, mapping=None, thresholds=None, samples_from=None, receipts_from=None))]
 #[allow(clippy::too_many_arguments)]
 fn partial_frame<'py>(
     py: Python<'py>,
@@ -258,6 +260,7 @@ fn partial_frame<'py>(
     mapping: Option<PathBuf>,
     thresholds: Option<Vec<(String, String)>>,
     samples_from: Option<Vec<u8>>,
+    receipts_from: Option<Vec<u8>>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let o = overrides(None, None, mapping, thresholds);
     let t = self::table(table)?;
@@ -272,6 +275,7 @@ fn partial_frame<'py>(
                 Path::new(&file),
                 &unit,
                 samples_from.map(|b| (PathBuf::from("samples_from"), b)),
+                receipts_from.map(|b| (PathBuf::from("receipts_from"), b)),
                 &expected_units,
             )
         })

@@ -447,3 +447,63 @@ fn the_golden_partial_is_reproduced_and_merges_to_the_audit() {
     let json = ["--format", "json"];
     assert_eq!(merge(&incident, &[golden], &json), audit(&incident, &json));
 }
+
+/// Receipts first, then the requests' partials keep only the request ids the receipts name:
+/// smaller partials, the same report; a prior that is not every receipt is refused.
+#[test]
+fn requests_folded_against_the_combined_receipts_are_smaller_and_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let incident = fixture("demo").join("incident.toml");
+    let inc = incident.to_str().unwrap();
+    let ids = unit_ids(&incident, &[]);
+    let (receipts, requests): (Vec<String>, Vec<String>) =
+        ids.into_iter().partition(|u| u.starts_with("receipts:"));
+    let rec = partials(dir, &incident, &[receipts], "rec");
+    let (c, _) = merge(
+        &incident,
+        &rec,
+        &["--partial-out", dir.join("receipts.rpp").to_str().unwrap()],
+    );
+    assert_eq!(c, 0);
+    let mut parts = rec.clone();
+    for (i, unit) in requests.iter().enumerate() {
+        let out_path = dir.join(format!("req-{i}.rpp"));
+        let out = run(&[
+            "partial",
+            inc,
+            "-q",
+            "--receipts-from",
+            dir.join("receipts.rpp").to_str().unwrap(),
+            "--unit",
+            unit,
+            "-o",
+            out_path.to_str().unwrap(),
+        ]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        parts.push(out_path);
+    }
+    let unfiltered = partials(dir, &incident, &[vec![requests[0].clone()]], "plain");
+    let small = std::fs::metadata(&parts[1]).unwrap().len();
+    let large = std::fs::metadata(&unfiltered[0]).unwrap().len();
+    assert!(small < large, "{small} vs {large} bytes");
+    let json = ["--format", "json"];
+    assert_eq!(merge(&incident, &parts, &json), audit(&incident, &json));
+    // A requests partial is not a receipts prior.
+    let out = run(&[
+        "partial",
+        inc,
+        "--receipts-from",
+        parts[1].to_str().unwrap(),
+        "--unit",
+        &requests[0],
+        "-o",
+        dir.join("bad.rpp").to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("not the receipts' alone"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -162,6 +162,9 @@ pub struct PartialRequest {
     pub samples_from: Option<(PathBuf, Vec<u8>)>,
     /// Read objects in a store whole to hash them.
     pub hash_inputs: bool,
+    /// A combined partial of every receipts unit: the requests' partial then keeps only the
+    /// request ids the receipts name (a far smaller partial) instead of every one.
+    pub receipts_from: Option<(PathBuf, Vec<u8>)>,
     /// Frames: the id of the one unit this partial folds (`requests:dataframe#3`), given by the
     /// engine instead of a file's.
     pub label: Option<String>,
@@ -281,7 +284,13 @@ pub fn partial(
                 .copied()
                 .filter(|k| k.stage() != Stage::Samples)
                 .collect();
-            (Kind::Fold, of, States::default())
+            let prior = match &request.receipts_from {
+                None => States::default(),
+                Some((name, bytes)) => {
+                    receipts_prior(&ctx, &tables, &kernels, &digest, name, bytes, request)?
+                }
+            };
+            (Kind::Fold, of, prior)
         }
         Some((name, bytes)) => {
             let prior = Body::decode(name, bytes)?;
@@ -397,6 +406,52 @@ pub fn partial(
         sections,
     }
     .encode())
+}
+
+/// The settled receipts states of a combined partial of every receipts unit.
+#[allow(clippy::too_many_arguments)]
+fn receipts_prior(
+    ctx: &Ctx,
+    tables: &Tables,
+    kernels: &[&'static dyn AnyKernel],
+    digest: &str,
+    name: &Path,
+    bytes: &[u8],
+    request: &PartialRequest,
+) -> Result<States, InputError> {
+    let prior = Body::decode(name, bytes)?;
+    check_compatible(name, &prior, digest, ctx)?;
+    let all = expected(tables, request.expected_units.as_deref());
+    let receipts = Expected {
+        ids: all
+            .ids
+            .iter()
+            .filter(|id| id.starts_with("receipts:"))
+            .cloned()
+            .collect(),
+        tables: all.tables,
+    };
+    let only_receipts = Body {
+        units: prior
+            .units
+            .iter()
+            .filter(|u| u.id.starts_with("receipts:"))
+            .cloned()
+            .collect(),
+        ..prior.clone()
+    };
+    if prior.kind != Kind::Fold || only_receipts.units.len() != prior.units.len() {
+        return Err(InputError::one(
+            Problem::new(
+                "a partial that is not the receipts' alone",
+                "a combined partial of every receipts unit (`rollproof merge --partial-out` over the receipts' partials)",
+            )
+            .file(name)
+            .column("--receipts-from"),
+        ));
+    }
+    check_units(&receipts, &[(name.to_path_buf(), only_receipts)], true)?;
+    run_stages_of(ctx, tables, kernels, &[prior], &[Stage::Receipts])
 }
 
 /// The identity of each file whose first unit was chosen: its size and SHA-256.
@@ -772,6 +827,7 @@ pub fn partial_frame(
     file: &Path,
     unit: &str,
     samples_from: Option<(PathBuf, Vec<u8>)>,
+    receipts_from: Option<(PathBuf, Vec<u8>)>,
     expected_units: &[String],
 ) -> Result<Vec<u8>, InputError> {
     if !unit.starts_with(&format!("{}:", table.name())) {
@@ -784,6 +840,7 @@ pub fn partial_frame(
     let request = PartialRequest {
         units: Vec::new(),
         samples_from,
+        receipts_from,
         hash_inputs: false,
         label: Some(unit.to_string()),
         expected_units: Some(expected_units.to_vec()),
