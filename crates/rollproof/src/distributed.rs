@@ -383,6 +383,12 @@ pub fn partial(
         };
         sections.push((k.name().to_string(), k.encode(state.as_ref())));
     }
+    if std::env::var_os("ROLLPROOF_TIMINGS").is_some() {
+        // A diagnostic for sizing scale-out runs: which states make a partial large.
+        for (name, bytes) in &sections {
+            eprintln!("section: {:>12} bytes  {name}", bytes.len());
+        }
+    }
     let files = if kind == Kind::Fold && request.label.is_none() {
         file_entries(&plans, &chosen, request.hash_inputs)?
     } else {
