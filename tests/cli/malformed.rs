@@ -346,6 +346,16 @@ fn fuzz_corpus_replays_without_panic() {
         rollproof_gen::harness::audit_mapping_and_file("spans.jsonl", &data);
         replayed += 1;
     }
+    for entry in std::fs::read_dir(root.join("partial")).unwrap() {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        rollproof_gen::harness::merge_partial_body(&data);
+        for at in (0..data.len()).step_by(data.len().div_ceil(64).max(1)) {
+            let mut flipped = data.clone();
+            flipped[at] ^= 0x5a;
+            rollproof_gen::harness::merge_partial_body(&flipped);
+        }
+        replayed += 1;
+    }
     for (target, parse) in [
         (
             "incident",
@@ -382,6 +392,7 @@ fn binary_fuzz_seeds_are_what_the_generator_writes() {
         ("ingest_ipc", "seed.arrow"),
         ("ingest_ipc", "seed.arrows"),
         ("otlp_mapping", "seed.bin"),
+        ("partial", "seed.bin"),
     ] {
         let committed = crate::util::root().join("fuzz/seeds").join(sub).join(name);
         assert!(

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 /// An incident that names every pin and a cache namespace, so that every check reads its columns.
-const INCIDENT: &str = r#"id = "FUZZ"
+pub(crate) const INCIDENT: &str = r#"id = "FUZZ"
 flip_at = "2026-11-27T10:15:00Z"
 [inputs]
 requests = "REQUESTS"
@@ -74,6 +74,37 @@ fn audit_with_mapping(name: &str, data: &[u8], mapping: Option<&str>) {
     if let Ok(report) = rollproof::audit(
         &incident,
         &rollproof::InputOverrides::default(),
+        options,
+        &|_, _, _| {},
+    ) {
+        for format in [rollproof::Format::Text, rollproof::Format::Html] {
+            let _ = rollproof::render(format, &report);
+        }
+    }
+}
+
+/// The partial target's input: the body of a partial-state file (sealed here with a valid header
+/// and checksum), merged against a small Parquet requests file of the seed rows.
+pub fn merge_partial_body(body: &[u8]) {
+    thread_local! {
+        static SETUP: Option<PathBuf> = {
+            let dir = std::env::temp_dir().join(format!("rollproof-fuzz-partial-{}", std::process::id()));
+            crate::seeds::write_partial_setup(&dir).ok().map(|_| dir.join("incident.toml"))
+        };
+    }
+    let Some(incident) = SETUP.with(|s| s.clone()) else {
+        return;
+    };
+    let file = rollproof::fuzzing::seal_partial(body);
+    let options = rollproof::AuditOptions {
+        series: true,
+        hash_inputs: false,
+        evidence: true,
+    };
+    if let Ok(report) = rollproof::merge(
+        &incident,
+        &rollproof::InputOverrides::default(),
+        &[(PathBuf::from("fuzz.rpp"), file)],
         options,
         &|_, _, _| {},
     ) {

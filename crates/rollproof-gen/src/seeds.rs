@@ -44,5 +44,52 @@ pub fn write_seeds(dir: &Path) -> anyhow::Result<()> {
         seed.push(b'\n');
     }
     std::fs::write(dir.join("otlp_mapping").join("seed.bin"), seed)?;
+    // The partial target: the body of a partial of the setup below.
+    let setup = tempfile_dir()?;
+    write_partial_setup(&setup)?;
+    let partial = rollproof::partial(
+        &setup.join("incident.toml"),
+        &rollproof::InputOverrides::default(),
+        &rollproof::PartialRequest::default(),
+        &|_, _, _| {},
+    )
+    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let body = rollproof::fuzzing::partial_body(&partial).expect("a partial has a body");
+    std::fs::create_dir_all(dir.join("partial"))?;
+    std::fs::write(dir.join("partial").join("seed.bin"), body)?;
+    let _ = std::fs::remove_dir_all(&setup);
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("rollproof-seed-partial-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// The partial target's world: the fuzz incident over `requests.parquet`, eight demo requests
+/// around the flip.
+pub fn write_partial_setup(dir: &Path) -> anyhow::Result<()> {
+    let demo = fixture_scenarios()
+        .into_iter()
+        .find(|s| s.name == "demo")
+        .expect("the demo scenario exists");
+    let (requests, _) = generate(&demo);
+    let flip = requests
+        .iter()
+        .position(|r| r.ts >= demo.flip_at)
+        .expect("the demo has requests after the flip");
+    let batch = requests_batch(&requests[flip - 4..flip + 4], Naming::Canonical);
+    std::fs::create_dir_all(dir)?;
+    write_batches(
+        &dir.join("requests.parquet"),
+        OutFormat::Parquet,
+        std::slice::from_ref(&batch),
+        4,
+    )?;
+    std::fs::write(
+        dir.join("incident.toml"),
+        crate::harness::INCIDENT.replace("REQUESTS", "requests.parquet"),
+    )?;
     Ok(())
 }

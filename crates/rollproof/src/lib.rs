@@ -65,4 +65,15 @@ pub fn otlp_preset_mapping() -> String {
 #[doc(hidden)]
 pub mod fuzzing {
     pub use crate::ingest::Mapping;
+
+    /// A partial-state file around `body` (a postcard body): the header and checksum a real
+    /// partial has, so that a fuzzer reaches the body's and the states' decoding.
+    pub fn seal_partial(body: &[u8]) -> Vec<u8> {
+        crate::partial::seal(body)
+    }
+
+    /// The body of a partial-state file (without header and checksum), when it has one.
+    pub fn partial_body(file: &[u8]) -> Option<&[u8]> {
+        crate::partial::body_of(file)
+    }
 }

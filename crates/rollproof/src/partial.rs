@@ -70,17 +70,26 @@ pub(crate) struct FileEntry {
     pub(crate) sha256: Option<String>,
 }
 
+/// The file around an encoded body: magic, version, length, body, checksum.
+pub(crate) fn seal(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 54);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(body);
+    let sum = Sha256::digest(&out);
+    out.extend_from_slice(&sum);
+    out
+}
+
+/// The encoded body of a file [`seal`] wrote (not checked).
+pub(crate) fn body_of(file: &[u8]) -> Option<&[u8]> {
+    file.get(MAGIC.len() + 12..file.len().checked_sub(32)?)
+}
+
 impl Body {
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let body = postcard::to_allocvec(self).expect("partial states serialize");
-        let mut out = Vec::with_capacity(body.len() + 54);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        out.extend_from_slice(&body);
-        let sum = Sha256::digest(&out);
-        out.extend_from_slice(&sum);
-        out
+        seal(&postcard::to_allocvec(self).expect("partial states serialize"))
     }
 
     /// Decodes a partial; `name` names it in problems.
