@@ -53,3 +53,19 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def validate():
+    """Validates a report against the project's JSON Schema (docs/reference/report.schema.json)."""
+    import json
+
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((ROOT / "docs" / "reference" / "report.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+
+    def check(report):
+        errors = sorted(validator.iter_errors(report), key=lambda e: list(e.path))
+        assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors[:5])
+
+    return check

@@ -7,10 +7,12 @@ import pytest
 import rollproof
 
 
-def test_audit_is_the_cli_json_report(fixtures, cli_json):
+def test_audit_is_the_cli_json_report(fixtures, cli_json, validate):
     for name in ["demo", "canary-fail", "clean", "requests-only"]:
         incident = fixtures / name / "incident.toml"
-        assert rollproof.audit(incident) == json.loads(cli_json(incident)), name
+        report = rollproof.audit(incident)
+        assert report == json.loads(cli_json(incident)), name
+        validate(report)
 
 
 def test_render_formats(fixtures, cli_json):

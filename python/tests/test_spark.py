@@ -38,7 +38,7 @@ def test_units_mode_on_file_scans(spark, fixtures, tmp_path):
     assert got == expected
 
 
-def test_arrow_mode_on_any_dataframe(spark, fixtures):
+def test_arrow_mode_on_any_dataframe(spark, fixtures, validate):
     """A DataFrame that is not a plain scan (repartitioned, so Spark shuffles its rows into 5
     partitions) goes through mapInArrow, with the sample round, and gives the same figures."""
     demo = fixtures / "demo"
@@ -47,6 +47,7 @@ def test_arrow_mode_on_any_dataframe(spark, fixtures):
     receipts = spark.read.parquet(str(demo / "receipts.parquet")).repartition(3)
     assert rspark.units_of(requests) is None
     got = rspark.audit(spark, str(incident), requests, receipts)
+    validate(got)
     expected = rollproof.audit(incident)
     assert _without_inputs(got) == _without_inputs(expected)
     # The inputs name the DataFrames and the files Spark read them from, with every row.
