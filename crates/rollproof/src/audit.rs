@@ -1028,16 +1028,15 @@ fn partial_hashes(
 ) -> Result<Vec<Option<String>>, InputError> {
     let firsts = crate::distributed::first_unit_ids(tables);
     let (sharded, gold) = files.split_at(firsts.len());
-    let mut hashes: Vec<Option<String>> = sharded
+    let recorded: std::collections::BTreeMap<&str, &Option<String>> = folds
         .iter()
-        .zip(&firsts)
-        .map(|(_, id)| {
-            folds
-                .iter()
-                .flat_map(|b| &b.files)
-                .find(|f| &f.unit == id)
-                .and_then(|f| f.sha256.clone())
-        })
+        .flat_map(|b| &b.files)
+        .map(|f| (f.unit.as_str(), &f.sha256))
+        .collect();
+    debug_assert_eq!(sharded.len(), firsts.len());
+    let mut hashes: Vec<Option<String>> = firsts
+        .iter()
+        .map(|id| recorded.get(id.as_str()).and_then(|h| (*h).clone()))
         .collect();
     hashes.extend(hash_files(gold, read_whole)?);
     Ok(hashes)

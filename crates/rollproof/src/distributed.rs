@@ -59,16 +59,22 @@ fn sharded_tables(tables: &Tables) -> impl Iterator<Item = &TablePlan> {
 /// The id of the first unit of every file of the requests and the receipts, in the order of the
 /// report's `inputs`.
 pub(crate) fn first_unit_ids(tables: &Tables) -> Vec<String> {
+    first_units(tables).into_iter().map(|(id, _)| id).collect()
+}
+
+/// Every file of the requests and the receipts with the id of its first unit, in the order of the
+/// report's `inputs`.
+fn first_units(tables: &Tables) -> Vec<(String, &crate::ingest::SourceFile)> {
     sharded_tables(tables)
         .flat_map(|plan| {
-            let units = plan.units();
-            (0..plan.files.len()).map(move |f| {
-                let first = units
-                    .iter()
-                    .find(|u| u.file == f)
-                    .expect("every planned file has a unit");
-                unit_id(plan, first)
-            })
+            // Units come file by file: a file's first unit is the first with its index.
+            let mut firsts = Vec::with_capacity(plan.files.len());
+            for unit in plan.units() {
+                if firsts.len() == unit.file {
+                    firsts.push((unit_id(plan, &unit), &plan.files[unit.file]));
+                }
+            }
+            firsts
         })
         .collect()
 }
@@ -633,17 +639,13 @@ fn check_units(expected: &Expected<'_>, parts: &[Named], complete: bool) -> Resu
             Err(InputError { problems })
         };
     };
+    let files: BTreeMap<String, &crate::ingest::SourceFile> =
+        first_units(tables).into_iter().collect();
     for (name, body) in parts {
         for entry in &body.files {
-            let Some((plan, file)) = sharded_tables(tables).find_map(|p| {
-                p.units()
-                    .iter()
-                    .find(|u| unit_id(p, u) == entry.unit)
-                    .map(|u| (p, &p.files[u.file]))
-            }) else {
+            let Some(file) = files.get(&entry.unit) else {
                 continue;
             };
-            let _ = plan;
             let now = size_of(&file.location);
             if now.is_some() && entry.size.is_some() && now != entry.size {
                 problems.push(
