@@ -93,7 +93,6 @@ pub(crate) fn finish_audit(
     progress: Progress<'_>,
 ) -> Result<Report, InputError> {
     let timings = Timings::new();
-    let (ctx, tables) = (ctx, tables);
     let kernels = kernels_of(ctx);
     let files: Vec<&ingest::SourceFile> = tables.all().flat_map(|t| t.files.iter()).collect();
     let roles: Vec<&'static str> = tables
