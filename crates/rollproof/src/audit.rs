@@ -947,7 +947,9 @@ fn run_stages(
                             tables, *table, of_pass, &empty, parts, frames,
                         )?;
                     }
-                    return crate::distributed::merge_pass(tables, *table, of_pass, empty, parts);
+                    return crate::distributed::merge_pass(
+                        ctx, tables, *table, of_pass, empty, parts,
+                    );
                 }
                 let idle = of_pass
                     .iter()

@@ -998,7 +998,7 @@ fn combine_units(
     for k in &kernels {
         let mut state: Option<State> = None;
         for (name, body) in &parts {
-            let other = decode_section(name, body, *k)?;
+            let other = decode_section(&ctx, name, body, *k)?;
             match state.as_mut() {
                 None => state = Some(other),
                 Some(s) => k.merge(s.as_mut(), other),
@@ -1031,7 +1031,12 @@ fn combine_units(
     .encode())
 }
 
-fn decode_section(name: &Path, body: &Body, kernel: &dyn AnyKernel) -> Result<State, InputError> {
+fn decode_section(
+    ctx: &Ctx,
+    name: &Path,
+    body: &Body,
+    kernel: &dyn AnyKernel,
+) -> Result<State, InputError> {
     let problem = |found: String| {
         InputError::one(
             Problem::new(
@@ -1048,7 +1053,7 @@ fn decode_section(name: &Path, body: &Body, kernel: &dyn AnyKernel) -> Result<St
             kernel.name()
         ))
     })?;
-    kernel.decode(bytes).map_err(|e| {
+    kernel.decode(ctx, bytes).map_err(|e| {
         problem(format!(
             "a state of `{}` that does not decode ({e})",
             kernel.name()
@@ -1058,6 +1063,7 @@ fn decode_section(name: &Path, body: &Body, kernel: &dyn AnyKernel) -> Result<St
 
 /// The states of one pass, merged from partials; counts per planned file of the table.
 pub(crate) fn merge_pass(
+    ctx: &Ctx,
     tables: &Tables,
     table: Table,
     kernels: &[&dyn AnyKernel],
@@ -1066,7 +1072,7 @@ pub(crate) fn merge_pass(
 ) -> Result<PassOutput, InputError> {
     for body in parts {
         for (kernel, state) in kernels.iter().zip(states.iter_mut()) {
-            let other = decode_section(Path::new("partial"), body, *kernel)?;
+            let other = decode_section(ctx, Path::new("partial"), body, *kernel)?;
             kernel.merge(state.as_mut(), other);
         }
     }

@@ -129,6 +129,15 @@ impl Kernel for PinsKernel {
     const TABLE: Table = Table::Requests;
     const STAGE: Stage = Stage::Requests;
 
+    fn is_consistent(&self, ctx: &Ctx, state: &State) -> bool {
+        let sets = ctx.plan.pin_sets().len();
+        state.checked_pins == checked_pins(ctx)
+            && state
+                .samples
+                .all()
+                .all(|s| s.pin < PIN_COLUMNS.len() && (1..=sets).contains(&(s.set as usize)))
+    }
+
     fn columns(&self, ctx: &Ctx) -> Vec<Col> {
         let mut cols = vec![Col::Region, Col::RequestId];
         cols.extend(ctx.plan.pins_named());

@@ -65,6 +65,12 @@ pub(crate) trait Kernel: Sync + 'static {
     fn is_idle(&self, _state: &Self::State) -> bool {
         false
     }
+    /// Whether a state decoded from a partial-state file is one this kernel could have built for
+    /// `ctx` (indices in range, sets that exist): a damaged or crafted partial is refused instead
+    /// of indexing past an array when the checks finish.
+    fn is_consistent(&self, _ctx: &Ctx, _state: &Self::State) -> bool {
+        true
+    }
 }
 
 /// A kernel with its state type erased, so that kernels of every type sit in one registry.
@@ -79,12 +85,10 @@ pub(crate) trait AnyKernel: Sync {
     fn merge(&self, state: &mut (dyn Any + Send + Sync), other: Box<dyn Any + Send + Sync>);
     fn settle(&self, ctx: &Ctx, state: &mut (dyn Any + Send + Sync), prior: &States);
     fn is_idle(&self, state: &(dyn Any + Send + Sync)) -> bool;
-    // Serialized states are what partial-state files carry between machines; within one run
-    // they are used by the round-trip tests.
-    #[allow(dead_code)]
+    // Serialized states are what partial-state files carry between machines.
     fn encode(&self, state: &(dyn Any + Send + Sync)) -> Vec<u8>;
-    #[allow(dead_code)]
-    fn decode(&self, bytes: &[u8]) -> Result<Box<dyn Any + Send + Sync>, postcard::Error>;
+    /// Decodes a state from a partial, refusing one this kernel could not have built for `ctx`.
+    fn decode(&self, ctx: &Ctx, bytes: &[u8]) -> Result<Box<dyn Any + Send + Sync>, String>;
 }
 
 fn typed<S: 'static>(state: &(dyn Any + Send + Sync)) -> &S {
@@ -136,8 +140,12 @@ impl<K: Kernel> AnyKernel for K {
     fn encode(&self, state: &(dyn Any + Send + Sync)) -> Vec<u8> {
         postcard::to_allocvec(typed::<K::State>(state)).expect("kernel states serialize")
     }
-    fn decode(&self, bytes: &[u8]) -> Result<Box<dyn Any + Send + Sync>, postcard::Error> {
-        Ok(Box::new(postcard::from_bytes::<K::State>(bytes)?))
+    fn decode(&self, ctx: &Ctx, bytes: &[u8]) -> Result<Box<dyn Any + Send + Sync>, String> {
+        let state = postcard::from_bytes::<K::State>(bytes).map_err(|e| e.to_string())?;
+        if !Kernel::is_consistent(self, ctx, &state) {
+            return Err("values this audit could not have produced".to_string());
+        }
+        Ok(Box::new(state))
     }
 }
 

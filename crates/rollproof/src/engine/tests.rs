@@ -95,7 +95,11 @@ fn run(data: &Data, rng: Option<&mut Rng>, parts: usize, round_trip: bool) -> Ve
             if round_trip {
                 partials = partials
                     .into_iter()
-                    .map(|p| kernel.decode(&kernel.encode(p.as_ref())).unwrap())
+                    .map(|p| {
+                        kernel
+                            .decode(&data.ctx, &kernel.encode(p.as_ref()))
+                            .unwrap()
+                    })
                     .collect();
             }
             while partials.len() > 1 {

@@ -54,9 +54,14 @@ impl Quantiles {
     }
 
     pub(crate) fn merge(&mut self, other: &Quantiles) {
-        self.hist
-            .add(&other.hist)
-            .expect("histograms of the same bounds merge");
+        if self.hist.add(&other.hist).is_err() {
+            // Only a histogram decoded from a damaged or crafted partial has other bounds: its
+            // values are clamped into ours, as recording them would have.
+            for v in other.hist.iter_recorded() {
+                self.hist
+                    .saturating_record_n(v.value_iterated_to(), v.count_at_value());
+            }
+        }
         self.clamped += other.clamped;
     }
 
@@ -168,6 +173,7 @@ impl Serialize for Quantiles {
 impl<'de> Deserialize<'de> for Quantiles {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Quantiles, D::Error> {
         let e = Encoded::deserialize(d)?;
+        check_v2_header(&e.v2).map_err(serde::de::Error::custom)?;
         let hist: Histogram<u64> = HdrDeserializer::new()
             .deserialize(&mut std::io::Cursor::new(&e.v2))
             .map_err(|err| serde::de::Error::custom(format!("HDR V2 decoding: {err:?}")))?;
@@ -177,6 +183,34 @@ impl<'de> Deserialize<'de> for Quantiles {
             clamped: e.clamped,
         })
     }
+}
+
+/// The V2 header's figures, checked before the decoder allocates by them: the payload must be
+/// in the bytes, and the bounds those `Quantiles` are made with (lowest 1, 2–3 significant
+/// digits, highest under 2^40), so that a damaged or crafted partial cannot ask for gigabytes.
+fn check_v2_header(v2: &[u8]) -> Result<(), String> {
+    const HEADER: usize = 40;
+    let field = |at: usize, n: usize| -> u64 {
+        v2[at..at + n]
+            .iter()
+            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+    };
+    if v2.len() < HEADER {
+        return Err(format!("HDR V2 encoding of {} bytes", v2.len()));
+    }
+    let payload = field(4, 4);
+    let sigfig = field(12, 4);
+    let lowest = field(16, 8);
+    let highest = field(24, 8);
+    if payload > (v2.len() - HEADER) as u64 {
+        return Err(format!("HDR V2 payload of {payload} bytes in {} bytes", v2.len()));
+    }
+    if !(2..=3).contains(&sigfig) || lowest != 1 || !(2..1 << 40).contains(&highest) {
+        return Err(format!(
+            "HDR V2 bounds [{lowest}, {highest}] at {sigfig} digits, which no rollproof histogram has"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -72,6 +72,15 @@ impl<T: Ord + Clone + Keyed> Strata<T> {
         }
     }
 
+    /// Every item kept, in no particular order.
+    pub(crate) fn all(&self) -> impl Iterator<Item = &T> {
+        self.earliest.values().flat_map(|s| s.items().iter()).chain(
+            self.latest
+                .values()
+                .flat_map(|s| s.items().iter().map(|r| &r.0)),
+        )
+    }
+
     pub(crate) fn merge(&mut self, other: Strata<T>) {
         for (k, s) in other.earliest {
             match self.earliest.get_mut(&k) {
