@@ -203,7 +203,10 @@ fn check_v2_header(v2: &[u8]) -> Result<(), String> {
     let lowest = field(16, 8);
     let highest = field(24, 8);
     if payload > (v2.len() - HEADER) as u64 {
-        return Err(format!("HDR V2 payload of {payload} bytes in {} bytes", v2.len()));
+        return Err(format!(
+            "HDR V2 payload of {payload} bytes in {} bytes",
+            v2.len()
+        ));
     }
     if !(2..=3).contains(&sigfig) || lowest != 1 || !(2..1 << 40).contains(&highest) {
         return Err(format!(
