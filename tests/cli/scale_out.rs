@@ -507,3 +507,28 @@ fn requests_folded_against_the_combined_receipts_are_smaller_and_exact() {
         stderr(&out)
     );
 }
+
+/// A partial whose checksum holds but whose states no run could have built (fuzzing found a
+/// `pins` sample of pin set 0): exit 2, naming the file and the kernel, never a panic.
+#[test]
+fn a_crafted_partial_with_impossible_states_is_refused_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    rollproof_gen::seeds::write_partial_setup(dir).unwrap();
+    let body =
+        std::fs::read(crate::util::root().join("fuzz/seeds/partial/pins-sample-of-set-zero.bin"))
+            .unwrap();
+    std::fs::write(
+        dir.join("crafted.rpp"),
+        rollproof::fuzzing::seal_partial(&body),
+    )
+    .unwrap();
+    let out = run_in(dir, &["merge", "incident.toml", "crafted.rpp"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`crafted.rpp`: found a state of `pins` that does not decode (values this audit could not have produced)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("panicked"));
+}

@@ -416,6 +416,7 @@ pub fn partial(
         units: entries,
         files,
         sections,
+        source: PathBuf::new(),
     }
     .encode())
 }
@@ -1027,6 +1028,7 @@ fn combine_units(
         units,
         files,
         sections,
+        source: PathBuf::new(),
     }
     .encode())
 }
@@ -1072,7 +1074,7 @@ pub(crate) fn merge_pass(
 ) -> Result<PassOutput, InputError> {
     for body in parts {
         for (kernel, state) in kernels.iter().zip(states.iter_mut()) {
-            let other = decode_section(ctx, Path::new("partial"), body, *kernel)?;
+            let other = decode_section(ctx, &body.source, body, *kernel)?;
             kernel.merge(state.as_mut(), other);
         }
     }

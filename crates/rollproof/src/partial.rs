@@ -42,6 +42,9 @@ pub(crate) struct Body {
     pub(crate) files: Vec<FileEntry>,
     /// Kernel name → its encoded state, in the order the kernels run.
     pub(crate) sections: Vec<(String, Vec<u8>)>,
+    /// The file it was read from, for problems (not part of the file).
+    #[serde(skip)]
+    pub(crate) source: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -145,12 +148,13 @@ impl Body {
                 "the file was altered or damaged after it was written; make it again",
             ));
         }
-        let body: Body = postcard::from_bytes(&bytes[head..split]).map_err(|e| {
+        let mut body: Body = postcard::from_bytes(&bytes[head..split]).map_err(|e| {
             problem(
                 format!("a partial that does not decode ({e})"),
                 "make every partial and the merge with the same rollproof version",
             )
         })?;
+        body.source = name.to_path_buf();
         if body.tool != env!("CARGO_PKG_VERSION") {
             return Err(problem(
                 format!("a partial made by rollproof {}", body.tool),
@@ -216,6 +220,7 @@ mod tests {
                 sha256: None,
             }],
             sections: vec![("rows".into(), vec![1, 2, 3])],
+            source: "p".into(),
         }
     }
 
