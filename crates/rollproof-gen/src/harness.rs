@@ -25,6 +25,20 @@ analyzer_conf = "a-1"
 namespace = "ns:{index_hash}:{prompt_ver}"
 "#;
 
+/// Every figure, the per-minute series and the evidence: all the code a report can reach.
+const OPTIONS: rollproof::AuditOptions = rollproof::AuditOptions {
+    series: true,
+    hash_inputs: false,
+    evidence: true,
+};
+
+/// The human renderings, which read every part of the report.
+fn render_all(report: &rollproof::Report) {
+    for format in [rollproof::Format::Text, rollproof::Format::Html] {
+        let _ = rollproof::render(format, report);
+    }
+}
+
 /// Writes `data` to a file named `name` in a scratch folder and audits it as the requests.
 pub fn audit_one_file(name: &str, data: &[u8]) {
     audit_with_mapping(name, data, None)
@@ -66,20 +80,13 @@ fn audit_with_mapping(name: &str, data: &[u8], mapping: Option<&str>) {
     let Ok(incident) = rollproof::Incident::load(&incident) else {
         return;
     };
-    let options = rollproof::AuditOptions {
-        series: true,
-        hash_inputs: false,
-        evidence: true,
-    };
     if let Ok(report) = rollproof::audit(
         &incident,
         &rollproof::InputOverrides::default(),
-        options,
+        OPTIONS,
         &|_, _, _| {},
     ) {
-        for format in [rollproof::Format::Text, rollproof::Format::Html] {
-            let _ = rollproof::render(format, &report);
-        }
+        render_all(&report);
     }
 }
 
@@ -96,20 +103,13 @@ pub fn merge_partial_body(body: &[u8]) {
         return;
     };
     let file = rollproof::fuzzing::seal_partial(body);
-    let options = rollproof::AuditOptions {
-        series: true,
-        hash_inputs: false,
-        evidence: true,
-    };
     if let Ok(report) = rollproof::merge(
         &incident,
         &rollproof::InputOverrides::default(),
         &[(PathBuf::from("fuzz.rpp"), file)],
-        options,
+        OPTIONS,
         &|_, _, _| {},
     ) {
-        for format in [rollproof::Format::Text, rollproof::Format::Html] {
-            let _ = rollproof::render(format, &report);
-        }
+        render_all(&report);
     }
 }

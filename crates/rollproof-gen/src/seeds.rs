@@ -6,9 +6,8 @@ use std::path::Path;
 
 use crate::{fixture_scenarios, generate, requests_batch, write_batches, Naming, OutFormat};
 
-/// Writes `ingest_parquet/seed.parquet`, `ingest_ipc/seed.arrow`, `ingest_ipc/seed.arrows` and
-/// `otlp_mapping/seed.bin` (a mapping, a NUL byte, then OTLP/JSON lines) under `dir`.
-pub fn write_seeds(dir: &Path) -> anyhow::Result<()> {
+/// Eight demo requests around the flip, with canonical column names.
+fn seed_batch() -> arrow::array::RecordBatch {
     let demo = fixture_scenarios()
         .into_iter()
         .find(|s| s.name == "demo")
@@ -18,8 +17,13 @@ pub fn write_seeds(dir: &Path) -> anyhow::Result<()> {
         .iter()
         .position(|r| r.ts >= demo.flip_at)
         .expect("the demo has requests after the flip");
-    let rows = &requests[flip - 4..flip + 4];
-    let batch = requests_batch(rows, Naming::Canonical);
+    requests_batch(&requests[flip - 4..flip + 4], Naming::Canonical)
+}
+
+/// Writes `ingest_parquet/seed.parquet`, `ingest_ipc/seed.arrow`, `ingest_ipc/seed.arrows` and
+/// `otlp_mapping/seed.bin` (a mapping, a NUL byte, then OTLP/JSON lines) under `dir`.
+pub fn write_seeds(dir: &Path) -> anyhow::Result<()> {
+    let batch = seed_batch();
     for (sub, name, format) in [
         ("ingest_parquet", "seed.parquet", OutFormat::Parquet),
         ("ingest_ipc", "seed.arrow", OutFormat::ArrowFile),
@@ -70,16 +74,7 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
 /// The partial target's world: the fuzz incident over `requests.parquet`, eight demo requests
 /// around the flip.
 pub fn write_partial_setup(dir: &Path) -> anyhow::Result<()> {
-    let demo = fixture_scenarios()
-        .into_iter()
-        .find(|s| s.name == "demo")
-        .expect("the demo scenario exists");
-    let (requests, _) = generate(&demo);
-    let flip = requests
-        .iter()
-        .position(|r| r.ts >= demo.flip_at)
-        .expect("the demo has requests after the flip");
-    let batch = requests_batch(&requests[flip - 4..flip + 4], Naming::Canonical);
+    let batch = seed_batch();
     std::fs::create_dir_all(dir)?;
     write_batches(
         &dir.join("requests.parquet"),
