@@ -162,18 +162,8 @@ pub struct AuditArgs {
     /// Print GitHub Actions annotations and append to $GITHUB_STEP_SUMMARY (on by default when GITHUB_ACTIONS=true)
     #[arg(long)]
     pub github: bool,
-    /// Request logs (globs and URLs allowed), replacing [inputs] requests; relative to the current folder
-    #[arg(long, value_name = "PATH")]
-    pub requests: Vec<String>,
-    /// Side-effect receipts (globs and URLs allowed), replacing [inputs] receipts
-    #[arg(long, value_name = "PATH")]
-    pub receipts: Vec<String>,
-    /// Mapping file, replacing [inputs] mapping; relative to the current folder
-    #[arg(long, value_name = "FILE")]
-    pub mapping: Option<PathBuf>,
-    /// Override a threshold of the incident file, e.g. `--threshold p95_latency_ratio_max=1.2` (repeatable)
-    #[arg(long, value_name = "KEY=VALUE")]
-    pub threshold: Vec<String>,
+    #[command(flatten)]
+    pub inputs: InputArgs,
     /// Which verdict closes the gate (exit 1): `fail` (default), or `warn` too
     #[arg(long, value_enum, default_value_t = FailOn::Fail)]
     pub fail_on: FailOn,
@@ -204,7 +194,8 @@ pub struct InputArgs {
     /// Mapping file, replacing [inputs] mapping; relative to the current folder
     #[arg(long, value_name = "FILE")]
     pub mapping: Option<PathBuf>,
-    /// Override a threshold of the incident file (repeatable); partials and their merge need the same values
+    /// Override a threshold of the incident file, e.g. `--threshold p95_latency_ratio_max=1.2`
+    /// (repeatable; partials and their merge need the same values)
     #[arg(long, value_name = "KEY=VALUE")]
     pub threshold: Vec<String>,
 }

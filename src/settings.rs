@@ -275,7 +275,7 @@ fn audit(args: AuditArgs) -> Result<AuditSettings, UsageError> {
         outputs[0].to = Destination::Stderr;
     }
     check_destinations(&outputs)?;
-    let thresholds = parse_thresholds(&args.threshold)?;
+    let inputs = overrides(args.inputs)?;
     let github = args.github || std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
     // Colour goes to the text summary on a terminal (https://no-color.org: NO_COLOR turns it off).
     let text_on_terminal = outputs.iter().any(|o| {
@@ -305,13 +305,7 @@ fn audit(args: AuditArgs) -> Result<AuditSettings, UsageError> {
         } else {
             None
         },
-        inputs: InputOverrides {
-            requests: args.requests,
-            receipts: args.receipts,
-            mapping: args.mapping,
-            thresholds,
-            outputs: Vec::new(),
-        },
+        inputs,
         threads,
         progress: !args.quiet,
         hash_inputs: args.hash_inputs,
