@@ -383,11 +383,11 @@ pub fn partial(
         by_table.into_iter().map(Vec::into_iter).collect();
     // A kernel of a table without input (no receipts given) has its empty state.
     for k in &stage_kernels {
-        let state = match plans.iter().position(|p| p.table == k.table()) {
+        let mut state = match plans.iter().position(|p| p.table == k.table()) {
             Some(t) => iters[t].next().expect("one state per kernel"),
             None => k.init(&ctx, &prior),
         };
-        sections.push((k.name().to_string(), k.encode(state.as_ref())));
+        sections.push((k.name().to_string(), k.encode(state.as_mut())));
     }
     if std::env::var_os("ROLLPROOF_TIMINGS").is_some() {
         // A diagnostic for sizing scale-out runs: which states make a partial large.
@@ -520,7 +520,7 @@ fn targets_digest(ctx: &Ctx, lookups: &[&'static dyn AnyKernel], prior: &States)
     let mut h = Sha256::new();
     for k in lookups {
         h.update(k.name().as_bytes());
-        h.update(k.encode(k.init(ctx, prior).as_ref()));
+        h.update(k.encode(k.init(ctx, prior).as_mut()));
     }
     crate::ingest::remote::hex(&h.finalize())
 }
@@ -1005,8 +1005,8 @@ fn combine_units(
                 Some(s) => k.merge(s.as_mut(), other),
             }
         }
-        let state = state.expect("at least one partial");
-        sections.push((k.name().to_string(), k.encode(state.as_ref())));
+        let mut state = state.expect("at least one partial");
+        sections.push((k.name().to_string(), k.encode(state.as_mut())));
     }
     // Units and files in plan order, so that the bytes do not depend on the order of the parts.
     let order: BTreeMap<String, usize> = want

@@ -130,7 +130,7 @@ const PHASES_FLIP: [&str; 3] = ["before_flip", "after_flip", "unused"];
 
 /// One execution: 40 bytes, sorted by key when settled (no per-key hash map, whose
 /// power-of-two growth would cost ~2× the memory at tens of millions of keys).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 struct Exec {
     key: [u64; 2],
     ts: Micros,
@@ -264,6 +264,12 @@ impl Kernel for EffectsKernel {
     const NAME: &'static str = "effects";
     const TABLE: Table = Table::Receipts;
     const STAGE: Stage = Stage::Receipts;
+
+    fn canonicalize(&self, state: &mut State) {
+        let mut all = std::mem::take(&mut state.runs).concat();
+        all.sort_unstable();
+        state.runs = vec![all];
+    }
 
     fn columns(&self, _ctx: &Ctx) -> Vec<Col> {
         vec![

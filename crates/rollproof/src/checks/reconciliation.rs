@@ -148,6 +148,12 @@ impl Kernel for ReceiptSideKernel {
     const TABLE: Table = Table::Receipts;
     const STAGE: Stage = Stage::Receipts;
 
+    fn canonicalize(&self, state: &mut ReceiptSide) {
+        let mut all = std::mem::take(&mut state.runs).concat();
+        all.sort_unstable();
+        state.runs = vec![all];
+    }
+
     fn columns(&self, _ctx: &Ctx) -> Vec<Col> {
         vec![Col::RRequestId, Col::Decision]
     }
@@ -212,6 +218,12 @@ impl Kernel for RequestSideKernel {
     const NAME: &'static str = "request_ids";
     const TABLE: Table = Table::Requests;
     const STAGE: Stage = Stage::Requests;
+
+    fn canonicalize(&self, state: &mut RequestSide) {
+        let mut all = std::mem::take(&mut state.found).concat();
+        all.sort_unstable();
+        state.found = vec![all];
+    }
 
     fn columns(&self, _ctx: &Ctx) -> Vec<Col> {
         vec![Col::RequestId, Col::Status]

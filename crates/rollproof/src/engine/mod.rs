@@ -71,6 +71,10 @@ pub(crate) trait Kernel: Sync + 'static {
     fn is_consistent(&self, _ctx: &Ctx, _state: &Self::State) -> bool {
         true
     }
+    /// Puts a state whose layout depends on the order units were folded in (runs appended as
+    /// workers finish) in one canonical order, so that its encoding is the same whatever the
+    /// threads did. Called before encoding into a partial.
+    fn canonicalize(&self, _state: &mut Self::State) {}
 }
 
 /// A kernel with its state type erased, so that kernels of every type sit in one registry.
@@ -86,7 +90,8 @@ pub(crate) trait AnyKernel: Sync {
     fn settle(&self, ctx: &Ctx, state: &mut (dyn Any + Send + Sync), prior: &States);
     fn is_idle(&self, state: &(dyn Any + Send + Sync)) -> bool;
     // Serialized states are what partial-state files carry between machines.
-    fn encode(&self, state: &(dyn Any + Send + Sync)) -> Vec<u8>;
+    /// Encodes a state in its canonical order (see [`Kernel::canonicalize`]).
+    fn encode(&self, state: &mut (dyn Any + Send + Sync)) -> Vec<u8>;
     /// Decodes a state from a partial, refusing one this kernel could not have built for `ctx`.
     fn decode(&self, ctx: &Ctx, bytes: &[u8]) -> Result<Box<dyn Any + Send + Sync>, String>;
 }
@@ -137,8 +142,10 @@ impl<K: Kernel> AnyKernel for K {
     fn is_idle(&self, state: &(dyn Any + Send + Sync)) -> bool {
         Kernel::is_idle(self, typed::<K::State>(state))
     }
-    fn encode(&self, state: &(dyn Any + Send + Sync)) -> Vec<u8> {
-        postcard::to_allocvec(typed::<K::State>(state)).expect("kernel states serialize")
+    fn encode(&self, state: &mut (dyn Any + Send + Sync)) -> Vec<u8> {
+        let state = typed_mut::<K::State>(state);
+        Kernel::canonicalize(self, state);
+        postcard::to_allocvec(state).expect("kernel states serialize")
     }
     fn decode(&self, ctx: &Ctx, bytes: &[u8]) -> Result<Box<dyn Any + Send + Sync>, String> {
         let state = postcard::from_bytes::<K::State>(bytes).map_err(|e| e.to_string())?;

@@ -95,9 +95,9 @@ fn run(data: &Data, rng: Option<&mut Rng>, parts: usize, round_trip: bool) -> Ve
             if round_trip {
                 partials = partials
                     .into_iter()
-                    .map(|p| {
+                    .map(|mut p| {
                         kernel
-                            .decode(&data.ctx, &kernel.encode(p.as_ref()))
+                            .decode(&data.ctx, &kernel.encode(p.as_mut()))
                             .unwrap()
                     })
                     .collect();
