@@ -117,6 +117,24 @@ fn invalid_utf8_in_csv() {
 }
 
 #[test]
+fn multibyte_character_split_by_a_csv_delimiter() {
+    // `\xe2\x86` and `\x92` are each invalid, but the row without its commas is valid UTF-8
+    // (`→`): arrow-csv validates only that, so rollproof checks each field (a fuzz finding).
+    let mut csv = clean_rows().into_bytes();
+    csv.extend_from_slice(b"2026-11-27T10:31:00Z,p-\xe2\x86,\x92,b-1,200,1,0.3,0.8,convergent\n");
+    let records = clean_rows().lines().count();
+    rejected(
+        INCIDENT,
+        &[("requests.csv", &csv)],
+        &[
+            "requests.csv",
+            &format!("invalid UTF-8 data for record {records} and field request_id"),
+            "must be UTF-8 text",
+        ],
+    );
+}
+
+#[test]
 fn mixed_types_in_an_ndjson_column() {
     let incident = INCIDENT.replace("requests.csv", "requests.jsonl");
     let lines = "{\"ts\": \"2026-11-27T10:16:00Z\", \"status\": 200}\n{\"ts\": \"2026-11-27T10:16:01Z\", \"status\": \"teapot\"}\n";

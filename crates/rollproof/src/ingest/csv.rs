@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use arrow::array::{Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 
 use super::source::{FileRef, Layout, Sink, Source};
@@ -58,9 +59,37 @@ impl Source for Csv {
             .with_projection(super::projection(&layout.columns, wanted))
             .build(file.open_text()?)
             .map_err(|e| file.problem(e))?;
+        let mut records = 0;
         for batch in reader {
-            sink(batch.map_err(|e| file.problem(e))?)?;
+            let batch = batch.map_err(|e| file.problem(e))?;
+            check_fields_utf8(&batch, records).map_err(|e| file.problem(e))?;
+            records += batch.num_rows();
+            sink(batch)?;
         }
         Ok(())
     }
+}
+
+/// arrow-csv checks that a batch's text *as a whole* is UTF-8, then cuts it into fields without
+/// checking each field: a multi-byte character split by a delimiter (`\xe2\x86,\x92`) passes as
+/// two fields that are not UTF-8 on their own. Such a field must be an input error, not a string
+/// that breaks every later `&str` operation. `first` is the number of records before this batch.
+fn check_fields_utf8(batch: &RecordBatch, first: usize) -> Result<(), String> {
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        let Some(strings) = column.as_any().downcast_ref::<StringArray>() else {
+            continue;
+        };
+        let data = strings.value_data();
+        for (row, pair) in strings.value_offsets().windows(2).enumerate() {
+            let bytes = &data[pair[0] as usize..pair[1] as usize];
+            if std::str::from_utf8(bytes).is_err() {
+                return Err(format!(
+                    "Encountered invalid UTF-8 data for record {} and field {}",
+                    first + row + 1,
+                    field.name()
+                ));
+            }
+        }
+    }
+    Ok(())
 }
