@@ -243,6 +243,23 @@ pub struct PartialArgs {
     /// Read every input in object storage whole to record its SHA-256
     #[arg(long)]
     pub hash_inputs: bool,
+    /// Write the states that grow with a key (users, idempotency keys, request ids) as N key
+    /// ranges, which `merge` finishes one at a time
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = key_partitions)]
+    pub key_partitions: usize,
+}
+
+/// 1 to 65,536 key ranges.
+fn key_partitions(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if (1..=rollproof::MAX_KEY_PARTITIONS).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "{n} is not between 1 and {}",
+            rollproof::MAX_KEY_PARTITIONS
+        ))
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -256,6 +273,10 @@ pub struct MergeArgs {
     /// `--samples-from` file of the sample round)
     #[arg(long, value_name = "FILE")]
     pub partial_out: Option<PathBuf>,
+    /// Finish the states that grow with a key N key ranges at a time, so that only one range's
+    /// keys are held at once (default: the ranges the partials were written in; same report)
+    #[arg(long, value_name = "N", value_parser = key_partitions)]
+    pub key_partitions: Option<usize>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -38,12 +38,14 @@ pub fn run(settings: Settings) -> anyhow::Result<ExitStatus> {
             audit: settings,
             partials,
             partial_out,
+            key_partitions,
         } => {
             let parts = read_partials(&partials)?;
             if let Some(out) = partial_out {
                 let pool = rayon_pool(settings.threads)?;
-                let bytes = pool
-                    .install(|| rollproof::combine(&settings.incident, &settings.inputs, &parts))?;
+                let bytes = pool.install(|| {
+                    rollproof::combine(&settings.incident, &settings.inputs, &parts, key_partitions)
+                })?;
                 write_bytes(&out, &bytes)?;
                 return Ok(ExitStatus::Success);
             }
@@ -53,6 +55,7 @@ pub fn run(settings: Settings) -> anyhow::Result<ExitStatus> {
                     &settings.inputs,
                     &parts,
                     options,
+                    key_partitions,
                     progress,
                 )
             })
@@ -171,6 +174,7 @@ fn partial(settings: &PartialSettings) -> anyhow::Result<ExitStatus> {
         samples_from,
         receipts_from,
         hash_inputs: settings.hash_inputs,
+        key_partitions: settings.key_partitions,
         ..Default::default()
     };
     let quiet = |_: Table, _: u64, _: u64| {};

@@ -77,6 +77,7 @@ pub struct PartialSettings {
     pub threads: usize,
     pub progress: bool,
     pub hash_inputs: bool,
+    pub key_partitions: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +93,7 @@ pub enum Settings {
         audit: AuditSettings,
         partials: Vec<PathBuf>,
         partial_out: Option<PathBuf>,
+        key_partitions: Option<usize>,
     },
     Init(InitSettings),
     Explain {
@@ -231,6 +233,7 @@ fn partial(args: PartialArgs) -> Result<PartialSettings, UsageError> {
         threads: threads(args.threads)?,
         progress: !args.quiet,
         hash_inputs: args.hash_inputs,
+        key_partitions: args.key_partitions,
     })
 }
 
@@ -241,6 +244,7 @@ fn merge(args: MergeArgs) -> Result<Settings, UsageError> {
         audit,
         partials: args.partials,
         partial_out: args.partial_out,
+        key_partitions: args.key_partitions,
     })
 }
 

@@ -145,7 +145,7 @@ fn plan(
 
 /// A partial state of the given units (`rollproof partial --unit …`), as bytes.
 #[pyfunction]
-#[pyo3(signature = (incident, units, requests=None, receipts=None, mapping=None, thresholds=None, samples_from=None, receipts_from=None, threads=None))]
+#[pyo3(signature = (incident, units, requests=None, receipts=None, mapping=None, thresholds=None, samples_from=None, receipts_from=None, threads=None, key_partitions=1))]
 #[allow(clippy::too_many_arguments)]
 fn partial<'py>(
     py: Python<'py>,
@@ -158,12 +158,14 @@ fn partial<'py>(
     samples_from: Option<Vec<u8>>,
     receipts_from: Option<Vec<u8>>,
     threads: Option<usize>,
+    key_partitions: usize,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let o = overrides(requests, receipts, mapping, thresholds);
     let request = rollproof::PartialRequest {
         units,
         samples_from: samples_from.map(|b| (PathBuf::from("samples_from"), b)),
         receipts_from: receipts_from.map(|b| (PathBuf::from("receipts_from"), b)),
+        key_partitions: key_partitions_arg(key_partitions)?,
         ..Default::default()
     };
     let pool = pool(threads)?;
@@ -171,6 +173,18 @@ fn partial<'py>(
         .detach(|| pool.install(|| rollproof::partial(&incident, &o, &request, &quiet)))
         .map_err(input_error)?;
     Ok(PyBytes::new(py, &bytes))
+}
+
+/// 1 to `MAX_KEY_PARTITIONS` key ranges, as the CLI takes them.
+fn key_partitions_arg(n: usize) -> PyResult<usize> {
+    if (1..=rollproof::MAX_KEY_PARTITIONS).contains(&n) {
+        Ok(n)
+    } else {
+        Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "key_partitions must be between 1 and {}, not {n}",
+            rollproof::MAX_KEY_PARTITIONS
+        )))
+    }
 }
 
 fn named(parts: Vec<Vec<u8>>) -> Vec<(PathBuf, Vec<u8>)> {
@@ -183,7 +197,7 @@ fn named(parts: Vec<Vec<u8>>) -> Vec<(PathBuf, Vec<u8>)> {
 
 /// The report of merged partial states (`rollproof merge`), as JSON or `format`.
 #[pyfunction]
-#[pyo3(signature = (incident, parts, requests=None, receipts=None, mapping=None, thresholds=None, threads=None, format=None, series=false))]
+#[pyo3(signature = (incident, parts, requests=None, receipts=None, mapping=None, thresholds=None, threads=None, format=None, series=false, key_partitions=None))]
 #[allow(clippy::too_many_arguments)]
 fn merge(
     py: Python<'_>,
@@ -196,9 +210,11 @@ fn merge(
     threads: Option<usize>,
     format: Option<String>,
     series: bool,
+    key_partitions: Option<usize>,
 ) -> PyResult<Rendered> {
     let o = overrides(requests, receipts, mapping, thresholds);
     let fmt = render_format(format.as_deref())?;
+    let key_partitions = key_partitions.map(key_partitions_arg).transpose()?;
     let parts = named(parts);
     let pool = pool(threads)?;
     let report = py
@@ -209,6 +225,7 @@ fn merge(
                     &o,
                     &parts,
                     options(series || fmt == rollproof::Format::Html),
+                    key_partitions,
                     &quiet,
                 )
             })
@@ -219,7 +236,8 @@ fn merge(
 
 /// Partial states merged into one (`rollproof merge --partial-out`), as bytes.
 #[pyfunction]
-#[pyo3(signature = (incident, parts, requests=None, receipts=None, mapping=None, thresholds=None))]
+#[pyo3(signature = (incident, parts, requests=None, receipts=None, mapping=None, thresholds=None, key_partitions=None))]
+#[allow(clippy::too_many_arguments)]
 fn combine<'py>(
     py: Python<'py>,
     incident: PathBuf,
@@ -228,11 +246,13 @@ fn combine<'py>(
     receipts: Option<Vec<String>>,
     mapping: Option<PathBuf>,
     thresholds: Option<Vec<(String, String)>>,
+    key_partitions: Option<usize>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let o = overrides(requests, receipts, mapping, thresholds);
+    let key_partitions = key_partitions.map(key_partitions_arg).transpose()?;
     let parts = named(parts);
     let bytes = py
-        .detach(|| rollproof::combine(&incident, &o, &parts))
+        .detach(|| rollproof::combine(&incident, &o, &parts, key_partitions))
         .map_err(input_error)?;
     Ok(PyBytes::new(py, &bytes))
 }

@@ -411,6 +411,7 @@ fn binary_fuzz_seeds_are_what_the_generator_writes() {
         ("ingest_ipc", "seed.arrows"),
         ("otlp_mapping", "seed.bin"),
         ("partial", "seed.bin"),
+        ("partial", "key-ranges.bin"),
     ] {
         let committed = crate::util::root().join("fuzz/seeds").join(sub).join(name);
         assert!(

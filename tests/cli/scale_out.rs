@@ -26,6 +26,16 @@ fn unit_ids(incident: &Path, extra: &[&str]) -> Vec<String> {
 
 /// Writes one partial per group of units, and returns their paths.
 fn partials(dir: &Path, incident: &Path, groups: &[Vec<String>], tag: &str) -> Vec<PathBuf> {
+    partials_with(dir, incident, groups, tag, &[])
+}
+
+fn partials_with(
+    dir: &Path,
+    incident: &Path,
+    groups: &[Vec<String>],
+    tag: &str,
+    extra: &[&str],
+) -> Vec<PathBuf> {
     groups
         .iter()
         .enumerate()
@@ -42,6 +52,7 @@ fn partials(dir: &Path, incident: &Path, groups: &[Vec<String>], tag: &str) -> V
                 args.push("--unit".into());
                 args.push(id.clone());
             }
+            args.extend(extra.iter().map(|a| a.to_string()));
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let out = run(&args);
             assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -66,7 +77,9 @@ fn audit(incident: &Path, extra: &[&str]) -> (i32, String) {
 }
 
 /// One unit per partial, merged in reverse order, for every fixture: the same JSON, the same
-/// exit code.
+/// exit code. And the same again when the keyed states are written as 16 key ranges and
+/// finished one range at a time, or written whole and finished in 16 ranges, or written in 16
+/// and finished whole.
 #[test]
 fn every_fixture_merges_to_the_audit_byte_for_byte() {
     let tmp = tempfile::tempdir().unwrap();
@@ -98,6 +111,22 @@ fn every_fixture_merges_to_the_audit_byte_for_byte() {
         let json = ["--format", "json"];
         let expected = audit(&incident, &json);
         assert_eq!(merge(&incident, &parts, &json), expected, "{name}");
+        let ranged = partials_with(
+            tmp.path(),
+            &incident,
+            &groups,
+            &format!("{name}-ranged"),
+            &["--key-partitions", "16"],
+        );
+        for (parts, extra) in [
+            (&ranged, &[][..]),
+            (&ranged, &["--key-partitions", "1"][..]),
+            (&parts, &["--key-partitions", "16"][..]),
+            (&ranged, &["--key-partitions", "5"][..]),
+        ] {
+            let args: Vec<&str> = json.iter().chain(extra).copied().collect();
+            assert_eq!(merge(&incident, parts, &args), expected, "{name} {extra:?}");
+        }
     }
 }
 

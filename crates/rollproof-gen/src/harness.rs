@@ -108,6 +108,7 @@ pub fn merge_partial_body(body: &[u8]) {
         &rollproof::InputOverrides::default(),
         &[(PathBuf::from("fuzz.rpp"), file)],
         OPTIONS,
+        None,
         &|_, _, _| {},
     ) {
         render_all(&report);

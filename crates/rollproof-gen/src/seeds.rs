@@ -51,16 +51,22 @@ pub fn write_seeds(dir: &Path) -> anyhow::Result<()> {
     // The partial target: the body of a partial of the setup below.
     let setup = tempfile_dir()?;
     write_partial_setup(&setup)?;
-    let partial = rollproof::partial(
-        &setup.join("incident.toml"),
-        &rollproof::InputOverrides::default(),
-        &rollproof::PartialRequest::default(),
-        &|_, _, _| {},
-    )
-    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let body = rollproof::fuzzing::partial_body(&partial).expect("a partial has a body");
     std::fs::create_dir_all(dir.join("partial"))?;
-    std::fs::write(dir.join("partial").join("seed.bin"), body)?;
+    // Whole, and with its keyed states in three key ranges (the merge then finishes by range).
+    for (name, key_partitions) in [("seed.bin", 1), ("key-ranges.bin", 3)] {
+        let partial = rollproof::partial(
+            &setup.join("incident.toml"),
+            &rollproof::InputOverrides::default(),
+            &rollproof::PartialRequest {
+                key_partitions,
+                ..Default::default()
+            },
+            &|_, _, _| {},
+        )
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let body = rollproof::fuzzing::partial_body(&partial).expect("a partial has a body");
+        std::fs::write(dir.join("partial").join(name), body)?;
+    }
     let _ = std::fs::remove_dir_all(&setup);
     Ok(())
 }

@@ -79,6 +79,8 @@ pub(crate) enum StageInput<'a> {
         /// Without sample partials, read the look-ups here (the merge has the files); else
         /// (frames) targets without sample partials are an error.
         local_samples: bool,
+        /// Finish the keyed states this many key ranges at a time (`None`: all at once).
+        key_ranges: Option<usize>,
     },
 }
 
@@ -890,6 +892,29 @@ fn run_stages(
 ) -> Result<(States, FileCounts), InputError> {
     let mut states = States::default();
     let mut counts = FileCounts::default();
+    // Keyed states finished range by range, merged into the rest of their state below.
+    let mut by_ranges: Vec<(&'static str, Box<dyn std::any::Any + Send + Sync>)> = Vec::new();
+    let ranged = match input {
+        StageInput::Partials {
+            folds,
+            key_ranges: Some(ranges),
+            ..
+        } => {
+            let mut keyed: Vec<&dyn AnyKernel> = kernels
+                .iter()
+                .map(|k| *k as &dyn AnyKernel)
+                .filter(|k| k.keyed() && k.stage() != Stage::Samples && stages.contains(&k.stage()))
+                .collect();
+            keyed.sort_by_key(|k| k.stage());
+            let done = crate::engine::finish_ranges(ctx, &keyed, *ranges, |k, range| {
+                crate::distributed::range_state(ctx, folds, k, range, *ranges)
+            })?;
+            by_ranges = keyed.iter().map(|k| k.name()).zip(done).collect();
+            timings.mark("key ranges");
+            true
+        }
+        _ => false,
+    };
     for &stage in stages {
         let passes: Vec<(Table, Vec<&dyn AnyKernel>)> = [Table::Receipts, Table::Requests]
             .into_iter()
@@ -948,7 +973,13 @@ fn run_stages(
                         )?;
                     }
                     return crate::distributed::merge_pass(
-                        ctx, tables, *table, of_pass, empty, parts,
+                        ctx,
+                        tables,
+                        *table,
+                        of_pass,
+                        empty,
+                        parts,
+                        ranged && stage != Stage::Samples,
                     );
                 }
                 let idle = of_pass
@@ -980,6 +1011,9 @@ fn run_stages(
                 }
             }
             for (kernel, mut state) in of_pass.iter().zip(output.states) {
+                if let Some(at) = by_ranges.iter().position(|(n, _)| *n == kernel.name()) {
+                    kernel.merge(state.as_mut(), by_ranges.swap_remove(at).1);
+                }
                 kernel.settle(ctx, state.as_mut(), &states);
                 states.insert(*kernel, state);
             }
@@ -1007,6 +1041,7 @@ pub(crate) fn run_stages_of(
         folds,
         samples: &[],
         local_samples: true,
+        key_ranges: None,
     };
     let (states, _) = run_stages(
         ctx,

@@ -176,6 +176,9 @@ pub struct PartialRequest {
     pub label: Option<String>,
     /// Frames: every unit id of the run, which a `samples_from` partial must hold exactly once.
     pub expected_units: Option<Vec<String>>,
+    /// Write the states that grow with a key (users, idempotency keys, request ids) as this
+    /// many key ranges, which a merge finishes one at a time (0 or 1: not split).
+    pub key_partitions: usize,
 }
 
 /// The planned units a partial folds, per table (requests, receipts).
@@ -383,11 +386,11 @@ pub fn partial(
         by_table.into_iter().map(Vec::into_iter).collect();
     // A kernel of a table without input (no receipts given) has its empty state.
     for k in &stage_kernels {
-        let mut state = match plans.iter().position(|p| p.table == k.table()) {
+        let state = match plans.iter().position(|p| p.table == k.table()) {
             Some(t) => iters[t].next().expect("one state per kernel"),
             None => k.init(&ctx, &prior),
         };
-        sections.push((k.name().to_string(), k.encode(state.as_mut())));
+        sections.extend(encode_sections(*k, state, request.key_partitions));
     }
     if std::env::var_os("ROLLPROOF_TIMINGS").is_some() {
         // A diagnostic for sizing scale-out runs: which states make a partial large.
@@ -554,7 +557,7 @@ fn check_compatible(name: &Path, body: &Body, digest: &str, ctx: &Ctx) -> Result
             .hint("the files of one table differ in their columns; make the partials with `--unit` ids from `rollproof plan`, which plans every file"),
         ));
     }
-    Ok(())
+    check_sections(name, body, &kernels_of(ctx))
 }
 
 /// The unit ids a merge expects, in plan order: the plan's, or the ones an engine gave its
@@ -756,12 +759,15 @@ fn checked(
     Ok((folds, samples))
 }
 
-/// Merges partial-state files and renders the report of one audit over the same inputs.
+/// Merges partial-state files and renders the report of one audit over the same inputs. The
+/// states that grow with a key are finished `key_partitions` key ranges at a time (default: the
+/// ranges the partials were written in; 1: all at once).
 pub fn merge(
     path: &Path,
     overrides: &InputOverrides,
     parts: &[(PathBuf, Vec<u8>)],
     options: AuditOptions,
+    key_partitions: Option<usize>,
     progress: Progress<'_>,
 ) -> Result<Report, InputError> {
     let incident = load(path, overrides)?;
@@ -774,6 +780,9 @@ pub fn merge(
     }
     let folds: Vec<Body> = folds.into_iter().map(|(_, b)| b).collect();
     let samples: Vec<Body> = samples.into_iter().map(|(_, b)| b).collect();
+    let ranges = key_partitions
+        .unwrap_or_else(|| folds.iter().map(Body::key_ranges).max().unwrap_or(1))
+        .clamp(1, crate::partial::MAX_KEY_PARTITIONS);
     finish_audit(
         &incident,
         &ctx,
@@ -783,6 +792,7 @@ pub fn merge(
             folds: &folds,
             samples: &samples,
             local_samples: true,
+            key_ranges: (ranges > 1).then_some(ranges),
         },
         progress,
     )
@@ -853,6 +863,7 @@ pub fn partial_frame(
         hash_inputs: false,
         label: Some(unit.to_string()),
         expected_units: Some(expected_units.to_vec()),
+        key_partitions: 1,
     };
     let quiet = |_: Table, _: u64, _: u64| {};
     partial(path, &overrides, &request, &quiet)
@@ -929,6 +940,7 @@ pub fn merge_frames(
             folds: &folds,
             samples: &samples,
             local_samples: false,
+            key_ranges: None,
         },
         &quiet,
     )?;
@@ -951,12 +963,14 @@ pub fn merge_frames(
 
 /// Merges partial-state files into one (a step of a merge tree, or the `--samples-from` file of a
 /// second round). Every unit may appear at most once; completeness is checked by the final merge.
+/// The combined partial keeps its parts' key ranges unless `key_partitions` says how many.
 pub fn combine(
     path: &Path,
     overrides: &InputOverrides,
     parts: &[(PathBuf, Vec<u8>)],
+    key_partitions: Option<usize>,
 ) -> Result<Vec<u8>, InputError> {
-    combine_units(path, overrides, parts, None)
+    combine_units(path, overrides, parts, None, key_partitions)
 }
 
 /// [`combine`] for the partials of frames, whose units are `expected_units`.
@@ -968,7 +982,7 @@ pub fn combine_frames(
     expected_units: &[String],
 ) -> Result<Vec<u8>, InputError> {
     let overrides = schemas.overrides(overrides, Table::Requests, None);
-    combine_units(path, &overrides, parts, Some(expected_units))
+    combine_units(path, &overrides, parts, Some(expected_units), None)
 }
 
 fn combine_units(
@@ -976,6 +990,7 @@ fn combine_units(
     overrides: &InputOverrides,
     parts: &[(PathBuf, Vec<u8>)],
     frames: Option<&[String]>,
+    key_partitions: Option<usize>,
 ) -> Result<Vec<u8>, InputError> {
     let incident = load(path, overrides)?;
     let (ctx, tables) = prepare_sharded(&incident, overrides, true, true)?;
@@ -995,18 +1010,21 @@ fn combine_units(
         .filter(|k| (k.stage() == Stage::Samples) == (kind != Kind::Fold))
         .collect();
     let bodies: Vec<Body> = parts.iter().map(|(_, b)| b.clone()).collect();
+    // The combined partial keeps the key ranges its parts were written in.
+    let ranges =
+        key_partitions.unwrap_or_else(|| bodies.iter().map(Body::key_ranges).max().unwrap_or(1));
     let mut sections = Vec::new();
     for k in &kernels {
         let mut state: Option<State> = None;
         for (name, body) in &parts {
-            let other = decode_section(&ctx, name, body, *k)?;
+            let other = decode_whole(&ctx, name, body, *k)?;
             match state.as_mut() {
                 None => state = Some(other),
                 Some(s) => k.merge(s.as_mut(), other),
             }
         }
-        let mut state = state.expect("at least one partial");
-        sections.push((k.name().to_string(), k.encode(state.as_mut())));
+        let state = state.expect("at least one partial");
+        sections.extend(encode_sections(*k, state, ranges));
     }
     // Units and files in plan order, so that the bytes do not depend on the order of the parts.
     let order: BTreeMap<String, usize> = want
@@ -1033,6 +1051,123 @@ fn combine_units(
     .encode())
 }
 
+/// A kernel's state as partial sections: its own; for a keyed kernel and `ranges > 1`, the rest
+/// of the state under the kernel's name and each key range under `NAME@R/N`.
+fn encode_sections(
+    kernel: &dyn AnyKernel,
+    mut state: State,
+    ranges: usize,
+) -> Vec<(String, Vec<u8>)> {
+    let parts: Vec<State> = if ranges > 1 {
+        (0..ranges)
+            .map_while(|r| kernel.take_range(state.as_mut(), r, ranges))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut out = vec![(kernel.name().to_string(), kernel.encode(state.as_mut()))];
+    for (r, mut part) in parts.into_iter().enumerate() {
+        out.push((
+            crate::partial::range_section(kernel.name(), r, ranges),
+            kernel.encode(part.as_mut()),
+        ));
+    }
+    out
+}
+
+/// A kernel's whole state in a partial: its own section merged with its key ranges.
+fn decode_whole(
+    ctx: &Ctx,
+    name: &Path,
+    body: &Body,
+    kernel: &dyn AnyKernel,
+) -> Result<State, InputError> {
+    let mut state = decode_section(ctx, name, body, kernel)?;
+    for (r, n, bytes) in body.range_sections(kernel.name()) {
+        let part = decode_bytes(
+            ctx,
+            name,
+            kernel,
+            &crate::partial::range_section(kernel.name(), r, n),
+            bytes,
+        )?;
+        kernel.merge(state.as_mut(), part);
+    }
+    Ok(state)
+}
+
+/// The merged state of key range `range` of `ranges` of a keyed kernel, from every partial: of
+/// each, the sections whose hashes overlap the range (one, when the partials were written in
+/// as many ranges), and of those only the range's entries.
+pub(crate) fn range_state(
+    ctx: &Ctx,
+    parts: &[Body],
+    kernel: &dyn AnyKernel,
+    range: usize,
+    ranges: usize,
+) -> Result<State, InputError> {
+    let mut state = kernel.init(ctx, &States::default());
+    for body in parts {
+        let mut sections = vec![decode_section(ctx, &body.source, body, kernel)?];
+        for (r, n, bytes) in body.range_sections(kernel.name()) {
+            if crate::partial::ranges_overlap((r, n), (range, ranges)) {
+                let label = crate::partial::range_section(kernel.name(), r, n);
+                sections.push(decode_bytes(ctx, &body.source, kernel, &label, bytes)?);
+            }
+        }
+        for mut section in sections {
+            if let Some(part) = kernel.take_range(section.as_mut(), range, ranges) {
+                kernel.merge(state.as_mut(), part);
+            }
+        }
+    }
+    Ok(state)
+}
+
+/// Every key-range section names a keyed kernel, and each kernel's ranges are one complete
+/// split (`0..N`, each once).
+fn check_sections(
+    name: &Path,
+    body: &Body,
+    kernels: &[&'static dyn AnyKernel],
+) -> Result<(), InputError> {
+    let problem = |found: String| {
+        InputError::one(
+            Problem::new(
+                found,
+                "key-range sections as `rollproof partial --key-partitions` writes them",
+            )
+            .file(name)
+            .hint("the file was altered, or written by another tool; make it again"),
+        )
+    };
+    let mut seen: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
+    for (section, _) in &body.sections {
+        match crate::partial::parse_section(section) {
+            Err(()) => return Err(problem(format!("a section named `{section}`"))),
+            Ok((kernel, Some(range))) => {
+                if !kernels.iter().any(|k| k.name() == kernel && k.keyed()) {
+                    return Err(problem(format!(
+                        "key ranges of `{kernel}`, which is not split by key"
+                    )));
+                }
+                seen.entry(kernel).or_default().push(range);
+            }
+            Ok((_, None)) => {}
+        }
+    }
+    for (kernel, mut ranges) in seen {
+        ranges.sort_unstable();
+        let n = ranges[0].1;
+        if ranges != (0..n).map(|r| (r, n)).collect::<Vec<_>>() {
+            return Err(problem(format!(
+                "key ranges of `{kernel}` that are not one complete split into {n}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn decode_section(
     ctx: &Ctx,
     name: &Path,
@@ -1055,11 +1190,25 @@ fn decode_section(
             kernel.name()
         ))
     })?;
+    decode_bytes(ctx, name, kernel, kernel.name(), bytes)
+}
+
+fn decode_bytes(
+    ctx: &Ctx,
+    name: &Path,
+    kernel: &dyn AnyKernel,
+    section: &str,
+    bytes: &[u8],
+) -> Result<State, InputError> {
     kernel.decode(ctx, bytes).map_err(|e| {
-        problem(format!(
-            "a state of `{}` that does not decode ({e})",
-            kernel.name()
-        ))
+        InputError::one(
+            Problem::new(
+                format!("a state of `{section}` that does not decode ({e})"),
+                "every kernel's section, as this rollproof version writes them",
+            )
+            .file(name)
+            .hint("make every partial and the merge with the same rollproof version"),
+        )
     })
 }
 
@@ -1071,10 +1220,18 @@ pub(crate) fn merge_pass(
     kernels: &[&dyn AnyKernel],
     mut states: Vec<State>,
     parts: &[Body],
+    by_ranges: bool,
 ) -> Result<PassOutput, InputError> {
     for body in parts {
         for (kernel, state) in kernels.iter().zip(states.iter_mut()) {
-            let other = decode_section(ctx, &body.source, body, *kernel)?;
+            let other = if by_ranges {
+                // The keys were finished range by range: only the rest of the state is merged.
+                let mut own = decode_section(ctx, &body.source, body, *kernel)?;
+                let _keys = kernel.take_range(own.as_mut(), 0, 1);
+                own
+            } else {
+                decode_whole(ctx, &body.source, body, *kernel)?
+            };
             kernel.merge(state.as_mut(), other);
         }
     }

@@ -47,6 +47,7 @@ pub use distributed::{
 };
 pub use error::{InputError, Problem};
 pub use incident::Incident;
+pub use partial::MAX_KEY_PARTITIONS;
 pub use plan::Mode;
 pub use report::{render, render_with, CheckReport, Format, RenderOptions, Report, SCHEMA_VERSION};
 pub use survey::{survey, Survey};

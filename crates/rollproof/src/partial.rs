@@ -23,8 +23,40 @@ use sha2::{Digest, Sha256};
 use crate::error::{InputError, Problem};
 
 pub(crate) const MAGIC: &[u8; 10] = b"RPPARTIAL\n";
-/// Bumped whenever the body or any kernel state changes shape.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// Bumped whenever the body or any kernel state changes shape. 2: key-range sections.
+pub(crate) const FORMAT_VERSION: u32 = 2;
+
+/// The most key ranges a partial or a merge may use.
+pub const MAX_KEY_PARTITIONS: usize = 65_536;
+
+/// The section of key range `range` of `ranges` of a keyed kernel: `users@3/16`.
+pub(crate) fn range_section(kernel: &str, range: usize, ranges: usize) -> String {
+    format!("{kernel}@{range}/{ranges}")
+}
+
+/// Key range `.0` of `.1` ranges.
+pub(crate) type KeyRange = (usize, usize);
+
+/// A section's kernel and key range (`None`: the kernel's own section). `Err`: a name with a
+/// key range that does not parse or lies outside `0..ranges`.
+pub(crate) fn parse_section(name: &str) -> Result<(&str, Option<KeyRange>), ()> {
+    let Some((kernel, range)) = name.split_once('@') else {
+        return Ok((name, None));
+    };
+    let (r, n) = range.split_once('/').ok_or(())?;
+    let (r, n): (usize, usize) = (r.parse().map_err(|_| ())?, n.parse().map_err(|_| ())?);
+    if r >= n || !(2..=MAX_KEY_PARTITIONS).contains(&n) {
+        return Err(());
+    }
+    Ok((kernel, Some((r, n))))
+}
+
+/// Whether key range `a` of `a_n` and range `b` of `b_n` share a hash: range `r` of `n` holds
+/// the hashes in `[⌈r·2⁶⁴/n⌉, ⌈(r+1)·2⁶⁴/n⌉)` (see `engine::range_of`).
+pub(crate) fn ranges_overlap((a, a_n): KeyRange, (b, b_n): KeyRange) -> bool {
+    let start = |r: usize, n: usize| ((r as u128) << 64).div_ceil(n as u128);
+    start(a, a_n) < start(b + 1, b_n) && start(b, b_n) < start(a + 1, a_n)
+}
 
 /// What a partial holds.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -173,6 +205,28 @@ impl Body {
             .find(|(n, _)| n == name)
             .map(|(_, b)| b.as_slice())
     }
+
+    /// The key-range sections of `kernel`: (range, ranges, bytes).
+    pub(crate) fn range_sections<'a>(
+        &'a self,
+        kernel: &'a str,
+    ) -> impl Iterator<Item = (usize, usize, &'a [u8])> + 'a {
+        self.sections
+            .iter()
+            .filter_map(move |(name, bytes)| match parse_section(name) {
+                Ok((k, Some((r, n)))) if k == kernel => Some((r, n, bytes.as_slice())),
+                _ => None,
+            })
+    }
+
+    /// The number of key ranges the keyed states were written in (1: not split).
+    pub(crate) fn key_ranges(&self) -> usize {
+        self.sections
+            .iter()
+            .filter_map(|(name, _)| parse_section(name).ok()?.1.map(|(_, n)| n))
+            .max()
+            .unwrap_or(1)
+    }
 }
 
 /// The digest a partial carries: the incident file, the mapping file and the threshold overrides
@@ -246,6 +300,33 @@ mod tests {
         bytes[i] ^= 1;
         let err = Body::decode(Path::new("p"), &bytes).unwrap_err();
         assert!(err.problems[0].found.contains("checksum"), "{err:?}");
+    }
+
+    #[test]
+    fn section_names_and_range_overlaps() {
+        assert_eq!(parse_section("users"), Ok(("users", None)));
+        assert_eq!(parse_section("users@3/16"), Ok(("users", Some((3, 16)))));
+        for bad in [
+            "users@16/16",
+            "users@0/1",
+            "users@x/2",
+            "users@1",
+            "users@0/99999999",
+        ] {
+            assert_eq!(parse_section(bad), Err(()), "{bad}");
+        }
+        // Equal splits overlap only themselves; a range of 4 overlaps 4 of 16.
+        assert!(ranges_overlap((3, 16), (3, 16)));
+        assert!(!ranges_overlap((3, 16), (4, 16)));
+        let of_quarter: Vec<usize> = (0..16)
+            .filter(|&r| ranges_overlap((1, 4), (r, 16)))
+            .collect();
+        assert_eq!(of_quarter, vec![4, 5, 6, 7]);
+        // Ranges that do not divide each other overlap where their hashes do.
+        for h in [0u64, 1, u64::MAX / 3, u64::MAX / 2, u64::MAX - 1, u64::MAX] {
+            let (a, b) = (crate::engine::range_of(h, 3), crate::engine::range_of(h, 7));
+            assert!(ranges_overlap((a, 3), (b, 7)), "{h}");
+        }
     }
 
     #[test]

@@ -182,6 +182,9 @@ pub(crate) struct State {
     /// What the executions add up to per key; computed when the state is settled.
     #[serde(skip)]
     pub(crate) summary: Summary,
+    /// The summaries of complete key ranges ([`Kernel::compact`]), added in when settled.
+    #[serde(skip)]
+    compacted: Summary,
 }
 
 /// An execution during the write freeze, as a sample shows it.
@@ -242,6 +245,41 @@ pub(crate) struct Summary {
     /// `--evidence-dir` selects receipts by.
     pub(crate) duplicated: Vec<u128>,
     pub(crate) two_writer: Vec<u128>,
+}
+
+impl Summary {
+    /// Adds the summary of other keys (another key range): exact, because no key is in both.
+    fn absorb(&mut self, o: Summary) {
+        self.keys += o.keys;
+        self.duplicate_keys += o.duplicate_keys;
+        self.extra_executions += o.extra_executions;
+        self.multi_writer_keys += o.multi_writer_keys;
+        self.multi_effect_id_keys += o.multi_effect_id_keys;
+        self.two_writer_effects += o.two_writer_effects;
+        for (mine, theirs) in self.extra_by_phase.iter_mut().zip(o.extra_by_phase) {
+            *mine += theirs;
+        }
+        for (effect, n) in o.extra_by_effect {
+            *self.extra_by_effect.entry(effect).or_insert(0) += n;
+        }
+        let smallest = |a: &mut Vec<u128>, b: Vec<u128>| {
+            let mut s = Samples::new(SAMPLE_CAP);
+            for k in a.drain(..).chain(b) {
+                s.push(k);
+            }
+            *a = s.into_vec();
+        };
+        smallest(&mut self.duplicate_targets, o.duplicate_targets);
+        smallest(&mut self.flip_targets, o.flip_targets);
+        self.target_executions.extend(o.target_executions);
+        let (dups, flips) = (&self.duplicate_targets, &self.flip_targets);
+        self.target_executions
+            .retain(|k, _| dups.contains(k) || flips.contains(k));
+        self.duplicated.extend(o.duplicated);
+        self.duplicated.sort_unstable();
+        self.two_writer.extend(o.two_writer);
+        self.two_writer.sort_unstable();
+    }
 }
 
 /// Why the receipt checks cannot run, if they cannot.
@@ -307,10 +345,40 @@ impl Kernel for EffectsKernel {
         state.freeze_by_writer.merge(other.freeze_by_writer);
         state.freeze_by_effect.merge(other.freeze_by_effect);
         state.freeze_samples.merge(other.freeze_samples);
+        state.compacted.absorb(other.compacted);
     }
 
     fn settle(&self, ctx: &Ctx, state: &mut State, _prior: &States) {
-        state.summary = state.summarize(ctx);
+        let mut summary = state.summarize(ctx);
+        summary.absorb(std::mem::take(&mut state.compacted));
+        state.summary = summary;
+    }
+
+    const KEYED: bool = true;
+
+    /// The executions of the range's keys, with the effect names their summary needs.
+    fn take_range(&self, state: &mut State, range: usize, ranges: usize) -> Option<State> {
+        let mut taken = Vec::new();
+        for run in &mut state.runs {
+            run.retain(|e| {
+                let keep = crate::engine::range_of(e.key[0], ranges) != range;
+                if !keep {
+                    taken.push(*e);
+                }
+                keep
+            });
+        }
+        state.runs.retain(|r| !r.is_empty());
+        Some(State {
+            runs: vec![taken],
+            effect_names: state.effect_names.clone(),
+            ..State::default()
+        })
+    }
+
+    fn compact(&self, _ctx: &Ctx, state: &mut State) {
+        state.compacted = std::mem::take(&mut state.summary);
+        state.effect_names.clear();
     }
 }
 

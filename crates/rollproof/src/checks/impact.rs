@@ -115,6 +115,47 @@ pub(crate) struct State {
     users: PrehashedMap<u64, UserMark>,
     has_users: bool,
     has_status: bool,
+    /// What [`Kernel::compact`] keeps of the users of a complete key range.
+    #[serde(skip)]
+    compacted: CompactUsers,
+}
+
+/// The users of complete key ranges, counted: per fixed window, those with requests and those
+/// with affected requests; and how many users had their last (affected) minute before the flip
+/// at each minute, so that the users of a window that starts at any minute can be counted.
+#[derive(Default)]
+struct CompactUsers {
+    windows: [(u64, u64); 3],
+    last: BTreeMap<i64, u64>,
+    last_affected: BTreeMap<i64, u64>,
+}
+
+impl CompactUsers {
+    fn add(&mut self, mark: &UserMark) {
+        for (w, counts) in self.windows.iter_mut().enumerate() {
+            counts.0 += (mark.windows >> w & 1) as u64;
+            counts.1 += (mark.affected >> w & 1) as u64;
+        }
+        if mark.last != i64::MIN {
+            *self.last.entry(mark.last).or_default() += 1;
+        }
+        if mark.last_affected != i64::MIN {
+            *self.last_affected.entry(mark.last_affected).or_default() += 1;
+        }
+    }
+
+    fn merge(&mut self, other: CompactUsers) {
+        for (mine, theirs) in self.windows.iter_mut().zip(other.windows) {
+            mine.0 += theirs.0;
+            mine.1 += theirs.1;
+        }
+        for (k, n) in other.last {
+            *self.last.entry(k).or_default() += n;
+        }
+        for (k, n) in other.last_affected {
+            *self.last_affected.entry(k).or_default() += n;
+        }
+    }
 }
 
 pub(crate) struct ImpactKernel;
@@ -171,6 +212,27 @@ impl Kernel for ImpactKernel {
         }
         state.has_users |= other.has_users;
         state.has_status |= other.has_status;
+        state.compacted.merge(other.compacted);
+    }
+
+    const KEYED: bool = true;
+
+    fn take_range(&self, state: &mut State, range: usize, ranges: usize) -> Option<State> {
+        let mut part = State::default();
+        state.users.retain(|u, mark| {
+            let keep = crate::engine::range_of(*u, ranges) != range;
+            if !keep {
+                part.users.insert(*u, *mark);
+            }
+            keep
+        });
+        Some(part)
+    }
+
+    fn compact(&self, _ctx: &Ctx, state: &mut State) {
+        for (_, mark) in std::mem::take(&mut state.users) {
+            state.compacted.add(&mark);
+        }
     }
 }
 
@@ -321,7 +383,8 @@ impl State {
                     .values()
                     .filter(|m| m.affected & bit != 0)
                     .count();
-                (all as u64, hit as u64)
+                let (c_all, c_hit) = self.compacted.windows[w];
+                (all as u64 + c_all, hit as u64 + c_hit)
             })
         };
         windows.push(window(
@@ -338,7 +401,12 @@ impl State {
             let users = self.has_users.then(|| {
                 let all = self.users.values().filter(|m| m.last >= k).count() as u64;
                 let hit = self.users.values().filter(|m| m.last_affected >= k).count() as u64;
-                (all, hit)
+                let since =
+                    |hist: &BTreeMap<i64, u64>| hist.range(k..).map(|(_, n)| n).sum::<u64>();
+                (
+                    all + since(&self.compacted.last),
+                    hit + since(&self.compacted.last_affected),
+                )
             });
             windows.push(window(
                 "incident",

@@ -71,6 +71,10 @@ pub(crate) struct State {
     )]
     users: PrehashedMap<u64, u64>,
     requests_without_user: u64,
+    /// Users with one value, counted and dropped by [`Kernel::compact`] once their key range
+    /// was complete (only the mixed users stay: the checks read nothing else of a user).
+    #[serde(skip)]
+    single_users: u64,
 }
 
 /// The value a row contributes: the hash of its tuple of expected pins (rollback) or its arm.
@@ -166,6 +170,7 @@ impl Kernel for UsersKernel {
 
     fn merge(&self, state: &mut State, mut other: State) {
         state.requests_without_user += other.requests_without_user;
+        state.single_users += other.single_users;
         // Fold the smaller map into the larger.
         if other.users.len() > state.users.len() {
             std::mem::swap(&mut state.users, &mut other.users);
@@ -182,11 +187,31 @@ impl Kernel for UsersKernel {
                 .or_insert(e);
         }
     }
+
+    const KEYED: bool = true;
+
+    fn take_range(&self, state: &mut State, range: usize, ranges: usize) -> Option<State> {
+        let mut part = State::default();
+        state.users.retain(|u, e| {
+            let keep = crate::engine::range_of(*u, ranges) != range;
+            if !keep {
+                part.users.insert(*u, *e);
+            }
+            keep
+        });
+        Some(part)
+    }
+
+    fn compact(&self, _ctx: &Ctx, state: &mut State) {
+        let before = state.users.len();
+        state.users.retain(|_, e| *e == MIXED);
+        state.single_users += (before - state.users.len()) as u64;
+    }
 }
 
 impl State {
     pub(crate) fn users_checked(&self) -> u64 {
-        self.users.len() as u64
+        self.users.len() as u64 + self.single_users
     }
 
     pub(crate) fn users_mixed(&self) -> u64 {

@@ -97,6 +97,9 @@ pub(crate) struct RequestSide {
     /// The join, once settled.
     #[serde(skip)]
     joined: Option<Joined>,
+    /// The joins of complete key ranges ([`Kernel::compact`]), added in when settled.
+    #[serde(skip)]
+    compacted: Option<Joined>,
 }
 
 /// Per row: a receipt in scope whose request id is in the set `which` picks from the join (and an
@@ -185,6 +188,25 @@ impl Kernel for ReceiptSideKernel {
         state.runs.extend(other.runs);
     }
 
+    const KEYED: bool = true;
+
+    fn take_range(
+        &self,
+        state: &mut ReceiptSide,
+        range: usize,
+        ranges: usize,
+    ) -> Option<ReceiptSide> {
+        Some(ReceiptSide {
+            runs: vec![take_range_of(&mut state.runs, range, ranges)],
+            table: None,
+        })
+    }
+
+    /// The range's receipts are joined ([`RequestSideKernel`]'s compaction holds the result).
+    fn compact(&self, _ctx: &Ctx, state: &mut ReceiptSide) {
+        *state = ReceiptSide::default();
+    }
+
     /// Indexes the request ids; the runs are freed as they are counted.
     fn settle(&self, ctx: &Ctx, state: &mut ReceiptSide, _prior: &States) {
         if !applies(ctx) {
@@ -236,6 +258,7 @@ impl Kernel for RequestSideKernel {
                 .and_then(|r| r.table.clone()),
             found: Vec::new(),
             joined: None,
+            compacted: None,
         }
     }
 
@@ -290,6 +313,12 @@ impl Kernel for RequestSideKernel {
 
     fn merge(&self, state: &mut RequestSide, other: RequestSide) {
         state.found.extend(other.found);
+        if let Some(theirs) = other.compacted {
+            state
+                .compacted
+                .get_or_insert_with(Joined::default)
+                .absorb(theirs);
+        }
     }
 
     fn settle(&self, _ctx: &Ctx, state: &mut RequestSide, prior: &States) {
@@ -301,8 +330,52 @@ impl Kernel for RequestSideKernel {
         };
         let mut found: Vec<(u64, bool)> = std::mem::take(&mut state.found).concat();
         found.sort_unstable();
-        state.joined = Some(join(table, &found));
+        let mut joined = join(table, &found);
+        if let Some(ranges) = state.compacted.take() {
+            joined.absorb(ranges);
+        }
+        state.joined = Some(joined);
     }
+
+    const KEYED: bool = true;
+
+    fn take_range(
+        &self,
+        state: &mut RequestSide,
+        range: usize,
+        ranges: usize,
+    ) -> Option<RequestSide> {
+        Some(RequestSide {
+            found: vec![take_range_of(&mut state.found, range, ranges)],
+            ..RequestSide::default()
+        })
+    }
+
+    /// The range's join is complete: keep its figures, drop its request ids.
+    fn compact(&self, _ctx: &Ctx, state: &mut RequestSide) {
+        state.compacted = state.joined.take();
+        state.found.clear();
+    }
+}
+
+/// Moves the entries of a key range out of runs of (request id hash, flag).
+fn take_range_of(
+    runs: &mut Vec<Vec<(u64, bool)>>,
+    range: usize,
+    ranges: usize,
+) -> Vec<(u64, bool)> {
+    let mut taken = Vec::new();
+    for run in runs.iter_mut() {
+        run.retain(|&(h, flag)| {
+            let keep = crate::engine::range_of(h, ranges) != range;
+            if !keep {
+                taken.push((h, flag));
+            }
+            keep
+        });
+    }
+    runs.retain(|r| !r.is_empty());
+    taken
 }
 
 /// Figures of the join, and the request ids to show as samples.
@@ -317,6 +390,29 @@ pub(crate) struct Joined {
     /// Every orphan request id, and every failed request id with executions (sorted hashes).
     pub(crate) orphans: Vec<u64>,
     pub(crate) failed: Vec<u64>,
+}
+
+impl Joined {
+    /// Adds the join of other request ids (another key range): exact, as no id is in both.
+    fn absorb(&mut self, o: Joined) {
+        self.orphan_receipts += o.orphan_receipts;
+        self.orphan_request_ids += o.orphan_request_ids;
+        self.executions_on_failed_requests += o.executions_on_failed_requests;
+        self.failed_requests_with_executions += o.failed_requests_with_executions;
+        let smallest = |a: &mut Vec<u64>, b: Vec<u64>| {
+            let mut s = Samples::new(SAMPLE_CAP);
+            for h in a.drain(..).chain(b) {
+                s.push(h);
+            }
+            *a = s.into_vec();
+        };
+        smallest(&mut self.orphan_targets, o.orphan_targets);
+        smallest(&mut self.failed_targets, o.failed_targets);
+        self.orphans.extend(o.orphans);
+        self.orphans.sort_unstable();
+        self.failed.extend(o.failed);
+        self.failed.sort_unstable();
+    }
 }
 
 /// `found`: (request id hash, failed) sorted, so that a request id's entries are adjacent.

@@ -51,6 +51,8 @@ pub(crate) trait Kernel: Sync + 'static {
     const NAME: &'static str;
     const TABLE: Table;
     const STAGE: Stage;
+    /// Whether the state grows with a key and implements [`Kernel::take_range`].
+    const KEYED: bool = false;
 
     /// The canonical columns `update` reads (absent ones are simply not read).
     fn columns(&self, ctx: &Ctx) -> Vec<Col>;
@@ -75,6 +77,66 @@ pub(crate) trait Kernel: Sync + 'static {
     /// workers finish) in one canonical order, so that its encoding is the same whatever the
     /// threads did. Called before encoding into a partial.
     fn canonicalize(&self, _state: &mut Self::State) {}
+
+    // Key ranges. A state that grows with a key (users, idempotency keys, request ids) can be
+    // split by key hash ([`range_of`]) and finished one range at a time, so that no machine
+    // holds every key at once. Invariant (tested): for any number of ranges, settling each
+    // range's merged state, compacting it and merging the compacted ranges with the rest gives
+    // the figures of the unsplit state.
+
+    /// Moves the entries of key range `range` of `ranges` out of `state` into a state of their
+    /// own, which holds nothing else but what finishing them needs (names, say). `None` for a
+    /// kernel that is not [`Kernel::KEYED`].
+    fn take_range(
+        &self,
+        _state: &mut Self::State,
+        _range: usize,
+        _ranges: usize,
+    ) -> Option<Self::State> {
+        None
+    }
+    /// Called on a settled state that holds every entry of its key range from every unit (and
+    /// nothing else): reduces the entries to the small figures the checks read (counts, samples,
+    /// the violating keys), which merge across ranges without the keys.
+    fn compact(&self, _ctx: &Ctx, _state: &mut Self::State) {}
+}
+
+/// Finishes the keyed kernels one key range at a time, so that only one range's keys are held
+/// at once: for each range, `range_state(kernel, range)` gives the merged state of the range's
+/// entries from every unit; the kernels settle it in stage order (a kernel reads the same range
+/// of the kernels before it, as the request ids join the receipts'), compact it, and the
+/// compacted ranges merge. Returns one state per kernel of `keyed` (given in stage order), to
+/// merge into the rest of that kernel's state before it settles.
+pub(crate) fn finish_ranges<E>(
+    ctx: &Ctx,
+    keyed: &[&dyn AnyKernel],
+    ranges: usize,
+    mut range_state: impl FnMut(&dyn AnyKernel, usize) -> Result<Box<dyn Any + Send + Sync>, E>,
+) -> Result<Vec<Box<dyn Any + Send + Sync>>, E> {
+    debug_assert!(keyed.windows(2).all(|w| w[0].stage() <= w[1].stage()));
+    let mut done: Vec<Box<dyn Any + Send + Sync>> = keyed
+        .iter()
+        .map(|k| k.init(ctx, &States::default()))
+        .collect();
+    for range in 0..ranges {
+        let mut prior = States::default();
+        for k in keyed {
+            let mut state = range_state(*k, range)?;
+            k.settle(ctx, state.as_mut(), &prior);
+            prior.insert(*k, state);
+        }
+        for ((k, mut state), into) in keyed.iter().zip(prior.into_boxes()).zip(&mut done) {
+            k.compact(ctx, state.as_mut());
+            k.merge(into.as_mut(), state);
+        }
+    }
+    Ok(done)
+}
+
+/// The key range of a 64-bit key hash among `ranges` equal ranges (by its high bits).
+#[inline]
+pub(crate) fn range_of(hash: u64, ranges: usize) -> usize {
+    ((hash as u128 * ranges as u128) >> 64) as usize
 }
 
 /// A kernel with its state type erased, so that kernels of every type sit in one registry.
@@ -94,6 +156,15 @@ pub(crate) trait AnyKernel: Sync {
     fn encode(&self, state: &mut (dyn Any + Send + Sync)) -> Vec<u8>;
     /// Decodes a state from a partial, refusing one this kernel could not have built for `ctx`.
     fn decode(&self, ctx: &Ctx, bytes: &[u8]) -> Result<Box<dyn Any + Send + Sync>, String>;
+    /// Whether the state grows with a key and splits into key ranges.
+    fn keyed(&self) -> bool;
+    fn take_range(
+        &self,
+        state: &mut (dyn Any + Send + Sync),
+        range: usize,
+        ranges: usize,
+    ) -> Option<Box<dyn Any + Send + Sync>>;
+    fn compact(&self, ctx: &Ctx, state: &mut (dyn Any + Send + Sync));
 }
 
 fn typed<S: 'static>(state: &(dyn Any + Send + Sync)) -> &S {
@@ -154,6 +225,21 @@ impl<K: Kernel> AnyKernel for K {
         }
         Ok(Box::new(state))
     }
+    fn keyed(&self) -> bool {
+        K::KEYED
+    }
+    fn take_range(
+        &self,
+        state: &mut (dyn Any + Send + Sync),
+        range: usize,
+        ranges: usize,
+    ) -> Option<Box<dyn Any + Send + Sync>> {
+        Kernel::take_range(self, typed_mut::<K::State>(state), range, ranges)
+            .map(|s| Box::new(s) as Box<dyn Any + Send + Sync>)
+    }
+    fn compact(&self, ctx: &Ctx, state: &mut (dyn Any + Send + Sync)) {
+        Kernel::compact(self, ctx, typed_mut::<K::State>(state))
+    }
 }
 
 /// The settled states of the kernels that ran, looked up by their kernel type.
@@ -166,6 +252,11 @@ impl States {
     pub(crate) fn insert(&mut self, kernel: &dyn AnyKernel, state: Box<dyn Any + Send + Sync>) {
         debug_assert!(!self.has_type(kernel.state_type()), "one state per kernel");
         self.slots.push((kernel.state_type(), state));
+    }
+
+    /// The states in the order they were inserted.
+    pub(crate) fn into_boxes(self) -> Vec<Box<dyn Any + Send + Sync>> {
+        self.slots.into_iter().map(|(_, s)| s).collect()
     }
 
     fn has_type(&self, id: TypeId) -> bool {

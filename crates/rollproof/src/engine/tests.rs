@@ -145,6 +145,116 @@ fn results_do_not_depend_on_split_merge_order_or_encoding() {
     }
 }
 
+/// Folds every unit into `parts` partials (as `rollproof partial` does: no earlier stage at
+/// hand), then finishes the keyed kernels `ranges` key ranges at a time and the rest as a merge
+/// does. `ranges == 0`: no key ranges, every state merged whole.
+fn run_sharded(data: &Data, parts: usize, ranges: usize) -> Vec<CheckResult> {
+    let mut folded: Vec<&dyn AnyKernel> = data
+        .kernels
+        .iter()
+        .copied()
+        .filter(|k| k.stage() != Stage::Samples)
+        .collect();
+    folded.sort_by_key(|k| k.stage());
+    let mut partials: Vec<Vec<State>> = folded
+        .iter()
+        .map(|kernel| {
+            let batches = match kernel.table() {
+                Table::Requests => &data.requests,
+                Table::Receipts => &data.receipts,
+            };
+            let mut out: Vec<State> = (0..parts)
+                .map(|_| kernel.init(&data.ctx, &States::default()))
+                .collect();
+            for (n, batch) in batches.iter().enumerate() {
+                let rows = Rows::new(&data.ctx, kernel.table(), batch);
+                kernel.update(&data.ctx, out[(n * 7) % parts].as_mut(), &rows);
+            }
+            out
+        })
+        .collect();
+    let keyed: Vec<&dyn AnyKernel> = folded.iter().copied().filter(|k| k.keyed()).collect();
+    let mut compacted: Vec<State> = Vec::new();
+    if ranges > 0 {
+        compacted = super::finish_ranges(&data.ctx, &keyed, ranges, |kernel, range| {
+            let at = folded
+                .iter()
+                .position(|k| k.name() == kernel.name())
+                .unwrap();
+            let mut state = kernel.init(&data.ctx, &States::default());
+            for p in &mut partials[at] {
+                let part = kernel.take_range(p.as_mut(), range, ranges).unwrap();
+                kernel.merge(state.as_mut(), part);
+            }
+            Ok::<_, ()>(state)
+        })
+        .unwrap();
+    }
+    let mut compacted = compacted.into_iter();
+    let mut states = States::default();
+    for (kernel, parts) in folded.iter().zip(partials) {
+        let mut state = kernel.init(&data.ctx, &states);
+        for p in parts {
+            kernel.merge(state.as_mut(), p);
+        }
+        if ranges > 0 && kernel.keyed() {
+            kernel.merge(state.as_mut(), compacted.next().unwrap());
+        }
+        kernel.settle(&data.ctx, state.as_mut(), &states);
+        states.insert(*kernel, state);
+    }
+    // The look-ups read every batch against the settled states.
+    for kernel in data.kernels.iter().filter(|k| k.stage() == Stage::Samples) {
+        let batches = match kernel.table() {
+            Table::Requests => &data.requests,
+            Table::Receipts => &data.receipts,
+        };
+        let mut state = kernel.init(&data.ctx, &states);
+        for batch in batches {
+            let rows = Rows::new(&data.ctx, kernel.table(), batch);
+            kernel.update(&data.ctx, state.as_mut(), &rows);
+        }
+        kernel.settle(&data.ctx, state.as_mut(), &states);
+        states.insert(*kernel, state);
+    }
+    let inputs = InputTotals::default();
+    let finish = Finish {
+        ctx: &data.ctx,
+        states: &states,
+        inputs: &inputs,
+        gold: None,
+        captured: None,
+    };
+    checks::of_mode(data.ctx.plan.mode())
+        .map(|c| (c.finish)(&finish))
+        .collect()
+}
+
+#[test]
+fn key_ranges_finish_to_the_same_results() {
+    let mut with_samples = 0;
+    for fixture in [
+        "demo",
+        "canary-fail",
+        "duplicate-effects",
+        "freeze-writes",
+        "slow-recovery",
+    ] {
+        let mut data = load(fixture);
+        data.ctx.sharded = true;
+        let whole = run_sharded(&data, 3, 0);
+        with_samples += whole.iter().any(|r| !r.samples.is_empty()) as usize;
+        for ranges in [1, 2, 7, 16] {
+            assert_eq!(
+                run_sharded(&data, 3, ranges),
+                whole,
+                "{fixture}: {ranges} key ranges"
+            );
+        }
+    }
+    assert!(with_samples >= 3, "the fixtures have samples to compare");
+}
+
 #[test]
 fn every_kernel_has_a_unique_name() {
     let mut names: Vec<&str> = checks::CHECKS
