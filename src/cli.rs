@@ -277,6 +277,11 @@ pub struct MergeArgs {
     /// keys are held at once (default: the ranges the partials were written in; same report)
     #[arg(long, value_name = "N", value_parser = key_partitions)]
     pub key_partitions: Option<usize>,
+    /// Finish only key range R (0 ≤ R < N of `--key-partitions N`) and write it to
+    /// `--partial-out`: a stage per range, whose outputs the final merge takes beside the
+    /// fold partials
+    #[arg(long, value_name = "R", requires_all = ["key_partitions", "partial_out"])]
+    pub key_range: Option<usize>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -39,8 +39,25 @@ pub fn run(settings: Settings) -> anyhow::Result<ExitStatus> {
             partials,
             partial_out,
             key_partitions,
+            key_range,
         } => {
             let parts = read_partials(&partials)?;
+            if let (Some(out), Some(range), Some(ranges)) =
+                (&partial_out, key_range, key_partitions)
+            {
+                let pool = rayon_pool(settings.threads)?;
+                let bytes = pool.install(|| {
+                    rollproof::finish_key_range(
+                        &settings.incident,
+                        &settings.inputs,
+                        &parts,
+                        range,
+                        ranges,
+                    )
+                })?;
+                write_bytes(out, &bytes)?;
+                return Ok(ExitStatus::Success);
+            }
             if let Some(out) = partial_out {
                 let pool = rayon_pool(settings.threads)?;
                 let bytes = pool.install(|| {

@@ -94,6 +94,7 @@ pub enum Settings {
         partials: Vec<PathBuf>,
         partial_out: Option<PathBuf>,
         key_partitions: Option<usize>,
+        key_range: Option<usize>,
     },
     Init(InitSettings),
     Explain {
@@ -245,6 +246,7 @@ fn merge(args: MergeArgs) -> Result<Settings, UsageError> {
         partials: args.partials,
         partial_out: args.partial_out,
         key_partitions: args.key_partitions,
+        key_range: args.key_range,
     })
 }
 

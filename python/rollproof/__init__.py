@@ -131,13 +131,17 @@ def partial(
     thresholds=None,
     samples_from: Optional[bytes] = None,
     threads: Optional[int] = None,
+    key_partitions: int = 1,
 ) -> bytes:
-    """Folds the given units (ids from `plan`) into a partial state (`rollproof partial`)."""
+    """Folds the given units (ids from `plan`) into a partial state (`rollproof partial`).
+
+    `key_partitions`: write the states that grow with a key as that many key ranges."""
     return _native.partial(
         os.fspath(incident),
         list(units),
         samples_from=samples_from,
         threads=threads,
+        key_partitions=key_partitions,
         **_inputs(requests, receipts, mapping, thresholds),
     )
 
@@ -152,13 +156,18 @@ def merge(
     thresholds=None,
     threads: Optional[int] = None,
     series: bool = False,
+    key_partitions: Optional[int] = None,
 ) -> dict:
-    """Merges partial states into the report of one audit over the same inputs (`rollproof merge`)."""
+    """Merges partial states into the report of one audit over the same inputs (`rollproof merge`).
+
+    `parts` may include finished key ranges (`finish_key_range`); `key_partitions`: finish the
+    keyed states that many key ranges at a time (default: as the partials were written)."""
     rendered = _native.merge(
         os.fspath(incident),
         [bytes(p) for p in parts],
         threads=threads,
         series=series,
+        key_partitions=key_partitions,
         **_inputs(requests, receipts, mapping, thresholds),
     )
     return _report(rendered, series)
@@ -171,6 +180,37 @@ def combine(
     return _native.combine(
         os.fspath(incident),
         [bytes(p) for p in parts],
+        **_inputs(requests, receipts, mapping, thresholds),
+    )
+
+
+def split_key_ranges(
+    incident: PathLike, part: bytes, *, requests=None, receipts=None, mapping=None, thresholds=None
+) -> tuple:
+    """A partial written with key ranges, as (the partial without them, [one piece per range])."""
+    return _native.split_key_ranges(
+        os.fspath(incident), bytes(part), **_inputs(requests, receipts, mapping, thresholds)
+    )
+
+
+def finish_key_range(
+    incident: PathLike,
+    parts: Sequence[bytes],
+    range: int,
+    ranges: int,
+    *,
+    requests=None,
+    receipts=None,
+    mapping=None,
+    thresholds=None,
+) -> bytes:
+    """Key range `range` of `ranges`, finished over partials or pieces of every unit
+    (`rollproof merge --key-range`); `merge` takes it beside the partials without their ranges."""
+    return _native.finish_key_range(
+        os.fspath(incident),
+        [bytes(p) for p in parts],
+        range,
+        ranges,
         **_inputs(requests, receipts, mapping, thresholds),
     )
 

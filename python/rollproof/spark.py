@@ -62,11 +62,15 @@ def audit(
     thresholds=None,
     units_per_task: int = 1,
     series: bool = False,
+    key_partitions: int = 1,
 ) -> dict:
     """Audits on Spark; returns the JSON report as `rollproof.audit` does.
 
     `requests`/`receipts`: DataFrames, or None for the incident file's own inputs. `mode`:
     `units`, `arrow` or `auto` (units when every DataFrame given is a plain file scan).
+    `key_partitions` (units mode): above 1, the states that grow with a key (users, idempotency
+    keys, request ids) are shuffled by key range and finished by one Spark task per range, so
+    that only small results reach the driver.
     """
     incident = os.fspath(incident)
     frames = [df for df in (requests, receipts) if df is not None]
@@ -77,7 +81,13 @@ def audit(
         files_rec = units_of(receipts) if receipts is not None else None
         if (requests is not None and files_req is None) or (receipts is not None and files_rec is None):
             raise ValueError("mode='units' needs DataFrames that are plain file scans; use mode='arrow'")
+        if key_partitions > 1:
+            return _audit_key_ranges(
+                spark, incident, files_req, files_rec, mapping, thresholds, units_per_task, series, key_partitions
+            )
         return _audit_units(spark, incident, files_req, files_rec, mapping, thresholds, units_per_task, series)
+    if key_partitions > 1:
+        raise ValueError("key_partitions needs mode='units'")
     if mode == "arrow":
         if requests is None:
             raise ValueError("mode='arrow' needs the requests DataFrame")
@@ -120,6 +130,44 @@ def _audit_units(spark, incident, requests, receipts, mapping, thresholds, units
     parts += fold_all(request_ids, combined)
     # The sample look-ups are read by the driver (a targeted pass over the units that hold them).
     return _report(_native.merge(incident, parts, series=series, **inputs), series)
+
+
+def _audit_key_ranges(
+    spark, incident, requests, receipts, mapping, thresholds, units_per_task, series, ranges
+) -> dict:
+    # One stage folds every unit (each partial writes its keyed states as `ranges` key ranges),
+    # a shuffle by range brings each range's pieces to one task, which finishes it; the driver
+    # gets the partials without their key ranges and one small finished state per range.
+    inputs = _inputs(requests, receipts, mapping, thresholds)
+    import json
+
+    plan = json.loads(_native.plan(incident, **inputs))
+    ids = [u["id"] for u in plan["units"]]
+    step = max(1, units_per_task)
+    groups = [ids[i : i + step] for i in range(0, len(ids), step)]
+    sc = spark.sparkContext
+
+    def fold(group):
+        from rollproof import _native as native
+
+        part = native.partial(incident, group, threads=1, key_partitions=ranges, **inputs)
+        return native.split_key_ranges(incident, part, **inputs)
+
+    def finish(keyed):
+        from rollproof import _native as native
+
+        r, pieces = keyed
+        return native.finish_key_range(incident, list(pieces), r, ranges, **inputs)
+
+    split = sc.parallelize(groups, len(groups)).map(fold).cache()
+    try:
+        rests = split.map(lambda s: s[0]).collect()
+        finished = (
+            split.flatMap(lambda s: list(enumerate(s[1]))).groupByKey(ranges).map(finish).collect()
+        )
+    finally:
+        split.unpersist()
+    return _report(_native.merge(incident, rests + finished, series=series, **inputs), series)
 
 
 def _schema_bytes(spark, df) -> bytes:

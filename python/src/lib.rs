@@ -257,6 +257,55 @@ fn combine<'py>(
     Ok(PyBytes::new(py, &bytes))
 }
 
+/// A partial written with key ranges, split for a shuffle by range: (the partial without its
+/// key ranges, [one piece per range]).
+#[pyfunction]
+#[pyo3(signature = (incident, part, requests=None, receipts=None, mapping=None, thresholds=None))]
+#[allow(clippy::type_complexity)]
+fn split_key_ranges<'py>(
+    py: Python<'py>,
+    incident: PathBuf,
+    part: Vec<u8>,
+    requests: Option<Vec<String>>,
+    receipts: Option<Vec<String>>,
+    mapping: Option<PathBuf>,
+    thresholds: Option<Vec<(String, String)>>,
+) -> PyResult<(Bound<'py, PyBytes>, Vec<Bound<'py, PyBytes>>)> {
+    let o = overrides(requests, receipts, mapping, thresholds);
+    let part = (PathBuf::from("partial"), part);
+    let (rest, pieces) = py
+        .detach(|| rollproof::split_key_ranges(&incident, &o, &part))
+        .map_err(input_error)?;
+    Ok((
+        PyBytes::new(py, &rest),
+        pieces.iter().map(|p| PyBytes::new(py, p)).collect(),
+    ))
+}
+
+/// Key range `range` of `ranges`, finished over partials (or their pieces) of every unit
+/// (`rollproof merge --key-range`), as bytes for the final merge.
+#[pyfunction]
+#[pyo3(signature = (incident, parts, range, ranges, requests=None, receipts=None, mapping=None, thresholds=None))]
+#[allow(clippy::too_many_arguments)]
+fn finish_key_range<'py>(
+    py: Python<'py>,
+    incident: PathBuf,
+    parts: Vec<Vec<u8>>,
+    range: usize,
+    ranges: usize,
+    requests: Option<Vec<String>>,
+    receipts: Option<Vec<String>>,
+    mapping: Option<PathBuf>,
+    thresholds: Option<Vec<(String, String)>>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let o = overrides(requests, receipts, mapping, thresholds);
+    let parts = named(parts);
+    let bytes = py
+        .detach(|| rollproof::finish_key_range(&incident, &o, &parts, range, ranges))
+        .map_err(input_error)?;
+    Ok(PyBytes::new(py, &bytes))
+}
+
 fn schemas(requests_schema: PathBuf, receipts_schema: Option<PathBuf>) -> FrameSchemas {
     FrameSchemas {
         requests: requests_schema,
@@ -400,6 +449,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(partial, m)?)?;
     m.add_function(wrap_pyfunction!(merge, m)?)?;
     m.add_function(wrap_pyfunction!(combine, m)?)?;
+    m.add_function(wrap_pyfunction!(split_key_ranges, m)?)?;
+    m.add_function(wrap_pyfunction!(finish_key_range, m)?)?;
     m.add_function(wrap_pyfunction!(partial_frame, m)?)?;
     m.add_function(wrap_pyfunction!(combine_frames, m)?)?;
     m.add_function(wrap_pyfunction!(frames_need_samples, m)?)?;

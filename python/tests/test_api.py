@@ -76,3 +76,23 @@ def test_violations_are_every_violating_row(fixtures):
     v = rollproof.violations(incident)
     pins = next(c for c in report["checks"] if c["id"] == "pins")
     assert v["pins.requests_with_wrong_pins"].height == pins["metrics"]["violations"]
+
+
+def test_key_ranges_split_finish_and_merge(fixtures):
+    # What a stage per key range does, by hand: split each partial, finish each range over the
+    # pieces of every unit, merge the rests with the finished ranges.
+    incident = fixtures / "demo" / "incident.toml"
+    ids = [u["id"] for u in rollproof.plan(incident)["units"]]
+    parts = [rollproof.partial(incident, [u], key_partitions=4) for u in ids]
+    split = [rollproof.split_key_ranges(incident, p) for p in parts]
+    assert all(len(pieces) == 4 for _, pieces in split)
+    finished = [
+        rollproof.finish_key_range(incident, [pieces[r] for _, pieces in split], r, 4) for r in range(4)
+    ]
+    expected = rollproof.audit(incident)
+    assert rollproof.merge(incident, [rest for rest, _ in split] + finished) == expected
+    assert rollproof.merge(incident, parts) == expected
+    assert rollproof.merge(incident, parts, key_partitions=1) == expected
+    # A range finished twice (a retried task) is refused.
+    with pytest.raises(rollproof.InputError, match="exactly once"):
+        rollproof.merge(incident, [rest for rest, _ in split] + finished + finished[:1])

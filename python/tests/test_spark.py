@@ -67,3 +67,13 @@ def test_arrow_mode_without_receipts(spark, fixtures):
     requests = spark.read.parquet(str(fixtures / "requests-only" / "requests.parquet")).repartition(4)
     got = rspark.audit(spark, str(incident), requests, mode="arrow")
     assert _without_inputs(got) == _without_inputs(rollproof.audit(incident))
+
+
+def test_units_mode_with_a_stage_per_key_range(spark, fixtures):
+    # The keyed states are shuffled by key range and finished by one task per range: the same
+    # report as one audit, for any number of ranges.
+    for name in ["demo", "duplicate-effects"]:
+        incident = fixtures / name / "incident.toml"
+        expected = rollproof.audit(incident)
+        for ranges in [2, 16]:
+            assert rspark.audit(spark, str(incident), key_partitions=ranges) == expected, (name, ranges)

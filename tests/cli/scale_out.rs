@@ -561,3 +561,82 @@ fn a_crafted_partial_with_impossible_states_is_refused_by_name() {
     );
     assert!(!stderr(&out).contains("panicked"));
 }
+
+/// A stage per key range: each range finished over the partials of every unit (`merge
+/// --key-range`), then merged with the partials: the audit, byte for byte. A range missing or
+/// finished twice, a range finished without every unit, or a finished range given to a
+/// combination is exit 2.
+#[test]
+fn finished_key_ranges_merge_to_the_audit() {
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["demo", "duplicate-effects", "canary-fail", "freeze-writes"] {
+        let incident = fixture(name).join("incident.toml");
+        let ids = unit_ids(&incident, &[]);
+        let groups: Vec<Vec<String>> = ids.iter().map(|u| vec![u.clone()]).collect();
+        let parts = partials_with(
+            tmp.path(),
+            &incident,
+            &groups,
+            name,
+            &["--key-partitions", "4"],
+        );
+        let finished: Vec<PathBuf> = (0..4)
+            .map(|r| {
+                let out_path = tmp.path().join(format!("{name}-range-{r}.rpp"));
+                let range = r.to_string();
+                let out = out_path.to_str().unwrap();
+                let args = [
+                    "--key-partitions",
+                    "4",
+                    "--key-range",
+                    &range,
+                    "--partial-out",
+                    out,
+                ];
+                let (status, _) = merge(&incident, &parts, &args);
+                assert_eq!(status, 0, "{name} range {r}");
+                out_path
+            })
+            .collect();
+        let json = ["--format", "json"];
+        let expected = audit(&incident, &json);
+        let all: Vec<PathBuf> = parts.iter().chain(&finished).cloned().collect();
+        assert_eq!(merge(&incident, &all, &json), expected, "{name}");
+        if name != "demo" {
+            continue;
+        }
+        let refused = |parts: &[PathBuf], extra: &[&str], words: &[&str]| {
+            let mut args = vec!["merge", incident.to_str().unwrap()];
+            args.extend(parts.iter().map(|p| p.to_str().unwrap()));
+            args.extend_from_slice(extra);
+            let out = run(&args);
+            assert_eq!(code(&out), 2, "{}", stderr(&out));
+            for w in words {
+                assert!(stderr(&out).contains(w), "{w:?} not in {}", stderr(&out));
+            }
+        };
+        let missing: Vec<PathBuf> = parts.iter().chain(&finished[1..]).cloned().collect();
+        refused(&missing, &[], &["finished key ranges 0 (0 times) of 4"]);
+        let doubled: Vec<PathBuf> = all.iter().chain(&finished[..1]).cloned().collect();
+        refused(&doubled, &[], &["finished key ranges 0 (2 times) of 4"]);
+        let out = tmp.path().join("short-range.rpp");
+        refused(
+            &parts[1..],
+            &[
+                "--key-partitions",
+                "4",
+                "--key-range",
+                "0",
+                "--partial-out",
+                out.to_str().unwrap(),
+            ],
+            &["planned unit in no partial", &ids[0]],
+        );
+        let out = tmp.path().join("combined.rpp");
+        refused(
+            &all,
+            &["--partial-out", out.to_str().unwrap()],
+            &["a finished key range (`merge --key-range`)"],
+        );
+    }
+}

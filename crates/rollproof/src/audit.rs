@@ -79,9 +79,20 @@ pub(crate) enum StageInput<'a> {
         /// Without sample partials, read the look-ups here (the merge has the files); else
         /// (frames) targets without sample partials are an error.
         local_samples: bool,
-        /// Finish the keyed states this many key ranges at a time (`None`: all at once).
-        key_ranges: Option<usize>,
+        /// How the keyed states are finished.
+        key_ranges: KeyRanges<'a>,
     },
+}
+
+/// How a merge finishes the states that grow with a key.
+pub(crate) enum KeyRanges<'a> {
+    /// Merged whole, with every key range the partials hold.
+    Whole,
+    /// This many key ranges, one at a time.
+    Split(usize),
+    /// Ranges finished elsewhere (`merge --key-range`): their compacted states are added to the
+    /// rest of the folds' states, whose key ranges are not read.
+    Finished(&'a [crate::partial::Body]),
 }
 
 /// The audit after planning: the stages (folded here or merged from partials), the gold set,
@@ -894,23 +905,27 @@ fn run_stages(
     let mut counts = FileCounts::default();
     // Keyed states finished range by range, merged into the rest of their state below.
     let mut by_ranges: Vec<(&'static str, Box<dyn std::any::Any + Send + Sync>)> = Vec::new();
+    let keyed = crate::distributed::keyed_kernels(kernels, stages);
     let ranged = match input {
         StageInput::Partials {
             folds,
-            key_ranges: Some(ranges),
+            key_ranges: KeyRanges::Split(ranges),
             ..
         } => {
-            let mut keyed: Vec<&dyn AnyKernel> = kernels
-                .iter()
-                .map(|k| *k as &dyn AnyKernel)
-                .filter(|k| k.keyed() && k.stage() != Stage::Samples && stages.contains(&k.stage()))
-                .collect();
-            keyed.sort_by_key(|k| k.stage());
             let done = crate::engine::finish_ranges(ctx, &keyed, *ranges, |k, range| {
                 crate::distributed::range_state(ctx, folds, k, range, *ranges)
             })?;
             by_ranges = keyed.iter().map(|k| k.name()).zip(done).collect();
             timings.mark("key ranges");
+            true
+        }
+        StageInput::Partials {
+            key_ranges: KeyRanges::Finished(done),
+            ..
+        } => {
+            for k in &keyed {
+                by_ranges.push((k.name(), crate::distributed::merge_sections(ctx, done, *k)?));
+            }
             true
         }
         _ => false,
@@ -1041,7 +1056,7 @@ pub(crate) fn run_stages_of(
         folds,
         samples: &[],
         local_samples: true,
-        key_ranges: None,
+        key_ranges: KeyRanges::Whole,
     };
     let (states, _) = run_stages(
         ctx,

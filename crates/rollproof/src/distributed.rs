@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use crate::audit::{
     finish_audit, kernels_of, prepare_sharded, run_stages_of, AuditOptions, InputOverrides,
-    StageInput, Tables,
+    KeyRanges, StageInput, Tables,
 };
 use crate::columns::Table;
 use crate::engine::pass::{self, PassOutput, Progress};
@@ -720,7 +720,7 @@ fn checked(
     overrides: &InputOverrides,
     ctx: &Ctx,
     parts: &[(PathBuf, Vec<u8>)],
-) -> Result<(Vec<Named>, Vec<Named>), InputError> {
+) -> Result<Checked, InputError> {
     if parts.is_empty() {
         return Err(InputError::one(Problem::new(
             "no partial-state file",
@@ -738,6 +738,9 @@ fn checked(
     if !problems.is_empty() {
         return Err(InputError { problems });
     }
+    let (ranges, bodies): (Vec<_>, Vec<_>) = bodies
+        .into_iter()
+        .partition(|(_, b)| matches!(b.kind, Kind::Range { .. }));
     let (folds, samples): (Vec<_>, Vec<_>) =
         bodies.into_iter().partition(|(_, b)| b.kind == Kind::Fold);
     if let Some((first_name, first)) = samples.first() {
@@ -756,7 +759,37 @@ fn checked(
             }
         }
     }
-    Ok((folds, samples))
+    Ok(Checked {
+        folds,
+        samples,
+        ranges,
+    })
+}
+
+/// Partials sorted by kind.
+struct Checked {
+    folds: Vec<Named>,
+    samples: Vec<Named>,
+    /// Finished key ranges (`merge --key-range`).
+    ranges: Vec<Named>,
+}
+
+impl Checked {
+    /// Folds or samples only (a combination, a frame merge): finished key ranges go to the
+    /// final `merge`.
+    fn without_ranges(self) -> Result<(Vec<Named>, Vec<Named>), InputError> {
+        match self.ranges.first() {
+            None => Ok((self.folds, self.samples)),
+            Some((name, _)) => Err(InputError::one(
+                Problem::new(
+                    "a finished key range (`merge --key-range`)",
+                    "fold or sample partials",
+                )
+                .file(name)
+                .hint("give the finished key ranges to the final `rollproof merge`, beside the fold partials"),
+            )),
+        }
+    }
 }
 
 /// Merges partial-state files and renders the report of one audit over the same inputs. The
@@ -772,17 +805,30 @@ pub fn merge(
 ) -> Result<Report, InputError> {
     let incident = load(path, overrides)?;
     let (ctx, tables) = prepare_sharded(&incident, overrides, options.series, true)?;
-    let (folds, samples) = checked(&incident, overrides, &ctx, parts)?;
+    let Checked {
+        folds,
+        samples,
+        ranges: finished,
+    } = checked(&incident, overrides, &ctx, parts)?;
     let want = expected(&tables, None);
     check_units(&want, &folds, true)?;
     if !samples.is_empty() {
         check_units(&want, &samples, false)?;
     }
+    check_finished_ranges(&want, &finished)?;
     let folds: Vec<Body> = folds.into_iter().map(|(_, b)| b).collect();
     let samples: Vec<Body> = samples.into_iter().map(|(_, b)| b).collect();
+    let finished: Vec<Body> = finished.into_iter().map(|(_, b)| b).collect();
     let ranges = key_partitions
         .unwrap_or_else(|| folds.iter().map(Body::key_ranges).max().unwrap_or(1))
         .clamp(1, crate::partial::MAX_KEY_PARTITIONS);
+    let key_ranges = if !finished.is_empty() {
+        KeyRanges::Finished(&finished)
+    } else if ranges > 1 {
+        KeyRanges::Split(ranges)
+    } else {
+        KeyRanges::Whole
+    };
     finish_audit(
         &incident,
         &ctx,
@@ -792,7 +838,7 @@ pub fn merge(
             folds: &folds,
             samples: &samples,
             local_samples: true,
-            key_ranges: (ranges > 1).then_some(ranges),
+            key_ranges,
         },
         progress,
     )
@@ -919,7 +965,7 @@ pub fn merge_frames(
     let overrides = schemas.overrides(overrides, Table::Requests, None);
     let incident = load(path, &overrides)?;
     let (ctx, tables) = prepare_sharded(&incident, &overrides, options.series, true)?;
-    let (folds, samples) = checked(&incident, &overrides, &ctx, parts)?;
+    let (folds, samples) = checked(&incident, &overrides, &ctx, parts)?.without_ranges()?;
     let want = expected(&tables, Some(expected_units));
     check_units(&want, &folds, true)?;
     if !samples.is_empty() {
@@ -940,7 +986,7 @@ pub fn merge_frames(
             folds: &folds,
             samples: &samples,
             local_samples: false,
-            key_ranges: None,
+            key_ranges: KeyRanges::Whole,
         },
         &quiet,
     )?;
@@ -994,7 +1040,7 @@ fn combine_units(
 ) -> Result<Vec<u8>, InputError> {
     let incident = load(path, overrides)?;
     let (ctx, tables) = prepare_sharded(&incident, overrides, true, true)?;
-    let (folds, samples) = checked(&incident, overrides, &ctx, parts)?;
+    let (folds, samples) = checked(&incident, overrides, &ctx, parts)?.without_ranges()?;
     if !folds.is_empty() && !samples.is_empty() {
         return Err(InputError::one(
             Problem::new("fold partials and sample partials together", "partials of one kind")
@@ -1108,7 +1154,11 @@ pub(crate) fn range_state(
 ) -> Result<State, InputError> {
     let mut state = kernel.init(ctx, &States::default());
     for body in parts {
-        let mut sections = vec![decode_section(ctx, &body.source, body, kernel)?];
+        // A piece of a split partial (`split_key_ranges`) holds only its key ranges.
+        let mut sections = Vec::new();
+        if body.section(kernel.name()).is_some() {
+            sections.push(decode_section(ctx, &body.source, body, kernel)?);
+        }
         for (r, n, bytes) in body.range_sections(kernel.name()) {
             if crate::partial::ranges_overlap((r, n), (range, ranges)) {
                 let label = crate::partial::range_section(kernel.name(), r, n);
@@ -1124,8 +1174,195 @@ pub(crate) fn range_state(
     Ok(state)
 }
 
-/// Every key-range section names a keyed kernel, and each kernel's ranges are one complete
-/// split (`0..N`, each once).
+/// The keyed kernels of the fold stages among `stages`, in stage order.
+pub(crate) fn keyed_kernels<'k>(
+    kernels: &[&'k dyn AnyKernel],
+    stages: &[Stage],
+) -> Vec<&'k dyn AnyKernel> {
+    let mut keyed: Vec<&dyn AnyKernel> = kernels
+        .iter()
+        .copied()
+        .filter(|k| k.keyed() && k.stage() != Stage::Samples && stages.contains(&k.stage()))
+        .collect();
+    keyed.sort_by_key(|k| k.stage());
+    keyed
+}
+
+/// A kernel's own sections of `parts`, merged.
+pub(crate) fn merge_sections(
+    ctx: &Ctx,
+    parts: &[Body],
+    kernel: &dyn AnyKernel,
+) -> Result<State, InputError> {
+    let mut state = kernel.init(ctx, &States::default());
+    for body in parts {
+        let other = decode_section(ctx, &body.source, body, kernel)?;
+        kernel.merge(state.as_mut(), other);
+    }
+    Ok(state)
+}
+
+/// Finished key ranges must be one complete split (`0..N`, each once), each finished over
+/// every planned unit exactly once.
+fn check_finished_ranges(expected: &Expected<'_>, finished: &[Named]) -> Result<(), InputError> {
+    let Some((_, first)) = finished.first() else {
+        return Ok(());
+    };
+    let of = |b: &Body| match b.kind {
+        Kind::Range { range, ranges } => (range as usize, ranges as usize),
+        _ => unreachable!("only finished ranges here"),
+    };
+    let n = of(first).1;
+    let mut seen = vec![0usize; n];
+    for (name, body) in finished {
+        let (r, ranges) = of(body);
+        if ranges != n || r >= n {
+            return Err(InputError::one(
+                Problem::new(
+                    format!("key range {r} of {ranges}"),
+                    format!("key ranges of one split into {n}, as the other finished ranges"),
+                )
+                .file(name)
+                .hint("finish every range with the same `--key-partitions`"),
+            ));
+        }
+        seen[r] += 1;
+        check_units(
+            expected,
+            std::slice::from_ref(&(name.clone(), body.clone())),
+            true,
+        )?;
+    }
+    let wrong: Vec<String> = seen
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c != 1)
+        .map(|(r, c)| format!("{r} ({} times)", c))
+        .collect();
+    if !wrong.is_empty() {
+        return Err(InputError::one(
+            Problem::new(
+                format!("finished key ranges {} of {n}", wrong.join(", ")),
+                format!("every key range 0..{n} exactly once"),
+            )
+            .hint("a range finished twice (a retried task) or not at all; give each `--key-range` once"),
+        ));
+    }
+    Ok(())
+}
+
+/// Finishes key range `range` of `ranges` of the keyed states over `parts`, which must hold
+/// every planned unit exactly once (whole partials, or their pieces from `split_key_ranges`):
+/// a partial of the compacted range, which the final `merge` takes beside the fold partials.
+pub fn finish_key_range(
+    path: &Path,
+    overrides: &InputOverrides,
+    parts: &[(PathBuf, Vec<u8>)],
+    range: usize,
+    ranges: usize,
+) -> Result<Vec<u8>, InputError> {
+    if range >= ranges || ranges > crate::partial::MAX_KEY_PARTITIONS {
+        return Err(InputError::one(Problem::new(
+            format!("key range {range} of {ranges}"),
+            format!(
+                "a key range below the number of ranges (at most {})",
+                crate::partial::MAX_KEY_PARTITIONS
+            ),
+        )));
+    }
+    let incident = load(path, overrides)?;
+    let (ctx, tables) = prepare_sharded(&incident, overrides, true, true)?;
+    let (folds, _) = checked(&incident, overrides, &ctx, parts)?.without_ranges()?;
+    let want = expected(&tables, None);
+    check_units(&want, &folds, true)?;
+    let kernels = kernels_of(&ctx);
+    let keyed = keyed_kernels(&kernels, &[Stage::Receipts, Stage::Requests]);
+    let bodies: Vec<Body> = folds.iter().map(|(_, b)| b.clone()).collect();
+    let done = crate::engine::finish_ranges(&ctx, &keyed, 1, |k, _| {
+        range_state(&ctx, &bodies, k, range, ranges)
+    })?;
+    let sections = keyed
+        .iter()
+        .zip(done)
+        .map(|(k, mut state)| (k.name().to_string(), k.encode(state.as_mut())))
+        .collect();
+    let order: BTreeMap<&str, usize> = want
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let mut units: Vec<UnitEntry> = bodies.iter().flat_map(|b| b.units.clone()).collect();
+    units.sort_by_key(|u| order.get(u.id.as_str()).copied());
+    Ok(Body {
+        tool: env!("CARGO_PKG_VERSION").to_string(),
+        digest: bodies[0].digest.clone(),
+        kind: Kind::Range {
+            range: range as u32,
+            ranges: ranges as u32,
+        },
+        columns: bodies[0].columns.clone(),
+        units,
+        files: Vec::new(),
+        sections,
+        source: PathBuf::new(),
+    }
+    .encode())
+}
+
+/// A partial written with key ranges, split for a shuffle by range: the partial without its key
+/// ranges (for the final merge), and one piece per range holding only that range (for
+/// [`finish_key_range`]), in range order.
+pub fn split_key_ranges(
+    path: &Path,
+    overrides: &InputOverrides,
+    part: &(PathBuf, Vec<u8>),
+) -> Result<(Vec<u8>, Vec<Vec<u8>>), InputError> {
+    let incident = load(path, overrides)?;
+    let (ctx, _) = prepare_sharded(&incident, overrides, true, true)?;
+    let (mut folds, _) =
+        checked(&incident, overrides, &ctx, std::slice::from_ref(part))?.without_ranges()?;
+    let Some((_, body)) = folds.pop() else {
+        return Err(InputError::one(
+            Problem::new("a partial of sample look-ups", "a fold partial").file(&part.0),
+        ));
+    };
+    let ranges = body.key_ranges();
+    let of_range = |r: usize| {
+        let sections = body
+            .sections
+            .iter()
+            .filter(|(name, _)| {
+                matches!(crate::partial::parse_section(name), Ok((_, Some((s, n)))) if s == r && n == ranges)
+            })
+            .cloned()
+            .collect();
+        Body {
+            files: Vec::new(),
+            sections,
+            ..body.clone()
+        }
+        .encode()
+    };
+    let pieces = if ranges > 1 {
+        (0..ranges).map(of_range).collect()
+    } else {
+        Vec::new()
+    };
+    let rest = Body {
+        sections: body
+            .sections
+            .iter()
+            .filter(|(name, _)| matches!(crate::partial::parse_section(name), Ok((_, None))))
+            .cloned()
+            .collect(),
+        ..body.clone()
+    };
+    Ok((rest.encode(), pieces))
+}
+
+/// Every key-range section names a keyed kernel, and each kernel's ranges are of one split
+/// (`R/N` with one `N`), each once.
 fn check_sections(
     name: &Path,
     body: &Body,
@@ -1156,12 +1393,13 @@ fn check_sections(
             Ok((_, None)) => {}
         }
     }
+    // All of one split (a piece of a split partial holds one range of it), each range once.
     for (kernel, mut ranges) in seen {
         ranges.sort_unstable();
         let n = ranges[0].1;
-        if ranges != (0..n).map(|r| (r, n)).collect::<Vec<_>>() {
+        if ranges.iter().any(|(_, m)| *m != n) || ranges.windows(2).any(|w| w[0] == w[1]) {
             return Err(problem(format!(
-                "key ranges of `{kernel}` that are not one complete split into {n}"
+                "key ranges of `{kernel}` that are not of one split into {n}, each once"
             )));
         }
     }

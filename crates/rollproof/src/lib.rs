@@ -42,8 +42,9 @@ pub use checks::{
 };
 pub use columns::Table;
 pub use distributed::{
-    combine, combine_frames, frames_need_samples, merge, merge_frames, partial, partial_frame,
-    plan, read_partials, FrameSchemas, FrameSource, PartialRequest, WorkPlan, WorkUnit,
+    combine, combine_frames, finish_key_range, frames_need_samples, merge, merge_frames, partial,
+    partial_frame, plan, read_partials, split_key_ranges, FrameSchemas, FrameSource,
+    PartialRequest, WorkPlan, WorkUnit,
 };
 pub use error::{InputError, Problem};
 pub use incident::Incident;

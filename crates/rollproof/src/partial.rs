@@ -85,6 +85,9 @@ pub(crate) enum Kind {
     Fold,
     /// The sample look-ups, for the targets named by the digest of their settled look-up states.
     Samples { targets: String },
+    /// Key range `range` of `ranges` of the keyed states, finished over every unit
+    /// (`merge --key-range`): their compacted states, which the final merge adds to the rest.
+    Range { range: u32, ranges: u32 },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

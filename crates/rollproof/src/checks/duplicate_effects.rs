@@ -183,7 +183,6 @@ pub(crate) struct State {
     #[serde(skip)]
     pub(crate) summary: Summary,
     /// The summaries of complete key ranges ([`Kernel::compact`]), added in when settled.
-    #[serde(skip)]
     compacted: Summary,
 }
 
@@ -226,7 +225,7 @@ fn decision_code(v: Option<&str>) -> u8 {
 }
 
 /// What the executions of all keys add up to.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Summary {
     pub(crate) keys: u64,
     pub(crate) duplicate_keys: u64,

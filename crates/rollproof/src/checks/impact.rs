@@ -116,14 +116,13 @@ pub(crate) struct State {
     has_users: bool,
     has_status: bool,
     /// What [`Kernel::compact`] keeps of the users of a complete key range.
-    #[serde(skip)]
     compacted: CompactUsers,
 }
 
 /// The users of complete key ranges, counted: per fixed window, those with requests and those
 /// with affected requests; and how many users had their last (affected) minute before the flip
 /// at each minute, so that the users of a window that starts at any minute can be counted.
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 struct CompactUsers {
     windows: [(u64, u64); 3],
     last: BTreeMap<i64, u64>,

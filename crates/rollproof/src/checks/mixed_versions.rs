@@ -73,7 +73,6 @@ pub(crate) struct State {
     requests_without_user: u64,
     /// Users with one value, counted and dropped by [`Kernel::compact`] once their key range
     /// was complete (only the mixed users stay: the checks read nothing else of a user).
-    #[serde(skip)]
     single_users: u64,
 }
 

@@ -98,7 +98,6 @@ pub(crate) struct RequestSide {
     #[serde(skip)]
     joined: Option<Joined>,
     /// The joins of complete key ranges ([`Kernel::compact`]), added in when settled.
-    #[serde(skip)]
     compacted: Option<Joined>,
 }
 
@@ -379,7 +378,7 @@ fn take_range_of(
 }
 
 /// Figures of the join, and the request ids to show as samples.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Joined {
     pub(crate) orphan_receipts: u64,
     pub(crate) orphan_request_ids: u64,
