@@ -261,15 +261,8 @@ impl Summary {
         for (effect, n) in o.extra_by_effect {
             *self.extra_by_effect.entry(effect).or_insert(0) += n;
         }
-        let smallest = |a: &mut Vec<u128>, b: Vec<u128>| {
-            let mut s = Samples::new(SAMPLE_CAP);
-            for k in a.drain(..).chain(b) {
-                s.push(k);
-            }
-            *a = s.into_vec();
-        };
-        smallest(&mut self.duplicate_targets, o.duplicate_targets);
-        smallest(&mut self.flip_targets, o.flip_targets);
+        Samples::smallest_of(SAMPLE_CAP, &mut self.duplicate_targets, o.duplicate_targets);
+        Samples::smallest_of(SAMPLE_CAP, &mut self.flip_targets, o.flip_targets);
         self.target_executions.extend(o.target_executions);
         let (dups, flips) = (&self.duplicate_targets, &self.flip_targets);
         self.target_executions

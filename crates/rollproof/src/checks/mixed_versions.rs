@@ -190,15 +190,10 @@ impl Kernel for UsersKernel {
     const KEYED: bool = true;
 
     fn take_range(&self, state: &mut State, range: usize, ranges: usize) -> Option<State> {
-        let mut part = State::default();
-        state.users.retain(|u, e| {
-            let keep = crate::engine::range_of(*u, ranges) != range;
-            if !keep {
-                part.users.insert(*u, *e);
-            }
-            keep
-        });
-        Some(part)
+        Some(State {
+            users: crate::stats::take_key_range(&mut state.users, range, ranges),
+            ..State::default()
+        })
     }
 
     fn compact(&self, _ctx: &Ctx, state: &mut State) {

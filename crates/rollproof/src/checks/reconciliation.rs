@@ -398,15 +398,8 @@ impl Joined {
         self.orphan_request_ids += o.orphan_request_ids;
         self.executions_on_failed_requests += o.executions_on_failed_requests;
         self.failed_requests_with_executions += o.failed_requests_with_executions;
-        let smallest = |a: &mut Vec<u64>, b: Vec<u64>| {
-            let mut s = Samples::new(SAMPLE_CAP);
-            for h in a.drain(..).chain(b) {
-                s.push(h);
-            }
-            *a = s.into_vec();
-        };
-        smallest(&mut self.orphan_targets, o.orphan_targets);
-        smallest(&mut self.failed_targets, o.failed_targets);
+        Samples::smallest_of(SAMPLE_CAP, &mut self.orphan_targets, o.orphan_targets);
+        Samples::smallest_of(SAMPLE_CAP, &mut self.failed_targets, o.failed_targets);
         self.orphans.extend(o.orphans);
         self.orphans.sort_unstable();
         self.failed.extend(o.failed);

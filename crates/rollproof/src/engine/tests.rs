@@ -113,10 +113,15 @@ fn run(data: &Data, rng: Option<&mut Rng>, parts: usize, round_trip: bool) -> Ve
             states.insert(*kernel, state);
         }
     }
+    finish_checks(data, &states)
+}
+
+/// Every check of the mode, finished from the settled states.
+fn finish_checks(data: &Data, states: &States) -> Vec<CheckResult> {
     let inputs = InputTotals::default();
     let finish = Finish {
         ctx: &data.ctx,
-        states: &states,
+        states,
         inputs: &inputs,
         gold: None,
         captured: None,
@@ -217,17 +222,7 @@ fn run_sharded(data: &Data, parts: usize, ranges: usize) -> Vec<CheckResult> {
         kernel.settle(&data.ctx, state.as_mut(), &states);
         states.insert(*kernel, state);
     }
-    let inputs = InputTotals::default();
-    let finish = Finish {
-        ctx: &data.ctx,
-        states: &states,
-        inputs: &inputs,
-        gold: None,
-        captured: None,
-    };
-    checks::of_mode(data.ctx.plan.mode())
-        .map(|c| (c.finish)(&finish))
-        .collect()
+    finish_checks(data, &states)
 }
 
 #[test]

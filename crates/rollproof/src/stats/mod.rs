@@ -226,6 +226,19 @@ where
     s.collect_seq(entries)
 }
 
+/// Moves the entries whose hash key falls in key range `range` of `ranges` out of `map`.
+pub(crate) fn take_key_range<V>(
+    map: &mut PrehashedMap<u64, V>,
+    range: usize,
+    ranges: usize,
+) -> PrehashedMap<u64, V> {
+    let (taken, kept) = std::mem::take(map)
+        .into_iter()
+        .partition(|(k, _)| crate::engine::range_of(*k, ranges) == range);
+    *map = kept;
+    taken
+}
+
 pub(crate) fn deserialize_prehashed<'de, K, V, D>(d: D) -> Result<PrehashedMap<K, V>, D::Error>
 where
     K: Eq + std::hash::Hash + Deserialize<'de>,

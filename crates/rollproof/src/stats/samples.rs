@@ -45,6 +45,15 @@ impl<T: Ord> Samples<T> {
         }
     }
 
+    /// The `cap` smallest of two lists of kept items (the samples of two key ranges).
+    pub(crate) fn smallest_of(cap: usize, a: &mut Vec<T>, b: Vec<T>) {
+        let mut s = Samples::new(cap);
+        for item in a.drain(..).chain(b) {
+            s.push(item);
+        }
+        *a = s.into_vec();
+    }
+
     /// The kept items, smallest first.
     pub(crate) fn items(&self) -> &[T] {
         &self.items
