@@ -52,7 +52,7 @@ pub(crate) fn parse_section(name: &str) -> Result<(&str, Option<KeyRange>), ()> 
 }
 
 /// Whether key range `a` of `a_n` and range `b` of `b_n` share a hash: range `r` of `n` holds
-/// the hashes in `[⌈r·2⁶⁴/n⌉, ⌈(r+1)·2⁶⁴/n⌉)` (see `engine::range_of`).
+/// the hashes whose mix `m` (see `engine::range_of`) lies in `[⌈r·2⁶⁴/n⌉, ⌈(r+1)·2⁶⁴/n⌉)`.
 pub(crate) fn ranges_overlap((a, a_n): KeyRange, (b, b_n): KeyRange) -> bool {
     let start = |r: usize, n: usize| ((r as u128) << 64).div_ceil(n as u128);
     start(a, a_n) < start(b + 1, b_n) && start(b, b_n) < start(a + 1, a_n)

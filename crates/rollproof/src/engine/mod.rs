@@ -133,10 +133,19 @@ pub(crate) fn finish_ranges<E>(
     Ok(done)
 }
 
-/// The key range of a 64-bit key hash among `ranges` equal ranges (by its high bits).
+/// The key range of a 64-bit key hash among `ranges` equal ranges: by the high bits of the hash
+/// mixed once more (murmur3's bijective `fmix64`). Not by the hash's own bits: the hash indexes
+/// and maps that hold one range pick their slots by those, and a range that fixed them would
+/// pile every key of the range into a fraction of the slots.
 #[inline]
 pub(crate) fn range_of(hash: u64, ranges: usize) -> usize {
-    ((hash as u128 * ranges as u128) >> 64) as usize
+    let mut x = hash;
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^= x >> 33;
+    ((x as u128 * ranges as u128) >> 64) as usize
 }
 
 /// A kernel with its state type erased, so that kernels of every type sit in one registry.
