@@ -50,7 +50,7 @@ pub fn run(settings: Settings) -> anyhow::Result<ExitStatus> {
                     rollproof::finish_key_range(
                         &settings.incident,
                         &settings.inputs,
-                        &parts,
+                        parts,
                         range,
                         ranges,
                     )
@@ -61,7 +61,7 @@ pub fn run(settings: Settings) -> anyhow::Result<ExitStatus> {
             if let Some(out) = partial_out {
                 let pool = rayon_pool(settings.threads)?;
                 let bytes = pool.install(|| {
-                    rollproof::combine(&settings.incident, &settings.inputs, &parts, key_partitions)
+                    rollproof::combine(&settings.incident, &settings.inputs, parts, key_partitions)
                 })?;
                 write_bytes(&out, &bytes)?;
                 return Ok(ExitStatus::Success);
@@ -70,7 +70,7 @@ pub fn run(settings: Settings) -> anyhow::Result<ExitStatus> {
                 rollproof::merge(
                     &settings.incident,
                     &settings.inputs,
-                    &parts,
+                    parts,
                     options,
                     key_partitions,
                     progress,

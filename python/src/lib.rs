@@ -223,7 +223,7 @@ fn merge(
                 rollproof::merge(
                     &incident,
                     &o,
-                    &parts,
+                    parts,
                     options(series || fmt == rollproof::Format::Html),
                     key_partitions,
                     &quiet,
@@ -252,7 +252,7 @@ fn combine<'py>(
     let key_partitions = key_partitions.map(key_partitions_arg).transpose()?;
     let parts = named(parts);
     let bytes = py
-        .detach(|| rollproof::combine(&incident, &o, &parts, key_partitions))
+        .detach(|| rollproof::combine(&incident, &o, parts, key_partitions))
         .map_err(input_error)?;
     Ok(PyBytes::new(py, &bytes))
 }
@@ -301,7 +301,7 @@ fn finish_key_range<'py>(
     let o = overrides(requests, receipts, mapping, thresholds);
     let parts = named(parts);
     let bytes = py
-        .detach(|| rollproof::finish_key_range(&incident, &o, &parts, range, ranges))
+        .detach(|| rollproof::finish_key_range(&incident, &o, parts, range, ranges))
         .map_err(input_error)?;
     Ok(PyBytes::new(py, &bytes))
 }
@@ -370,7 +370,7 @@ fn combine_frames<'py>(
     let s = schemas(requests_schema, receipts_schema);
     let parts = named(parts);
     let bytes = py
-        .detach(|| rollproof::combine_frames(&incident, &o, &s, &parts, &expected_units))
+        .detach(|| rollproof::combine_frames(&incident, &o, &s, parts, &expected_units))
         .map_err(input_error)?;
     Ok(PyBytes::new(py, &bytes))
 }
@@ -430,7 +430,7 @@ fn merge_frames(
                 &incident,
                 &o,
                 &s,
-                &parts,
+                parts,
                 &expected_units,
                 &sources,
                 options(series || fmt == rollproof::Format::Html),

@@ -106,7 +106,7 @@ pub fn merge_partial_body(body: &[u8]) {
     if let Ok(report) = rollproof::merge(
         &incident,
         &rollproof::InputOverrides::default(),
-        &[(PathBuf::from("fuzz.rpp"), file)],
+        vec![(PathBuf::from("fuzz.rpp"), file)],
         OPTIONS,
         None,
         &|_, _, _| {},

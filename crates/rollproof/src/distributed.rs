@@ -698,12 +698,14 @@ pub fn read_partials(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Vec<u8>)>, Input
     }
 }
 
-fn decode_all(parts: &[(PathBuf, Vec<u8>)]) -> Result<Vec<Named>, InputError> {
+/// Decodes the partials, freeing each file's bytes once decoded (a merge holds the states'
+/// bytes once, not twice).
+fn decode_all(parts: Vec<(PathBuf, Vec<u8>)>) -> Result<Vec<Named>, InputError> {
     let mut problems = Vec::new();
     let mut bodies = Vec::new();
     for (name, bytes) in parts {
-        match Body::decode(name, bytes) {
-            Ok(b) => bodies.push((name.clone(), b)),
+        match Body::decode(&name, &bytes) {
+            Ok(b) => bodies.push((name, b)),
             Err(e) => problems.extend(e.problems),
         }
     }
@@ -719,7 +721,7 @@ fn checked(
     incident: &Incident,
     overrides: &InputOverrides,
     ctx: &Ctx,
-    parts: &[(PathBuf, Vec<u8>)],
+    parts: Vec<(PathBuf, Vec<u8>)>,
 ) -> Result<Checked, InputError> {
     if parts.is_empty() {
         return Err(InputError::one(Problem::new(
@@ -798,7 +800,7 @@ impl Checked {
 pub fn merge(
     path: &Path,
     overrides: &InputOverrides,
-    parts: &[(PathBuf, Vec<u8>)],
+    parts: Vec<(PathBuf, Vec<u8>)>,
     options: AuditOptions,
     key_partitions: Option<usize>,
     progress: Progress<'_>,
@@ -957,7 +959,7 @@ pub fn merge_frames(
     path: &Path,
     overrides: &InputOverrides,
     schemas: &FrameSchemas,
-    parts: &[(PathBuf, Vec<u8>)],
+    parts: Vec<(PathBuf, Vec<u8>)>,
     expected_units: &[String],
     sources: &[FrameSource],
     options: AuditOptions,
@@ -1013,7 +1015,7 @@ pub fn merge_frames(
 pub fn combine(
     path: &Path,
     overrides: &InputOverrides,
-    parts: &[(PathBuf, Vec<u8>)],
+    parts: Vec<(PathBuf, Vec<u8>)>,
     key_partitions: Option<usize>,
 ) -> Result<Vec<u8>, InputError> {
     combine_units(path, overrides, parts, None, key_partitions)
@@ -1024,7 +1026,7 @@ pub fn combine_frames(
     path: &Path,
     overrides: &InputOverrides,
     schemas: &FrameSchemas,
-    parts: &[(PathBuf, Vec<u8>)],
+    parts: Vec<(PathBuf, Vec<u8>)>,
     expected_units: &[String],
 ) -> Result<Vec<u8>, InputError> {
     let overrides = schemas.overrides(overrides, Table::Requests, None);
@@ -1034,7 +1036,7 @@ pub fn combine_frames(
 fn combine_units(
     path: &Path,
     overrides: &InputOverrides,
-    parts: &[(PathBuf, Vec<u8>)],
+    parts: Vec<(PathBuf, Vec<u8>)>,
     frames: Option<&[String]>,
     key_partitions: Option<usize>,
 ) -> Result<Vec<u8>, InputError> {
@@ -1257,7 +1259,7 @@ fn check_finished_ranges(expected: &Expected<'_>, finished: &[Named]) -> Result<
 pub fn finish_key_range(
     path: &Path,
     overrides: &InputOverrides,
-    parts: &[(PathBuf, Vec<u8>)],
+    parts: Vec<(PathBuf, Vec<u8>)>,
     range: usize,
     ranges: usize,
 ) -> Result<Vec<u8>, InputError> {
@@ -1321,7 +1323,7 @@ pub fn split_key_ranges(
     let incident = load(path, overrides)?;
     let (ctx, _) = prepare_sharded(&incident, overrides, true, true)?;
     let (mut folds, _) =
-        checked(&incident, overrides, &ctx, std::slice::from_ref(part))?.without_ranges()?;
+        checked(&incident, overrides, &ctx, vec![part.clone()])?.without_ranges()?;
     let Some((_, body)) = folds.pop() else {
         return Err(InputError::one(
             Problem::new("a partial of sample look-ups", "a fold partial").file(&part.0),
