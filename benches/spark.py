@@ -122,6 +122,12 @@ def main():
     assert got == expected
     got = timed("spark.audit units mode", lambda: rspark.audit(spark, incident), results)
     assert got == expected
+    got = timed(
+        "spark.audit units mode, 16 key ranges (a task per range)",
+        lambda: rspark.audit(spark, incident, key_partitions=16),
+        results,
+    )
+    assert got == expected
     requests = spark.read.parquet(os.path.join(data, "requests.parquet"))
     receipts = spark.read.parquet(os.path.join(data, "receipts.parquet"))
     got = timed(
