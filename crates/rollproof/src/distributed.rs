@@ -1215,6 +1215,16 @@ fn check_finished_ranges(expected: &Expected<'_>, finished: &[Named]) -> Result<
         _ => unreachable!("only finished ranges here"),
     };
     let n = of(first).1;
+    if !(1..=crate::partial::MAX_KEY_PARTITIONS).contains(&n) {
+        return Err(InputError::one(
+            Problem::new(
+                format!("a finished key range of {n} ranges"),
+                format!("1 to {} key ranges", crate::partial::MAX_KEY_PARTITIONS),
+            )
+            .file(&finished[0].0)
+            .hint("the file was altered, or written by another tool; make it again"),
+        ));
+    }
     let mut seen = vec![0usize; n];
     for (name, body) in finished {
         let (r, ranges) = of(body);
@@ -1582,4 +1592,58 @@ pub(crate) fn check_samples_digest(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished(range: u32, ranges: u32) -> Named {
+        (
+            PathBuf::from(format!("range-{range}.rpp")),
+            Body {
+                tool: env!("CARGO_PKG_VERSION").to_string(),
+                digest: "d".into(),
+                kind: Kind::Range { range, ranges },
+                columns: Vec::new(),
+                units: Vec::new(),
+                files: Vec::new(),
+                sections: Vec::new(),
+                source: PathBuf::new(),
+            },
+        )
+    }
+
+    #[test]
+    fn finished_ranges_must_be_one_bounded_complete_split() {
+        let none = Expected {
+            ids: Vec::new(),
+            tables: None,
+        };
+        let found = |parts: &[Named]| {
+            check_finished_ranges(&none, parts).map_err(|e| e.problems[0].found.clone())
+        };
+        assert_eq!(found(&[finished(0, 2), finished(1, 2)]), Ok(()));
+        // A crafted count is refused before anything is sized by it.
+        assert_eq!(
+            found(&[finished(0, u32::MAX)]),
+            Err(format!("a finished key range of {} ranges", u32::MAX))
+        );
+        assert_eq!(
+            found(&[finished(0, 0)]),
+            Err("a finished key range of 0 ranges".to_string())
+        );
+        assert_eq!(
+            found(&[finished(0, 2), finished(2, 2)]),
+            Err("key range 2 of 2".to_string())
+        );
+        assert_eq!(
+            found(&[finished(0, 2), finished(1, 3)]),
+            Err("key range 1 of 3".to_string())
+        );
+        assert_eq!(
+            found(&[finished(1, 2)]),
+            Err("finished key ranges 0 (0 times) of 2".to_string())
+        );
+    }
 }

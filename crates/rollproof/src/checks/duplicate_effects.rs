@@ -248,18 +248,24 @@ pub(crate) struct Summary {
 
 impl Summary {
     /// Adds the summary of other keys (another key range): exact, because no key is in both.
+    /// Saturating: a crafted partial may carry any count (honest ones cannot get near).
     fn absorb(&mut self, o: Summary) {
-        self.keys += o.keys;
-        self.duplicate_keys += o.duplicate_keys;
-        self.extra_executions += o.extra_executions;
-        self.multi_writer_keys += o.multi_writer_keys;
-        self.multi_effect_id_keys += o.multi_effect_id_keys;
-        self.two_writer_effects += o.two_writer_effects;
+        for (mine, theirs) in [
+            (&mut self.keys, o.keys),
+            (&mut self.duplicate_keys, o.duplicate_keys),
+            (&mut self.extra_executions, o.extra_executions),
+            (&mut self.multi_writer_keys, o.multi_writer_keys),
+            (&mut self.multi_effect_id_keys, o.multi_effect_id_keys),
+            (&mut self.two_writer_effects, o.two_writer_effects),
+        ] {
+            *mine = mine.saturating_add(theirs);
+        }
         for (mine, theirs) in self.extra_by_phase.iter_mut().zip(o.extra_by_phase) {
-            *mine += theirs;
+            *mine = mine.saturating_add(theirs);
         }
         for (effect, n) in o.extra_by_effect {
-            *self.extra_by_effect.entry(effect).or_insert(0) += n;
+            let e = self.extra_by_effect.entry(effect).or_insert(0);
+            *e = e.saturating_add(n);
         }
         Samples::smallest_of(SAMPLE_CAP, &mut self.duplicate_targets, o.duplicate_targets);
         Samples::smallest_of(SAMPLE_CAP, &mut self.flip_targets, o.flip_targets);

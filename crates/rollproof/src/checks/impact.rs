@@ -129,31 +129,43 @@ struct CompactUsers {
     last_affected: BTreeMap<i64, u64>,
 }
 
+/// Counts of compacted ranges add saturating: a crafted partial may carry any count.
 impl CompactUsers {
     fn add(&mut self, mark: &UserMark) {
         for (w, counts) in self.windows.iter_mut().enumerate() {
-            counts.0 += (mark.windows >> w & 1) as u64;
-            counts.1 += (mark.affected >> w & 1) as u64;
+            counts.0 = counts.0.saturating_add((mark.windows >> w & 1) as u64);
+            counts.1 = counts.1.saturating_add((mark.affected >> w & 1) as u64);
         }
-        if mark.last != i64::MIN {
-            *self.last.entry(mark.last).or_default() += 1;
-        }
-        if mark.last_affected != i64::MIN {
-            *self.last_affected.entry(mark.last_affected).or_default() += 1;
+        for (hist, minute) in [
+            (&mut self.last, mark.last),
+            (&mut self.last_affected, mark.last_affected),
+        ] {
+            if minute != i64::MIN {
+                let e = hist.entry(minute).or_default();
+                *e = e.saturating_add(1);
+            }
         }
     }
 
     fn merge(&mut self, other: CompactUsers) {
         for (mine, theirs) in self.windows.iter_mut().zip(other.windows) {
-            mine.0 += theirs.0;
-            mine.1 += theirs.1;
+            mine.0 = mine.0.saturating_add(theirs.0);
+            mine.1 = mine.1.saturating_add(theirs.1);
         }
-        for (k, n) in other.last {
-            *self.last.entry(k).or_default() += n;
+        for (mine, theirs) in [
+            (&mut self.last, other.last),
+            (&mut self.last_affected, other.last_affected),
+        ] {
+            for (k, n) in theirs {
+                let e = mine.entry(k).or_default();
+                *e = e.saturating_add(n);
+            }
         }
-        for (k, n) in other.last_affected {
-            *self.last_affected.entry(k).or_default() += n;
-        }
+    }
+
+    /// Users whose last (affected) minute is at or after `k`.
+    fn since(hist: &BTreeMap<i64, u64>, k: i64) -> u64 {
+        hist.range(k..).fold(0u64, |a, (_, n)| a.saturating_add(*n))
     }
 }
 
@@ -378,7 +390,10 @@ impl State {
                     .filter(|m| m.affected & bit != 0)
                     .count();
                 let (c_all, c_hit) = self.compacted.windows[w];
-                (all as u64 + c_all, hit as u64 + c_hit)
+                (
+                    (all as u64).saturating_add(c_all),
+                    (hit as u64).saturating_add(c_hit),
+                )
             })
         };
         windows.push(window(
@@ -395,11 +410,9 @@ impl State {
             let users = self.has_users.then(|| {
                 let all = self.users.values().filter(|m| m.last >= k).count() as u64;
                 let hit = self.users.values().filter(|m| m.last_affected >= k).count() as u64;
-                let since =
-                    |hist: &BTreeMap<i64, u64>| hist.range(k..).map(|(_, n)| n).sum::<u64>();
                 (
-                    all + since(&self.compacted.last),
-                    hit + since(&self.compacted.last_affected),
+                    all.saturating_add(CompactUsers::since(&self.compacted.last, k)),
+                    hit.saturating_add(CompactUsers::since(&self.compacted.last_affected, k)),
                 )
             });
             windows.push(window(

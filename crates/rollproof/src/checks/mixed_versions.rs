@@ -169,7 +169,8 @@ impl Kernel for UsersKernel {
 
     fn merge(&self, state: &mut State, mut other: State) {
         state.requests_without_user += other.requests_without_user;
-        state.single_users += other.single_users;
+        // Saturating: a crafted partial may carry any count (honest ones cannot get near).
+        state.single_users = state.single_users.saturating_add(other.single_users);
         // Fold the smaller map into the larger.
         if other.users.len() > state.users.len() {
             std::mem::swap(&mut state.users, &mut other.users);
@@ -199,13 +200,15 @@ impl Kernel for UsersKernel {
     fn compact(&self, _ctx: &Ctx, state: &mut State) {
         let before = state.users.len();
         state.users.retain(|_, e| *e == MIXED);
-        state.single_users += (before - state.users.len()) as u64;
+        state.single_users = state
+            .single_users
+            .saturating_add((before - state.users.len()) as u64);
     }
 }
 
 impl State {
     pub(crate) fn users_checked(&self) -> u64 {
-        self.users.len() as u64 + self.single_users
+        (self.users.len() as u64).saturating_add(self.single_users)
     }
 
     pub(crate) fn users_mixed(&self) -> u64 {

@@ -393,11 +393,22 @@ pub(crate) struct Joined {
 
 impl Joined {
     /// Adds the join of other request ids (another key range): exact, as no id is in both.
+    /// Saturating: a crafted partial may carry any count (honest ones cannot get near).
     fn absorb(&mut self, o: Joined) {
-        self.orphan_receipts += o.orphan_receipts;
-        self.orphan_request_ids += o.orphan_request_ids;
-        self.executions_on_failed_requests += o.executions_on_failed_requests;
-        self.failed_requests_with_executions += o.failed_requests_with_executions;
+        for (mine, theirs) in [
+            (&mut self.orphan_receipts, o.orphan_receipts),
+            (&mut self.orphan_request_ids, o.orphan_request_ids),
+            (
+                &mut self.executions_on_failed_requests,
+                o.executions_on_failed_requests,
+            ),
+            (
+                &mut self.failed_requests_with_executions,
+                o.failed_requests_with_executions,
+            ),
+        ] {
+            *mine = mine.saturating_add(theirs);
+        }
         Samples::smallest_of(SAMPLE_CAP, &mut self.orphan_targets, o.orphan_targets);
         Samples::smallest_of(SAMPLE_CAP, &mut self.failed_targets, o.failed_targets);
         self.orphans.extend(o.orphans);
