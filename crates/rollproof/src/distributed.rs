@@ -1107,9 +1107,9 @@ fn encode_sections(
     ranges: usize,
 ) -> Vec<(String, Vec<u8>)> {
     let parts: Vec<State> = if ranges > 1 {
-        (0..ranges)
-            .map_while(|r| kernel.take_range(state.as_mut(), r, ranges))
-            .collect()
+        kernel
+            .split_ranges(state.as_mut(), ranges)
+            .unwrap_or_default()
     } else {
         Vec::new()
     };

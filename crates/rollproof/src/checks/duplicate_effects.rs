@@ -374,6 +374,23 @@ impl Kernel for EffectsKernel {
         })
     }
 
+    fn split_ranges(&self, state: &mut State, ranges: usize) -> Option<Vec<State>> {
+        let mut parts: Vec<Vec<Exec>> = vec![Vec::new(); ranges];
+        for e in std::mem::take(&mut state.runs).into_iter().flatten() {
+            parts[crate::engine::range_of(e.key[0], ranges)].push(e);
+        }
+        Some(
+            parts
+                .into_iter()
+                .map(|run| State {
+                    runs: vec![run],
+                    effect_names: state.effect_names.clone(),
+                    ..State::default()
+                })
+                .collect(),
+        )
+    }
+
     fn compact(&self, _ctx: &Ctx, state: &mut State) {
         state.compacted = std::mem::take(&mut state.summary);
         state.effect_names.clear();

@@ -235,6 +235,19 @@ impl Kernel for ImpactKernel {
         })
     }
 
+    fn split_ranges(&self, state: &mut State, ranges: usize) -> Option<Vec<State>> {
+        let parts = crate::stats::split_key_ranges(&mut state.users, ranges);
+        Some(
+            parts
+                .into_iter()
+                .map(|users| State {
+                    users,
+                    ..State::default()
+                })
+                .collect(),
+        )
+    }
+
     fn compact(&self, _ctx: &Ctx, state: &mut State) {
         for (_, mark) in std::mem::take(&mut state.users) {
             state.compacted.add(&mark);

@@ -197,6 +197,19 @@ impl Kernel for UsersKernel {
         })
     }
 
+    fn split_ranges(&self, state: &mut State, ranges: usize) -> Option<Vec<State>> {
+        let parts = crate::stats::split_key_ranges(&mut state.users, ranges);
+        Some(
+            parts
+                .into_iter()
+                .map(|users| State {
+                    users,
+                    ..State::default()
+                })
+                .collect(),
+        )
+    }
+
     fn compact(&self, _ctx: &Ctx, state: &mut State) {
         let before = state.users.len();
         state.users.retain(|_, e| *e == MIXED);

@@ -201,6 +201,19 @@ impl Kernel for ReceiptSideKernel {
         })
     }
 
+    fn split_ranges(&self, state: &mut ReceiptSide, ranges: usize) -> Option<Vec<ReceiptSide>> {
+        let parts = split_runs(&mut state.runs, ranges);
+        Some(
+            parts
+                .into_iter()
+                .map(|run| ReceiptSide {
+                    runs: vec![run],
+                    table: None,
+                })
+                .collect(),
+        )
+    }
+
     /// The range's receipts are joined ([`RequestSideKernel`]'s compaction holds the result).
     fn compact(&self, _ctx: &Ctx, state: &mut ReceiptSide) {
         *state = ReceiptSide::default();
@@ -350,11 +363,33 @@ impl Kernel for RequestSideKernel {
         })
     }
 
+    fn split_ranges(&self, state: &mut RequestSide, ranges: usize) -> Option<Vec<RequestSide>> {
+        let parts = split_runs(&mut state.found, ranges);
+        Some(
+            parts
+                .into_iter()
+                .map(|run| RequestSide {
+                    found: vec![run],
+                    ..RequestSide::default()
+                })
+                .collect(),
+        )
+    }
+
     /// The range's join is complete: keep its figures, drop its request ids.
     fn compact(&self, _ctx: &Ctx, state: &mut RequestSide) {
         state.compacted = state.joined.take();
         state.found.clear();
     }
+}
+
+/// Moves every entry of runs of (request id hash, flag) into the run of its key range.
+fn split_runs(runs: &mut Vec<Vec<(u64, bool)>>, ranges: usize) -> Vec<Vec<(u64, bool)>> {
+    let mut parts = vec![Vec::new(); ranges];
+    for (h, flag) in std::mem::take(runs).into_iter().flatten() {
+        parts[crate::engine::range_of(h, ranges)].push((h, flag));
+    }
+    parts
 }
 
 /// Moves the entries of a key range out of runs of (request id hash, flag).

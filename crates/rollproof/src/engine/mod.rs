@@ -95,6 +95,13 @@ pub(crate) trait Kernel: Sync + 'static {
     ) -> Option<Self::State> {
         None
     }
+    /// Moves every entry out of `state` into one state per key range, in one pass (what
+    /// [`Kernel::take_range`] does for each range in turn).
+    fn split_ranges(&self, state: &mut Self::State, ranges: usize) -> Option<Vec<Self::State>> {
+        (0..ranges)
+            .map(|r| self.take_range(state, r, ranges))
+            .collect()
+    }
     /// Called on a settled state that holds every entry of its key range from every unit (and
     /// nothing else): reduces the entries to the small figures the checks read (counts, samples,
     /// the violating keys), which merge across ranges without the keys.
@@ -173,6 +180,11 @@ pub(crate) trait AnyKernel: Sync {
         range: usize,
         ranges: usize,
     ) -> Option<Box<dyn Any + Send + Sync>>;
+    fn split_ranges(
+        &self,
+        state: &mut (dyn Any + Send + Sync),
+        ranges: usize,
+    ) -> Option<Vec<Box<dyn Any + Send + Sync>>>;
     fn compact(&self, ctx: &Ctx, state: &mut (dyn Any + Send + Sync));
 }
 
@@ -245,6 +257,18 @@ impl<K: Kernel> AnyKernel for K {
     ) -> Option<Box<dyn Any + Send + Sync>> {
         Kernel::take_range(self, typed_mut::<K::State>(state), range, ranges)
             .map(|s| Box::new(s) as Box<dyn Any + Send + Sync>)
+    }
+    fn split_ranges(
+        &self,
+        state: &mut (dyn Any + Send + Sync),
+        ranges: usize,
+    ) -> Option<Vec<Box<dyn Any + Send + Sync>>> {
+        Kernel::split_ranges(self, typed_mut::<K::State>(state), ranges).map(|parts| {
+            parts
+                .into_iter()
+                .map(|s| Box::new(s) as Box<dyn Any + Send + Sync>)
+                .collect()
+        })
     }
     fn compact(&self, ctx: &Ctx, state: &mut (dyn Any + Send + Sync)) {
         Kernel::compact(self, ctx, typed_mut::<K::State>(state))

@@ -152,8 +152,9 @@ fn results_do_not_depend_on_split_merge_order_or_encoding() {
 
 /// Folds every unit into `parts` partials (as `rollproof partial` does: no earlier stage at
 /// hand), then finishes the keyed kernels `ranges` key ranges at a time and the rest as a merge
-/// does. `ranges == 0`: no key ranges, every state merged whole.
-fn run_sharded(data: &Data, parts: usize, ranges: usize) -> Vec<CheckResult> {
+/// does. `ranges == 0`: no key ranges, every state merged whole. `one_pass`: the partials are
+/// split into all their ranges at once (as a partial is written) instead of range by range.
+fn run_sharded(data: &Data, parts: usize, ranges: usize, one_pass: bool) -> Vec<CheckResult> {
     let mut folded: Vec<&dyn AnyKernel> = data
         .kernels
         .iter()
@@ -181,14 +182,31 @@ fn run_sharded(data: &Data, parts: usize, ranges: usize) -> Vec<CheckResult> {
     let keyed: Vec<&dyn AnyKernel> = folded.iter().copied().filter(|k| k.keyed()).collect();
     let mut compacted: Vec<State> = Vec::new();
     if ranges > 0 {
+        // With `one_pass`, each partial's pieces, per kernel: pieces[kernel][partial][range].
+        let mut pieces: Vec<Vec<Vec<Option<State>>>> = Vec::new();
+        if one_pass {
+            for (kernel, ps) in folded.iter().zip(&mut partials) {
+                pieces.push(
+                    ps.iter_mut()
+                        .map(|p| match kernel.split_ranges(p.as_mut(), ranges) {
+                            Some(split) if kernel.keyed() => split.into_iter().map(Some).collect(),
+                            _ => Vec::new(),
+                        })
+                        .collect(),
+                );
+            }
+        }
         compacted = super::finish_ranges(&data.ctx, &keyed, ranges, |kernel, range| {
             let at = folded
                 .iter()
                 .position(|k| k.name() == kernel.name())
                 .unwrap();
             let mut state = kernel.init(&data.ctx, &States::default());
-            for p in &mut partials[at] {
-                let part = kernel.take_range(p.as_mut(), range, ranges).unwrap();
+            for (i, p) in partials[at].iter_mut().enumerate() {
+                let part = match pieces.get_mut(at) {
+                    Some(split) => split[i][range].take().unwrap(),
+                    None => kernel.take_range(p.as_mut(), range, ranges).unwrap(),
+                };
                 kernel.merge(state.as_mut(), part);
             }
             Ok::<_, ()>(state)
@@ -237,14 +255,16 @@ fn key_ranges_finish_to_the_same_results() {
     ] {
         let mut data = load(fixture);
         data.ctx.sharded = true;
-        let whole = run_sharded(&data, 3, 0);
+        let whole = run_sharded(&data, 3, 0, false);
         with_samples += whole.iter().any(|r| !r.samples.is_empty()) as usize;
         for ranges in [1, 2, 7, 16] {
-            assert_eq!(
-                run_sharded(&data, 3, ranges),
-                whole,
-                "{fixture}: {ranges} key ranges"
-            );
+            for one_pass in [false, true] {
+                assert_eq!(
+                    run_sharded(&data, 3, ranges, one_pass),
+                    whole,
+                    "{fixture}: {ranges} key ranges, one pass {one_pass}"
+                );
+            }
         }
     }
     assert!(with_samples >= 3, "the fixtures have samples to compare");

@@ -239,6 +239,19 @@ pub(crate) fn take_key_range<V>(
     taken
 }
 
+/// Moves every entry of `map` into the map of its key range, in one pass.
+pub(crate) fn split_key_ranges<V>(
+    map: &mut PrehashedMap<u64, V>,
+    ranges: usize,
+) -> Vec<PrehashedMap<u64, V>> {
+    let mut parts: Vec<PrehashedMap<u64, V>> =
+        (0..ranges).map(|_| PrehashedMap::default()).collect();
+    for (k, v) in map.drain() {
+        parts[crate::engine::range_of(k, ranges)].insert(k, v);
+    }
+    parts
+}
+
 pub(crate) fn deserialize_prehashed<'de, K, V, D>(d: D) -> Result<PrehashedMap<K, V>, D::Error>
 where
     K: Eq + std::hash::Hash + Deserialize<'de>,
