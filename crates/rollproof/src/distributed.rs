@@ -1289,7 +1289,7 @@ pub fn finish_key_range(
     check_units(&want, &folds, true)?;
     let kernels = kernels_of(&ctx);
     let keyed = keyed_kernels(&kernels, &[Stage::Receipts, Stage::Requests]);
-    let bodies: Vec<Body> = folds.iter().map(|(_, b)| b.clone()).collect();
+    let bodies: Vec<Body> = folds.into_iter().map(|(_, b)| b).collect();
     let done = crate::engine::finish_ranges(&ctx, &keyed, 1, |k, _| {
         range_state(&ctx, &bodies, k, range, ranges)
     })?;
