@@ -23,12 +23,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::error_recovery::is_error;
-use crate::columns::{hash_str, Col, Table};
+use crate::columns::{Col, Table};
 use crate::engine::{Kernel, Rows, Stage, States};
 use crate::incident::Window;
 use crate::plan::{Ctx, Plan, Rollback};
 use crate::report::Instant;
-use crate::stats::{deserialize_prehashed, serialize_sorted, PrehashedMap};
+use crate::stats::key_table::KeyTable;
 use crate::time::{Micros, MICROS_PER_MINUTE};
 
 /// The most minutes one batch counts densely (a week); the rest go to the map.
@@ -108,11 +108,7 @@ pub(crate) struct State {
     windows: [Counts; 3],
     /// Users with requests in a fixed window or between the end of the baseline and the flip (so
     /// that the users of any window ending at the flip can be counted once its start is known).
-    #[serde(
-        serialize_with = "serialize_sorted",
-        deserialize_with = "deserialize_prehashed"
-    )]
-    users: PrehashedMap<u64, UserMark>,
+    users: KeyTable<UserMark>,
     has_users: bool,
     has_status: bool,
     /// What [`Kernel::compact`] keeps of the users of a complete key range.
@@ -219,7 +215,7 @@ impl Kernel for ImpactKernel {
             std::mem::swap(&mut state.users, &mut other.users);
         }
         for (u, mark) in other.users {
-            state.users.entry(u).or_default().merge(&mark);
+            state.users.entry(u).0.merge(&mark);
         }
         state.has_users |= other.has_users;
         state.has_status |= other.has_status;
@@ -230,15 +226,16 @@ impl Kernel for ImpactKernel {
 
     fn take_range(&self, state: &mut State, range: usize, ranges: usize) -> Option<State> {
         Some(State {
-            users: crate::stats::take_key_range(&mut state.users, range, ranges),
+            users: state.users.take_range(range, ranges),
             ..State::default()
         })
     }
 
     fn split_ranges(&self, state: &mut State, ranges: usize) -> Option<Vec<State>> {
-        let parts = crate::stats::split_key_ranges(&mut state.users, ranges);
         Some(
-            parts
+            state
+                .users
+                .split_ranges(ranges)
                 .into_iter()
                 .map(|users| State {
                     users,
@@ -270,13 +267,8 @@ impl State {
         }
         let status = batch.int(Col::Status);
         self.has_status |= status.is_some();
-        let users = batch.str(Col::UserId);
-        self.has_users |= users.is_some();
-        let user_hashes: Option<Vec<Option<u64>>> = users.map(|u| {
-            (0..n)
-                .map(|i| u.get(i).map(|s| hash_str(Some(s))))
-                .collect()
-        });
+        let user_hashes = rows.user_hashes();
+        self.has_users |= user_hashes.is_some();
         let windows = [r.baseline, settling(r), r.post];
         // Minutes of one batch are few: count them densely, then merge into the map. The dense
         // array is capped (a batch may span millennia: hostile or corrupt timestamps); minutes
@@ -291,7 +283,20 @@ impl State {
         let first = minute(lo);
         let span = minute(hi).saturating_sub(first).saturating_add(1);
         let mut dense = vec![Counts::default(); span.clamp(0, DENSE_MINUTES) as usize];
+        // In chunks: the user slots of the next chunk are loaded while this one is counted, so
+        // that their cache misses overlap each other and this chunk's work.
+        const CHUNK: usize = 32;
+        let warm = |users: &KeyTable<UserMark>, from: usize| {
+            if let Some(h) = user_hashes {
+                let chunk = h.get(from..(from + CHUNK).min(n)).unwrap_or_default();
+                users.warm(chunk.iter().flatten().copied());
+            }
+        };
+        warm(&self.users, 0);
         for i in 0..n {
+            if i % CHUNK == 0 {
+                warm(&self.users, i + CHUNK);
+            }
             let t = ts[i];
             let error = status.is_some_and(|s| s.is_valid(i) && is_error(s.value(i)));
             let with_status = status.is_some_and(|s| s.is_valid(i));
@@ -319,7 +324,7 @@ impl State {
             if let Some(u) = user {
                 let before_flip = t >= r.baseline.end && t < r.flip_at;
                 if in_windows != 0 || before_flip {
-                    let mark = self.users.entry(u).or_default();
+                    let (mark, _) = self.users.entry(u);
                     mark.windows |= in_windows;
                     if affected {
                         mark.affected |= in_windows;

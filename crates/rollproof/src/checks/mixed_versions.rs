@@ -14,7 +14,8 @@ use crate::columns::{hash_str, Col, Table};
 use crate::engine::lookup::{Found, Lookup, LookupSpec};
 use crate::engine::{Kernel, Rows, Stage, States};
 use crate::plan::{Ctx, Plan};
-use crate::stats::{deserialize_prehashed, serialize_sorted, PrehashedMap, Targets};
+use crate::stats::key_table::KeyTable;
+use crate::stats::Targets;
 use crate::time::format_millis;
 
 pub(crate) static CHECK: CheckSpec = CheckSpec {
@@ -65,11 +66,7 @@ const MIXED: u64 = u64::MAX;
 /// Users → the one value seen so far, or `MIXED`.
 #[derive(Default, Serialize, Deserialize)]
 pub(crate) struct State {
-    #[serde(
-        serialize_with = "serialize_sorted",
-        deserialize_with = "deserialize_prehashed"
-    )]
-    users: PrehashedMap<u64, u64>,
+    users: KeyTable<u64>,
     requests_without_user: u64,
     /// Users with one value, counted and dropped by [`Kernel::compact`] once their key range
     /// was complete (only the mixed users stay: the checks read nothing else of a user).
@@ -115,7 +112,7 @@ pub(crate) fn mixed_users_requests(ctx: &Ctx, states: &States, rows: &Rows<'_>) 
     };
     let state = states.get::<UsersKernel>();
     let mixed =
-        users.map_rows(|u| u.is_some_and(|u| state.users.get(&hash_str(Some(u))) == Some(&MIXED)));
+        users.map_rows(|u| u.is_some_and(|u| state.users.get(hash_str(Some(u))) == Some(&MIXED)));
     (0..n).map(|i| rows.set[i] != 0 && mixed[i]).collect()
 }
 
@@ -143,27 +140,29 @@ impl Kernel for UsersKernel {
         if skip_reason(ctx).is_some() {
             return;
         }
-        let user = rows.batch.str(Col::UserId).expect("projected");
-        let user_hashes = user.map_rows(|u| u.map(|u| hash_str(Some(u))));
+        let user_hashes = rows.user_hashes().expect("projected");
         let values = row_values(ctx, rows);
-        for i in 0..rows.len() {
-            if rows.set[i] == 0 {
-                continue;
-            }
-            let Some(u) = user_hashes[i] else {
-                state.requests_without_user += 1;
-                continue;
-            };
-            let value = values[i].min(MIXED - 1);
+        // In chunks whose slots are loaded first, so that their cache misses overlap (see
+        // `KeyTable::warm`).
+        const CHUNK: usize = 32;
+        for start in (0..rows.len()).step_by(CHUNK) {
+            let end = (start + CHUNK).min(rows.len());
+            let audited = |i: &usize| rows.set[*i] != 0;
             state
                 .users
-                .entry(u)
-                .and_modify(|e| {
-                    if *e != value {
-                        *e = MIXED;
-                    }
-                })
-                .or_insert(value);
+                .warm((start..end).filter(audited).filter_map(|i| user_hashes[i]));
+            for i in (start..end).filter(audited) {
+                let Some(u) = user_hashes[i] else {
+                    state.requests_without_user += 1;
+                    continue;
+                };
+                let value = values[i].min(MIXED - 1);
+                match state.users.entry(u) {
+                    (e, true) => *e = value,
+                    (e, false) if *e != value => *e = MIXED,
+                    _ => {}
+                }
+            }
         }
     }
 
@@ -176,15 +175,11 @@ impl Kernel for UsersKernel {
             std::mem::swap(&mut state.users, &mut other.users);
         }
         for (u, e) in other.users {
-            state
-                .users
-                .entry(u)
-                .and_modify(|m| {
-                    if *m != e {
-                        *m = MIXED;
-                    }
-                })
-                .or_insert(e);
+            match state.users.entry(u) {
+                (m, true) => *m = e,
+                (m, false) if *m != e => *m = MIXED,
+                _ => {}
+            }
         }
     }
 
@@ -192,15 +187,16 @@ impl Kernel for UsersKernel {
 
     fn take_range(&self, state: &mut State, range: usize, ranges: usize) -> Option<State> {
         Some(State {
-            users: crate::stats::take_key_range(&mut state.users, range, ranges),
+            users: state.users.take_range(range, ranges),
             ..State::default()
         })
     }
 
     fn split_ranges(&self, state: &mut State, ranges: usize) -> Option<Vec<State>> {
-        let parts = crate::stats::split_key_ranges(&mut state.users, ranges);
         Some(
-            parts
+            state
+                .users
+                .split_ranges(ranges)
                 .into_iter()
                 .map(|users| State {
                     users,
@@ -234,7 +230,7 @@ impl State {
             .users
             .iter()
             .filter(|(_, e)| **e == MIXED)
-            .map(|(u, _)| *u)
+            .map(|(u, _)| u)
             .collect();
         mixed.sort_unstable();
         mixed.truncate(SAMPLE_CAP);

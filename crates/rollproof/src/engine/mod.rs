@@ -328,6 +328,8 @@ pub(crate) struct Rows<'a> {
     pub(crate) side: Vec<u8>,
     /// Canary: rows in the window whose arm is neither arm.
     pub(crate) other_arm: u64,
+    /// The hash of each row's `user_id`, computed once for the kernels that key on users.
+    user_hashes: std::cell::OnceCell<Option<Vec<Option<u64>>>>,
 }
 
 impl<'a> Rows<'a> {
@@ -350,6 +352,7 @@ impl<'a> Rows<'a> {
                 set: Vec::new(),
                 side: Vec::new(),
                 other_arm: 0,
+                user_hashes: Default::default(),
             };
         }
         let ts = batch.ts();
@@ -381,6 +384,7 @@ impl<'a> Rows<'a> {
                     })
                     .collect(),
                 other_arm: 0,
+                user_hashes: Default::default(),
             },
             Plan::Canary(c) => {
                 let arms: Vec<u8> = match batch.str(Col::Arm) {
@@ -409,6 +413,7 @@ impl<'a> Rows<'a> {
                     side: set.clone(),
                     set,
                     other_arm,
+                    user_hashes: Default::default(),
                 }
             }
         }
@@ -416,5 +421,15 @@ impl<'a> Rows<'a> {
 
     pub(crate) fn len(&self) -> usize {
         self.batch.len()
+    }
+
+    /// `hash_str` of each row's `user_id` (`None` where it is missing); `None` without the column.
+    pub(crate) fn user_hashes(&self) -> Option<&[Option<u64>]> {
+        self.user_hashes
+            .get_or_init(|| {
+                let users = self.batch.str(Col::UserId)?;
+                Some(users.map_rows(|u| u.map(|u| crate::columns::hash_str(Some(u)))))
+            })
+            .as_deref()
     }
 }

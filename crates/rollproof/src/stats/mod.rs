@@ -5,6 +5,7 @@
 
 pub(crate) mod hash_index;
 pub(crate) mod intervals;
+pub(crate) mod key_table;
 mod quantiles;
 mod samples;
 mod strata;
@@ -187,78 +188,6 @@ mod tests {
         let exact: f64 = values.iter().sum::<f64>() / 1000.0;
         assert!((forward.mean().unwrap() - exact).abs() < 1e-9);
     }
-}
-
-/// A hasher for keys that are already good hashes (xxh3 of the value): passes them through.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct PrehashedHasher(u64);
-
-impl std::hash::Hasher for PrehashedHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ b as u64;
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-    fn write_u128(&mut self, v: u128) {
-        self.0 = (v as u64) ^ ((v >> 64) as u64);
-    }
-}
-
-/// A map keyed by a precomputed hash.
-pub(crate) type PrehashedMap<K, V> =
-    std::collections::HashMap<K, V, std::hash::BuildHasherDefault<PrehashedHasher>>;
-
-/// Serializes a map keyed by hashes in key order (a hash map's own order differs run to run).
-pub(crate) fn serialize_sorted<K, V, S>(map: &PrehashedMap<K, V>, s: S) -> Result<S::Ok, S::Error>
-where
-    K: Ord + Serialize,
-    V: Serialize,
-    S: serde::Serializer,
-{
-    let mut entries: Vec<(&K, &V)> = map.iter().collect();
-    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    s.collect_seq(entries)
-}
-
-/// Moves the entries whose hash key falls in key range `range` of `ranges` out of `map`.
-pub(crate) fn take_key_range<V>(
-    map: &mut PrehashedMap<u64, V>,
-    range: usize,
-    ranges: usize,
-) -> PrehashedMap<u64, V> {
-    let (taken, kept) = std::mem::take(map)
-        .into_iter()
-        .partition(|(k, _)| crate::engine::range_of(*k, ranges) == range);
-    *map = kept;
-    taken
-}
-
-/// Moves every entry of `map` into the map of its key range, in one pass.
-pub(crate) fn split_key_ranges<V>(
-    map: &mut PrehashedMap<u64, V>,
-    ranges: usize,
-) -> Vec<PrehashedMap<u64, V>> {
-    let mut parts: Vec<PrehashedMap<u64, V>> =
-        (0..ranges).map(|_| PrehashedMap::default()).collect();
-    for (k, v) in map.drain() {
-        parts[crate::engine::range_of(k, ranges)].insert(k, v);
-    }
-    parts
-}
-
-pub(crate) fn deserialize_prehashed<'de, K, V, D>(d: D) -> Result<PrehashedMap<K, V>, D::Error>
-where
-    K: Eq + std::hash::Hash + Deserialize<'de>,
-    V: Deserialize<'de>,
-    D: serde::Deserializer<'de>,
-{
-    Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
 }
 
 /// The Wilson score interval of a proportion `hits / n` at `z` standard errors (1.96: 95%):

@@ -1,0 +1,278 @@
+//! A growable map from 64-bit key hashes to small `Copy` values, for the per-key states that
+//! grow with users (the impact section, `mixed_versions`).
+//!
+//! Why not a `HashMap`: a per-row update into a map of millions of keys is one cache miss per row,
+//! and with a general-purpose map it is two (control bytes, then the bucket). Here a key and its
+//! value share one slot (one cache line), and [`KeyTable::warm`] loads the home slots of a chunk
+//! of keys in a tight loop before the chunk is applied, so that the chunk's misses overlap instead
+//! of following one another. (A prefetch instruction would need `unsafe`, which the crate forbids;
+//! plain loads whose results are discarded do the same work.) On the 10M benchmark this took the
+//! impact section's update from a quarter of the audit's CPU time to a few percent.
+//!
+//! Open addressing with linear probing over a power-of-two number of slots, at most 3/4 full; key
+//! 0 marks an empty slot, so the key 0 itself is kept aside. Iteration order is the slots' order:
+//! callers that print or serialize sort first (serde does: entries are written in key order,
+//! the same bytes as a sorted `HashMap` of the same entries).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct KeyTable<V> {
+    slots: Vec<(u64, V)>,
+    /// The value of key 0, which cannot live in a slot.
+    zero: Option<V>,
+    len: usize,
+}
+
+/// A slot's home: the high bits of the key times an odd constant (keys are hashes already, but
+/// a crafted partial could choose them; multiplying spreads patterns in the low bits).
+#[inline]
+fn home(key: u64, mask: usize) -> usize {
+    (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize & mask
+}
+
+impl<V: Copy + Default> KeyTable<V> {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The value of `key`, inserted as `V::default()` when absent; `true` when it was inserted.
+    #[inline]
+    pub(crate) fn entry(&mut self, key: u64) -> (&mut V, bool) {
+        if key == 0 {
+            let inserted = self.zero.is_none();
+            self.len += inserted as usize;
+            return (self.zero.get_or_insert_with(V::default), inserted);
+        }
+        if (self.len + 1) * 4 > self.slots.len() * 3 {
+            self.grow();
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = home(key, mask);
+        loop {
+            let k = self.slots[i].0;
+            if k == key {
+                return (&mut self.slots[i].1, false);
+            }
+            if k == 0 {
+                self.slots[i] = (key, V::default());
+                self.len += 1;
+                return (&mut self.slots[i].1, true);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    pub(crate) fn get(&self, key: u64) -> Option<&V> {
+        if key == 0 {
+            return self.zero.as_ref();
+        }
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = home(key, mask);
+        loop {
+            match self.slots[i].0 {
+                k if k == key => return Some(&self.slots[i].1),
+                0 => return None,
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    /// Loads the home slot of each key (see the module's documentation); no effect on the table.
+    #[inline]
+    pub(crate) fn warm(&self, keys: impl Iterator<Item = u64>) {
+        if self.slots.is_empty() {
+            return;
+        }
+        let mask = self.slots.len() - 1;
+        let mut acc = 0u64;
+        for key in keys {
+            acc ^= self.slots[home(key, mask)].0;
+        }
+        std::hint::black_box(acc);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).max(16);
+        let old = std::mem::replace(&mut self.slots, vec![(0, V::default()); size]);
+        let mask = size - 1;
+        for (key, value) in old {
+            if key != 0 {
+                let mut i = home(key, mask);
+                while self.slots[i].0 != 0 {
+                    i = (i + 1) & mask;
+                }
+                self.slots[i] = (key, value);
+            }
+        }
+    }
+
+    /// The entries, in no particular order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &V)> {
+        self.zero
+            .iter()
+            .map(|v| (0, v))
+            .chain(self.slots.iter().filter(|s| s.0 != 0).map(|(k, v)| (*k, v)))
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
+        self.iter().map(|(_, v)| v)
+    }
+
+    /// Keeps the entries for which `keep` is true.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(u64, &V) -> bool) {
+        if self.iter().all(|(k, v)| keep(k, v)) {
+            return;
+        }
+        *self = std::mem::take(self)
+            .into_iter()
+            .filter(|(k, v)| keep(*k, v))
+            .collect();
+    }
+
+    /// Moves every entry into the table of its key range (`crate::engine::range_of`), in one pass.
+    pub(crate) fn split_ranges(&mut self, ranges: usize) -> Vec<KeyTable<V>> {
+        let mut parts: Vec<KeyTable<V>> = (0..ranges).map(|_| KeyTable::default()).collect();
+        for (k, v) in std::mem::take(self) {
+            *parts[crate::engine::range_of(k, ranges)].entry(k).0 = v;
+        }
+        parts
+    }
+
+    /// Moves the entries of key range `range` of `ranges` out of the table.
+    pub(crate) fn take_range(&mut self, range: usize, ranges: usize) -> KeyTable<V> {
+        let (taken, kept) = std::mem::take(self)
+            .into_iter()
+            .partition(|(k, _)| crate::engine::range_of(*k, ranges) == range);
+        *self = kept;
+        taken
+    }
+}
+
+impl<V: Copy + Default> IntoIterator for KeyTable<V> {
+    type Item = (u64, V);
+    type IntoIter = std::iter::Chain<
+        std::iter::Map<std::option::IntoIter<V>, fn(V) -> (u64, V)>,
+        std::iter::Filter<std::vec::IntoIter<(u64, V)>, fn(&(u64, V)) -> bool>,
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        let zero: fn(V) -> (u64, V) = |v| (0, v);
+        let occupied: fn(&(u64, V)) -> bool = |s| s.0 != 0;
+        self.zero
+            .into_iter()
+            .map(zero)
+            .chain(self.slots.into_iter().filter(occupied))
+    }
+}
+
+/// Later entries of a repeated key replace earlier ones (as when collecting into a `HashMap`).
+impl<V: Copy + Default> FromIterator<(u64, V)> for KeyTable<V> {
+    fn from_iter<I: IntoIterator<Item = (u64, V)>>(iter: I) -> KeyTable<V> {
+        let mut table = KeyTable::default();
+        table.extend(iter);
+        table
+    }
+}
+
+impl<V: Copy + Default> Extend<(u64, V)> for KeyTable<V> {
+    fn extend<I: IntoIterator<Item = (u64, V)>>(&mut self, iter: I) {
+        for (k, v) in iter {
+            *self.entry(k).0 = v;
+        }
+    }
+}
+
+/// Written as the sequence of `(key, value)` pairs in key order.
+impl<V: Copy + Default + Serialize> Serialize for KeyTable<V> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut entries: Vec<(u64, &V)> = self.iter().collect();
+        entries.sort_unstable_by_key(|e| e.0);
+        s.collect_seq(entries)
+    }
+}
+
+impl<'de, V: Copy + Default + Deserialize<'de>> Deserialize<'de> for KeyTable<V> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<KeyTable<V>, D::Error> {
+        Ok(Vec::<(u64, V)>::deserialize(d)?.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeyTable;
+    use std::collections::HashMap;
+
+    /// The table against a `HashMap` on the same operations, key 0 and colliding homes included.
+    #[test]
+    fn agrees_with_a_hash_map() {
+        let mut table: KeyTable<u64> = KeyTable::default();
+        let mut map: HashMap<u64, u64> = HashMap::new();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for step in 0..200_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Few distinct keys, some 0, some equal in their high bits (same home).
+            let key = match step % 7 {
+                0 => 0,
+                1 => (x % 64) << 40,
+                _ => x % 50_000,
+            };
+            let (v, inserted) = table.entry(key);
+            assert_eq!(inserted, !map.contains_key(&key));
+            *v += step;
+            *map.entry(key).or_default() += step;
+        }
+        assert_eq!(table.len(), map.len());
+        for (k, v) in &map {
+            assert_eq!(table.get(*k), Some(v));
+        }
+        assert_eq!(table.get(u64::MAX), None);
+        let mut entries: Vec<(u64, u64)> = table.clone().into_iter().collect();
+        entries.sort_unstable();
+        let mut expected: Vec<(u64, u64)> = map.clone().into_iter().collect();
+        expected.sort_unstable();
+        assert_eq!(entries, expected);
+
+        table.retain(|k, _| k % 3 == 0);
+        map.retain(|k, _| k % 3 == 0);
+        assert_eq!(table.len(), map.len());
+        let parts = table.clone().split_ranges(5);
+        assert_eq!(parts.iter().map(KeyTable::len).sum::<usize>(), map.len());
+        for (r, part) in parts.iter().enumerate() {
+            let mut rest = table.clone();
+            let taken = rest.take_range(r, 5);
+            assert_eq!(taken.len(), part.len());
+            assert_eq!(taken.len() + rest.len(), map.len());
+            for (k, v) in part.iter() {
+                assert_eq!(crate::engine::range_of(k, 5), r);
+                assert_eq!(taken.get(k), Some(v));
+                assert_eq!(rest.get(k), None);
+            }
+        }
+    }
+
+    /// Serialized in key order: the bytes do not depend on the order of insertion.
+    #[test]
+    fn serializes_in_key_order() {
+        let a: KeyTable<u8> = [(5, 1), (0, 2), (u64::MAX, 3), (9, 4)]
+            .into_iter()
+            .collect();
+        let b: KeyTable<u8> = [(9, 4), (u64::MAX, 3), (5, 1), (0, 2)]
+            .into_iter()
+            .collect();
+        let bytes = postcard::to_allocvec(&a).unwrap();
+        assert_eq!(bytes, postcard::to_allocvec(&b).unwrap());
+        let expected: Vec<(u64, u8)> = vec![(0, 2), (5, 1), (9, 4), (u64::MAX, 3)];
+        assert_eq!(bytes, postcard::to_allocvec(&expected).unwrap());
+        let back: KeyTable<u8> = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back.len(), 4);
+        assert_eq!(back.get(u64::MAX), Some(&3));
+    }
+}
