@@ -270,6 +270,70 @@ fn key_ranges_finish_to_the_same_results() {
     assert!(with_samples >= 3, "the fixtures have samples to compare");
 }
 
+/// Parts of row groups (for more workers than units) cover each row group once, in order, and
+/// read the same rows as the whole row group; no part is cut from a non-Parquet file.
+#[test]
+fn row_groups_read_in_parts_are_the_row_groups() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
+    let incident = Incident::load(&path.join("demo/incident.toml")).unwrap();
+    let (_, tables) = prepare(&incident, &InputOverrides::default(), true).unwrap();
+    let plan = tables.get(Table::Requests).unwrap();
+    let units = plan.units();
+    let rows: Vec<u64> = vec![4096, 4096, 808];
+    assert_eq!(units.len(), rows.len());
+    // As many units as workers, or parts that would be too small: whole units.
+    let whole: Vec<(usize, crate::ingest::RowRange)> = (0..3).map(|u| (u, None)).collect();
+    assert_eq!(plan.parts(&units, 3, 1), whole);
+    assert_eq!(plan.parts(&units, 8, 5000), whole);
+    // 8 workers, 3 units: up to 3 parts a unit, of at least 1000 rows (808 is too few to cut).
+    let parts = plan.parts(&units, 8, 1000);
+    assert_eq!(
+        parts,
+        vec![
+            (0, Some(0..1365)),
+            (0, Some(1365..2730)),
+            (0, Some(2730..4096)),
+            (1, Some(0..1365)),
+            (1, Some(1365..2730)),
+            (1, Some(2730..4096)),
+            (2, None),
+        ]
+    );
+    let wanted: Vec<Col> = Col::of_table(Table::Requests).collect();
+    let read = |unit, range: crate::ingest::RowRange| {
+        let mut batches = Vec::new();
+        let counts = plan
+            .read_part(unit, range, &wanted, |b| batches.push(b.to_record_batch()))
+            .unwrap();
+        let schema = batches[0].schema();
+        (
+            counts.rows_read,
+            arrow::compute::concat_batches(&schema, &batches).unwrap(),
+        )
+    };
+    for (u, unit) in units.iter().enumerate() {
+        let (n, whole) = read(*unit, None);
+        assert_eq!(n, rows[u]);
+        let pieces: Vec<(u64, arrow::array::RecordBatch)> = plan
+            .parts(&units, 8, 1)
+            .into_iter()
+            .filter(|(at, _)| *at == u)
+            .map(|(_, range)| read(*unit, range))
+            .collect();
+        assert_eq!(pieces.len(), 3);
+        assert_eq!(pieces.iter().map(|p| p.0).sum::<u64>(), rows[u]);
+        let batches: Vec<_> = pieces.into_iter().map(|p| p.1).collect();
+        let joined = arrow::compute::concat_batches(&whole.schema(), &batches).unwrap();
+        assert_eq!(joined, whole, "unit {u}");
+    }
+    // An NDJSON file is one unit, never cut.
+    let incident = Incident::load(&path.join("demo-otel/incident.toml")).unwrap();
+    let (_, tables) = prepare(&incident, &InputOverrides::default(), true).unwrap();
+    let plan = tables.get(Table::Requests).unwrap();
+    let units = plan.units();
+    assert_eq!(plan.parts(&units, 8, 1), vec![(0, None)]);
+}
+
 #[test]
 fn every_kernel_has_a_unique_name() {
     let mut names: Vec<&str> = checks::CHECKS

@@ -43,6 +43,7 @@ impl Source for Csv {
         file: &FileRef<'_>,
         layout: &Layout,
         _row_group: Option<usize>,
+        _rows: super::RowRange,
         wanted: &[&str],
         sink: &mut Sink<'_>,
     ) -> Result<(), InputError> {

@@ -144,6 +144,7 @@ impl Source for ArrowFile {
         file: &FileRef<'_>,
         layout: &Layout,
         _row_group: Option<usize>,
+        _rows: super::RowRange,
         wanted: &[&str],
         sink: &mut Sink<'_>,
     ) -> Result<(), InputError> {
@@ -194,6 +195,7 @@ impl Source for ArrowStream {
         file: &FileRef<'_>,
         layout: &Layout,
         _row_group: Option<usize>,
+        _rows: super::RowRange,
         wanted: &[&str],
         sink: &mut Sink<'_>,
     ) -> Result<(), InputError> {

@@ -50,6 +50,7 @@ impl Source for Ndjson {
         file: &FileRef<'_>,
         layout: &Layout,
         _row_group: Option<usize>,
+        _rows: super::RowRange,
         wanted: &[&str],
         sink: &mut Sink<'_>,
     ) -> Result<(), InputError> {
