@@ -87,12 +87,110 @@ impl Default for UserMark {
     }
 }
 
-impl UserMark {
-    fn merge(&mut self, o: &UserMark) {
-        self.windows |= o.windows;
-        self.affected |= o.affected;
-        self.last = self.last.max(o.last);
-        self.last_affected = self.last_affected.max(o.last_affected);
+/// A [`UserMark`] in 8 bytes (16 with its key: one table slot), which halves the state that grows
+/// with users: bits 0–2 `windows`, 3–5 `affected`, then 29 bits each for `last` and
+/// `last_affected` as distances before the flip (minute −d is d; 0 for none). A minute more than
+/// [`MAX_DISTANCE`] minutes before the flip (a thousand years: only a hostile incident file has
+/// such a window) is kept as `MAX_DISTANCE`, and the report then leaves the incident window's
+/// user counts out rather than give them wrong. Serialized as a `UserMark`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(into = "UserMark", try_from = "UserMark")]
+struct Packed(u64);
+
+const MAX_DISTANCE: i64 = (1 << 29) - 1;
+const DISTANCE_MASK: u64 = MAX_DISTANCE as u64;
+
+/// The later of two minutes before the flip, as distances (0: none).
+fn nearest(a: u64, b: u64) -> u64 {
+    match (a, b) {
+        (0, x) | (x, 0) => x,
+        (x, y) => x.min(y),
+    }
+}
+
+impl Packed {
+    fn new(windows: u8, affected: u8, last: u64, last_affected: u64) -> Packed {
+        Packed(
+            (windows & 7) as u64
+                | ((affected & 7) as u64) << 3
+                | (last & DISTANCE_MASK) << 6
+                | (last_affected & DISTANCE_MASK) << 35,
+        )
+    }
+    fn windows(self) -> u8 {
+        (self.0 & 7) as u8
+    }
+    fn affected(self) -> u8 {
+        (self.0 >> 3 & 7) as u8
+    }
+    fn last(self) -> u64 {
+        self.0 >> 6 & DISTANCE_MASK
+    }
+    fn last_affected(self) -> u64 {
+        self.0 >> 35 & DISTANCE_MASK
+    }
+
+    /// A request of the user: in the fixed windows `in_windows`, at flip-aligned minute `k`.
+    #[inline]
+    fn record(&mut self, in_windows: u8, affected: bool, before_flip: bool, k: i64) {
+        let mut v = self.0
+            | in_windows as u64
+            | if affected {
+                (in_windows as u64) << 3
+            } else {
+                0
+            };
+        if before_flip {
+            let d = k.saturating_neg().clamp(1, MAX_DISTANCE) as u64;
+            v = (v & !(DISTANCE_MASK << 6)) | nearest(self.last(), d) << 6;
+            if affected {
+                v = (v & !(DISTANCE_MASK << 35)) | nearest(self.last_affected(), d) << 35;
+            }
+        }
+        self.0 = v;
+    }
+
+    fn merge(&mut self, o: Packed) {
+        *self = Packed::new(
+            self.windows() | o.windows(),
+            self.affected() | o.affected(),
+            nearest(self.last(), o.last()),
+            nearest(self.last_affected(), o.last_affected()),
+        );
+    }
+}
+
+impl From<Packed> for UserMark {
+    fn from(p: Packed) -> UserMark {
+        let minute = |d: u64| if d == 0 { i64::MIN } else { -(d as i64) };
+        UserMark {
+            windows: p.windows(),
+            affected: p.affected(),
+            last: minute(p.last()),
+            last_affected: minute(p.last_affected()),
+        }
+    }
+}
+
+/// Refuses marks this kernel cannot have written (a crafted partial).
+impl TryFrom<UserMark> for Packed {
+    type Error = String;
+
+    fn try_from(m: UserMark) -> Result<Packed, String> {
+        let distance = |k: i64| match k {
+            i64::MIN => Ok(0),
+            k if (-MAX_DISTANCE..0).contains(&k) => Ok((-k) as u64),
+            k => Err(format!("a user's minute {k} is not before the flip")),
+        };
+        if m.windows > 7 || m.affected > 7 {
+            return Err("a user's window bits name windows that do not exist".to_string());
+        }
+        Ok(Packed::new(
+            m.windows,
+            m.affected,
+            distance(m.last)?,
+            distance(m.last_affected)?,
+        ))
     }
 }
 
@@ -108,7 +206,7 @@ pub(crate) struct State {
     windows: [Counts; 3],
     /// Users with requests in a fixed window or between the end of the baseline and the flip (so
     /// that the users of any window ending at the flip can be counted once its start is known).
-    users: KeyTable<UserMark>,
+    users: KeyTable<Packed>,
     has_users: bool,
     has_status: bool,
     /// What [`Kernel::compact`] keeps of the users of a complete key range.
@@ -215,7 +313,7 @@ impl Kernel for ImpactKernel {
             std::mem::swap(&mut state.users, &mut other.users);
         }
         for (u, mark) in other.users {
-            state.users.entry(u).0.merge(&mark);
+            state.users.entry(u).0.merge(mark);
         }
         state.has_users |= other.has_users;
         state.has_status |= other.has_status;
@@ -247,7 +345,7 @@ impl Kernel for ImpactKernel {
 
     fn compact(&self, _ctx: &Ctx, state: &mut State) {
         for (_, mark) in std::mem::take(&mut state.users) {
-            state.compacted.add(&mark);
+            state.compacted.add(&UserMark::from(mark));
         }
     }
 }
@@ -283,20 +381,7 @@ impl State {
         let first = minute(lo);
         let span = minute(hi).saturating_sub(first).saturating_add(1);
         let mut dense = vec![Counts::default(); span.clamp(0, DENSE_MINUTES) as usize];
-        // In chunks: the user slots of the next chunk are loaded while this one is counted, so
-        // that their cache misses overlap each other and this chunk's work.
-        const CHUNK: usize = 32;
-        let warm = |users: &KeyTable<UserMark>, from: usize| {
-            if let Some(h) = user_hashes {
-                let chunk = h.get(from..(from + CHUNK).min(n)).unwrap_or_default();
-                users.warm(chunk.iter().flatten().copied());
-            }
-        };
-        warm(&self.users, 0);
         for i in 0..n {
-            if i % CHUNK == 0 {
-                warm(&self.users, i + CHUNK);
-            }
             let t = ts[i];
             let error = status.is_some_and(|s| s.is_valid(i) && is_error(s.value(i)));
             let with_status = status.is_some_and(|s| s.is_valid(i));
@@ -324,17 +409,10 @@ impl State {
             if let Some(u) = user {
                 let before_flip = t >= r.baseline.end && t < r.flip_at;
                 if in_windows != 0 || before_flip {
-                    let (mark, _) = self.users.entry(u);
-                    mark.windows |= in_windows;
-                    if affected {
-                        mark.affected |= in_windows;
-                    }
-                    if before_flip {
-                        mark.last = mark.last.max(k);
-                        if affected {
-                            mark.last_affected = mark.last_affected.max(k);
-                        }
-                    }
+                    self.users
+                        .entry(u)
+                        .0
+                        .record(in_windows, affected, before_flip, k);
                 }
             }
         }
@@ -401,11 +479,15 @@ impl State {
         let users_of = |w: usize| {
             self.has_users.then(|| {
                 let bit = 1u8 << w;
-                let all = self.users.values().filter(|m| m.windows & bit != 0).count();
+                let all = self
+                    .users
+                    .values()
+                    .filter(|m| m.windows() & bit != 0)
+                    .count();
                 let hit = self
                     .users
                     .values()
-                    .filter(|m| m.affected & bit != 0)
+                    .filter(|m| m.affected() & bit != 0)
                     .count();
                 let (c_all, c_hit) = self.compacted.windows[w];
                 (
@@ -425,9 +507,16 @@ impl State {
             for (_, m) in self.minutes.range(k..0) {
                 c.add(m);
             }
-            let users = self.has_users.then(|| {
-                let all = self.users.values().filter(|m| m.last >= k).count() as u64;
-                let hit = self.users.values().filter(|m| m.last_affected >= k).count() as u64;
+            // Users whose last (affected) minute is at or after k: at a distance of at most −k.
+            // Beyond MAX_DISTANCE distances were clamped, so counts would be wrong: none given.
+            let since = |d: u64| d != 0 && d as i64 <= -k;
+            let users = (self.has_users && k > -MAX_DISTANCE).then(|| {
+                let all = self.users.values().filter(|m| since(m.last())).count() as u64;
+                let hit = self
+                    .users
+                    .values()
+                    .filter(|m| since(m.last_affected()))
+                    .count() as u64;
                 (
                     all.saturating_add(CompactUsers::since(&self.compacted.last, k)),
                     hit.saturating_add(CompactUsers::since(&self.compacted.last_affected, k)),
@@ -471,5 +560,75 @@ impl State {
             windows,
             has_status: self.has_status,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Packed, UserMark, MAX_DISTANCE};
+
+    /// Packed marks record and merge as plain `UserMark`s would, and serialize as them.
+    #[test]
+    fn packed_marks_are_user_marks() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..2000 {
+            let mut parts = [Packed::default(), Packed::default()];
+            let mut plain = UserMark::default();
+            for _ in 0..(next() % 6) {
+                let (w, affected, before) = ((next() % 8) as u8, next() % 2 == 0, next() % 2 == 0);
+                let k = -((next() % 5000) as i64) - 1;
+                parts[(next() % 2) as usize].record(w, affected, before, k);
+                plain.windows |= w;
+                if affected {
+                    plain.affected |= w;
+                }
+                if before {
+                    plain.last = plain.last.max(k);
+                    if affected {
+                        plain.last_affected = plain.last_affected.max(k);
+                    }
+                }
+            }
+            let [mut a, b] = parts;
+            a.merge(b);
+            let back = UserMark::from(a);
+            assert_eq!(
+                (back.windows, back.affected, back.last, back.last_affected),
+                (
+                    plain.windows,
+                    plain.affected,
+                    plain.last,
+                    plain.last_affected
+                )
+            );
+            let bytes = postcard::to_allocvec(&a).unwrap();
+            assert_eq!(bytes, postcard::to_allocvec(&plain).unwrap());
+            let decoded: Packed = postcard::from_bytes(&bytes).unwrap();
+            assert_eq!(decoded.0, a.0);
+        }
+    }
+
+    /// Minutes beyond the distance the mark holds are clamped; a crafted mark that no update
+    /// can write is refused.
+    #[test]
+    fn out_of_range_minutes_are_clamped_or_refused() {
+        let mut p = Packed::default();
+        p.record(0, true, true, i64::MIN);
+        assert_eq!(UserMark::from(p).last, -MAX_DISTANCE);
+        assert_eq!(UserMark::from(p).last_affected, -MAX_DISTANCE);
+        for (last, windows) in [(0, 1), (5, 1), (-MAX_DISTANCE - 1, 1), (-1, 8)] {
+            let mark = UserMark {
+                windows,
+                last,
+                ..UserMark::default()
+            };
+            assert!(Packed::try_from(mark).is_err(), "{last} {windows}");
+        }
     }
 }

@@ -142,26 +142,16 @@ impl Kernel for UsersKernel {
         }
         let user_hashes = rows.user_hashes().expect("projected");
         let values = row_values(ctx, rows);
-        // In chunks whose slots are loaded first, so that their cache misses overlap (see
-        // `KeyTable::warm`).
-        const CHUNK: usize = 32;
-        for start in (0..rows.len()).step_by(CHUNK) {
-            let end = (start + CHUNK).min(rows.len());
-            let audited = |i: &usize| rows.set[*i] != 0;
-            state
-                .users
-                .warm((start..end).filter(audited).filter_map(|i| user_hashes[i]));
-            for i in (start..end).filter(audited) {
-                let Some(u) = user_hashes[i] else {
-                    state.requests_without_user += 1;
-                    continue;
-                };
-                let value = values[i].min(MIXED - 1);
-                match state.users.entry(u) {
-                    (e, true) => *e = value,
-                    (e, false) if *e != value => *e = MIXED,
-                    _ => {}
-                }
+        for i in (0..rows.len()).filter(|i| rows.set[*i] != 0) {
+            let Some(u) = user_hashes[i] else {
+                state.requests_without_user += 1;
+                continue;
+            };
+            let value = values[i].min(MIXED - 1);
+            match state.users.entry(u) {
+                (e, true) => *e = value,
+                (e, false) if *e != value => *e = MIXED,
+                _ => {}
             }
         }
     }
