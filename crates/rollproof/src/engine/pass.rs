@@ -1,6 +1,5 @@
 //! One parallel pass over a table: every unit (a Parquet row group or a whole file) is read once
-//! — a large row group in parts when there are fewer units than threads — and fed to all the
-//! kernels of the pass; one worker per thread folds the units it takes into its
+//! and fed to all the kernels of the pass; one worker per thread folds the units it takes into its
 //! own states, and the workers' states are merged at the end. Merges are exact, so the result does not depend on the thread count or on the order
 //! units finish in.
 
@@ -63,18 +62,16 @@ pub(crate) fn run(
     progress: Progress<'_>,
 ) -> Result<PassOutput, InputError> {
     let wanted = columns(ctx, table.table, kernels);
-    let workers = rayon::current_num_threads().max(1);
-    let parts = table.parts(units, workers, crate::ingest::MIN_PART_ROWS);
-    let total = parts.len() as u64;
+    let total = units.len() as u64;
     let done = AtomicU64::new(0);
     let empty = || Acc {
         states: kernels.iter().map(|k| k.init(ctx, prior)).collect(),
         counts: vec![UnitCounts::default(); units.len()],
         problems: Vec::new(),
     };
-    let fold = |acc: &mut Acc, part: usize| {
-        let (at, rows) = parts[part].clone();
-        let read = table.read_part(units[at], rows, &wanted, |batch| {
+    let fold = |acc: &mut Acc, at: usize| {
+        let unit = &units[at];
+        let read = table.read_unit(*unit, &wanted, |batch| {
             let rows = Rows::new(ctx, table.table, batch);
             for (kernel, state) in kernels.iter().zip(acc.states.iter_mut()) {
                 kernel.update(ctx, state.as_mut(), &rows);
@@ -90,18 +87,18 @@ pub(crate) fn run(
     // One accumulator per worker, each pulling the next unit: at most `threads` states are alive,
     // however many units there are (rayon's fold keeps one per split, up to one per unit, and a
     // state that grows with keys — users, idempotency keys — then exists once per row group).
-    let workers = workers.min(parts.len().max(1));
+    let workers = rayon::current_num_threads().clamp(1, units.len().max(1));
     let next = AtomicUsize::new(0);
     let accs: Vec<Acc> = (0..workers)
         .into_par_iter()
         .map(|_| {
             let mut acc = empty();
             loop {
-                let part = next.fetch_add(1, Ordering::Relaxed);
-                if part >= parts.len() {
+                let at = next.fetch_add(1, Ordering::Relaxed);
+                if at >= units.len() {
                     break;
                 }
-                fold(&mut acc, part);
+                fold(&mut acc, at);
             }
             acc
         })

@@ -43,7 +43,6 @@ impl Source for Csv {
         file: &FileRef<'_>,
         layout: &Layout,
         _row_group: Option<usize>,
-        _rows: super::RowRange,
         wanted: &[&str],
         sink: &mut Sink<'_>,
     ) -> Result<(), InputError> {

@@ -144,7 +144,6 @@ impl Source for ArrowFile {
         file: &FileRef<'_>,
         layout: &Layout,
         _row_group: Option<usize>,
-        _rows: super::RowRange,
         wanted: &[&str],
         sink: &mut Sink<'_>,
     ) -> Result<(), InputError> {
@@ -195,7 +194,6 @@ impl Source for ArrowStream {
         file: &FileRef<'_>,
         layout: &Layout,
         _row_group: Option<usize>,
-        _rows: super::RowRange,
         wanted: &[&str],
         sink: &mut Sink<'_>,
     ) -> Result<(), InputError> {

@@ -116,13 +116,6 @@ pub(crate) struct TablePlan {
     pub(crate) mapping: TableMapping,
 }
 
-/// Rows of a unit to read: all of them (`None`), or a range of a Parquet row group's rows.
-pub(crate) type RowRange = Option<std::ops::Range<u64>>;
-
-/// The fewest rows a part of a row group holds: smaller parts would cost more (every part reads
-/// its columns' dictionary pages, and the pages around a cut are decoded twice) than they gain.
-pub(crate) const MIN_PART_ROWS: u64 = 128 * 1024;
-
 /// A unit of parallel work: a whole file, or one Parquet row group.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Unit {
@@ -558,58 +551,11 @@ impl TablePlan {
         units
     }
 
-    /// How to read `units` on `workers` threads: each unit whole or, when there are fewer units
-    /// than workers (one large Parquet row group of receipts, say), large row groups cut into
-    /// row ranges that the workers read side by side. Each part is `(index in units, rows)`;
-    /// parts are folded like units (merges are exact) and their counts add up to the unit's. A
-    /// part has at least `min_rows` rows ([`MIN_PART_ROWS`] but in tests).
-    pub(crate) fn parts(
-        &self,
-        units: &[Unit],
-        workers: usize,
-        min_rows: u64,
-    ) -> Vec<(usize, RowRange)> {
-        let per_unit = workers.div_ceil(units.len().max(1)) as u64;
-        let mut parts = Vec::new();
-        for (at, unit) in units.iter().enumerate() {
-            let file = &self.files[unit.file];
-            let rows = unit
-                .row_group
-                .and_then(|rg| file.layout.row_groups.get(rg))
-                .copied()
-                .unwrap_or(0);
-            let pieces = if file.source.reads_row_ranges() {
-                (rows / min_rows.max(1)).clamp(1, per_unit)
-            } else {
-                1
-            };
-            if pieces == 1 {
-                parts.push((at, None));
-            } else {
-                parts.extend(
-                    (0..pieces).map(|p| (at, Some(rows * p / pieces..rows * (p + 1) / pieces))),
-                );
-            }
-        }
-        parts
-    }
-
     /// Reads one unit, projected to `wanted` (canonical columns; absent ones are ignored), and
     /// calls `each` with every canonical batch.
     pub(crate) fn read_unit(
         &self,
         unit: Unit,
-        wanted: &[Col],
-        each: impl FnMut(&CanonBatch),
-    ) -> Result<UnitCounts, InputError> {
-        self.read_part(unit, None, wanted, each)
-    }
-
-    /// Reads `rows` of one unit (all of them for `None`), as [`TablePlan::read_unit`] does.
-    pub(crate) fn read_part(
-        &self,
-        unit: Unit,
-        rows: RowRange,
         wanted: &[Col],
         mut each: impl FnMut(&CanonBatch),
     ) -> Result<UnitCounts, InputError> {
@@ -625,7 +571,7 @@ impl TablePlan {
         let mut sources: Vec<&str> = columns.iter().map(|c| self.mapping.source(*c)).collect();
         sources.extend(self.mapping.drop_if_missing.iter().map(String::as_str));
         let mut counts = UnitCounts::default();
-        let mut row_offset = unit.row_offset + rows.as_ref().map_or(0, |r| r.start);
+        let mut row_offset = unit.row_offset;
         let mut on_batch = |batch: RecordBatch| -> Result<(), InputError> {
             let origin = Origin {
                 file: file.location.shown_path(),
@@ -647,7 +593,6 @@ impl TablePlan {
                 &file_ref,
                 &file.layout,
                 unit.row_group,
-                rows,
                 &sources,
                 &mut on_batch,
             )

@@ -50,7 +50,6 @@ impl Source for Ndjson {
         file: &FileRef<'_>,
         layout: &Layout,
         _row_group: Option<usize>,
-        _rows: super::RowRange,
         wanted: &[&str],
         sink: &mut Sink<'_>,
     ) -> Result<(), InputError> {

@@ -251,7 +251,6 @@ impl Source for Otlp {
         file: &FileRef<'_>,
         _layout: &Layout,
         _row_group: Option<usize>,
-        _rows: super::RowRange,
         wanted: &[&str],
         sink: &mut Sink<'_>,
     ) -> Result<(), InputError> {

@@ -6,11 +6,9 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
-    RowSelector,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
-use parquet::file::metadata::PageIndexPolicy;
 
 use super::location::Location;
 use super::parquet_pages;
@@ -39,17 +37,15 @@ impl Source for Parquet {
         "the file may be truncated or not Parquet; re-export it"
     }
 
-    fn reads_row_ranges(&self) -> bool {
-        true
-    }
-
     fn inspect(&self, file: &FileRef<'_>) -> Result<Layout, Problem> {
         let meta = match file.location {
             Location::Remote(r) => block_on(ArrowReaderMetadata::load_async(
                 &mut r.parquet_reader(),
-                options(),
+                ArrowReaderOptions::new(),
             )),
-            Location::Local(_) => ArrowReaderMetadata::load(&file.location.open()?, options()),
+            Location::Local(_) => {
+                ArrowReaderMetadata::load(&file.location.open()?, ArrowReaderOptions::new())
+            }
         }
         .map_err(|e| file.problem(e))?;
         let meta = dictionary_hint(meta);
@@ -75,7 +71,6 @@ impl Source for Parquet {
         file: &FileRef<'_>,
         layout: &Layout,
         row_group: Option<usize>,
-        rows: super::RowRange,
         wanted: &[&str],
         sink: &mut Sink<'_>,
     ) -> Result<(), InputError> {
@@ -120,9 +115,6 @@ impl Source for Parquet {
             if let Some(rg) = row_group {
                 builder = builder.with_row_groups(vec![rg]);
             }
-            if let Some(selection) = selection(&rows) {
-                builder = builder.with_row_selection(selection);
-            }
             let mut stream = builder.build().map_err(|e| file.problem(e))?;
             return block_on(async {
                 while let Some(batch) = stream.next().await {
@@ -148,30 +140,11 @@ impl Source for Parquet {
         if let Some(rg) = row_group {
             builder = builder.with_row_groups(vec![rg]);
         }
-        if let Some(selection) = selection(&rows) {
-            builder = builder.with_row_selection(selection);
-        }
         for batch in builder.build().map_err(|e| file.problem(e))? {
             sink(batch.map_err(|e| file.problem(e))?)?;
         }
         Ok(())
     }
-}
-
-/// The footer and, when the file has one, the offset index: where each page starts and its first
-/// row, so that a part of a row group is read without decompressing the pages before it.
-fn options() -> ArrowReaderOptions {
-    ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional)
-}
-
-/// The rows of a part of a row group (see `TablePlan::parts`). With the file's offset index
-/// (read with the footer) the reader skips the pages outside the range without decompressing them.
-fn selection(rows: &super::RowRange) -> Option<RowSelection> {
-    let r = rows.as_ref()?;
-    Some(RowSelection::from(vec![
-        RowSelector::skip(r.start as usize),
-        RowSelector::select(r.end.saturating_sub(r.start) as usize),
-    ]))
 }
 
 /// Whether every data page of a column chunk is dictionary-encoded (the footer's encoding mask).

@@ -146,19 +146,13 @@ pub(crate) trait Source: Sync {
     }
     /// The file's columns and units, without reading its data.
     fn inspect(&self, file: &FileRef<'_>) -> Result<Layout, Problem>;
-    /// Whether [`Source::read`] honours a range of a row group's rows.
-    fn reads_row_ranges(&self) -> bool {
-        false
-    }
     /// Streams one unit (a row group, or the whole file) projected to the source columns
-    /// `wanted` (those the file has), in file order; only the row group's `rows` when given
-    /// (sources that [read row ranges](Source::reads_row_ranges) are the only ones given any).
+    /// `wanted` (those the file has), in file order.
     fn read(
         &self,
         file: &FileRef<'_>,
         layout: &Layout,
         row_group: Option<usize>,
-        rows: super::RowRange,
         wanted: &[&str],
         sink: &mut Sink<'_>,
     ) -> Result<(), InputError>;
