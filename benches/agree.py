@@ -24,6 +24,18 @@ def main(reference_path, report_path):
     reference = json.load(open(reference_path))
     report = json.load(open(report_path))
     metrics = {c["id"]: c["metrics"] for c in report["checks"]}
+    # The impact section, flattened as the reference writes it: `{window}_{figure}`, and the
+    # incident's first minute relative to the flip.
+    impact = report.get("impact") or {}
+    metrics["impact"] = {
+        f"{w['name']}_{k}": v for w in impact.get("windows", []) for k, v in w.items() if k not in ("name", "start", "end", "error_rate")
+    }
+    for w in impact.get("windows", []):
+        if w["name"] == "incident":
+            from datetime import datetime
+            at = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))
+            metrics["impact"]["incident_start_minute"] = int((at(w["start"]) - at(w["end"])).total_seconds() // 60)
+    metrics["impact"].setdefault("incident_start_minute", None)
     compared, bad = 0, 0
     for check, figures in reference.items():
         for key, want in figures.items():
