@@ -130,26 +130,22 @@ impl Packed {
         self.0 >> 35 & DISTANCE_MASK
     }
 
-    /// A request of the user: in the fixed windows `in_windows`, at flip-aligned minute `k`.
+    /// The mark of one request: in the fixed windows `in_windows`, at flip-aligned minute `k`.
     #[inline]
-    fn record(&mut self, in_windows: u8, affected: bool, before_flip: bool, k: i64) {
-        let mut v = self.0
-            | in_windows as u64
-            | if affected {
-                (in_windows as u64) << 3
-            } else {
-                0
-            };
-        if before_flip {
-            let d = k.saturating_neg().clamp(1, MAX_DISTANCE) as u64;
-            v = (v & !(DISTANCE_MASK << 6)) | nearest(self.last(), d) << 6;
-            if affected {
-                v = (v & !(DISTANCE_MASK << 35)) | nearest(self.last_affected(), d) << 35;
-            }
+    fn request(in_windows: u8, affected: bool, before_flip: bool, k: i64) -> Packed {
+        let d = if before_flip {
+            k.saturating_neg().clamp(1, MAX_DISTANCE) as u64
+        } else {
+            0
+        };
+        if affected {
+            Packed::new(in_windows, in_windows, d, d)
+        } else {
+            Packed::new(in_windows, 0, d, 0)
         }
-        self.0 = v;
     }
 
+    #[inline]
     fn merge(&mut self, o: Packed) {
         *self = Packed::new(
             self.windows() | o.windows(),
@@ -409,10 +405,8 @@ impl State {
             if let Some(u) = user {
                 let before_flip = t >= r.baseline.end && t < r.flip_at;
                 if in_windows != 0 || before_flip {
-                    self.users
-                        .entry(u)
-                        .0
-                        .record(in_windows, affected, before_flip, k);
+                    let mark = Packed::request(in_windows, affected, before_flip, k);
+                    self.users.entry(u).0.merge(mark);
                 }
             }
         }
@@ -567,7 +561,7 @@ impl State {
 mod tests {
     use super::{Packed, UserMark, MAX_DISTANCE};
 
-    /// Packed marks record and merge as plain `UserMark`s would, and serialize as them.
+    /// Packed marks of requests merge as plain `UserMark`s would, and serialize as them.
     #[test]
     fn packed_marks_are_user_marks() {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
@@ -583,7 +577,7 @@ mod tests {
             for _ in 0..(next() % 6) {
                 let (w, affected, before) = ((next() % 8) as u8, next() % 2 == 0, next() % 2 == 0);
                 let k = -((next() % 5000) as i64) - 1;
-                parts[(next() % 2) as usize].record(w, affected, before, k);
+                parts[(next() % 2) as usize].merge(Packed::request(w, affected, before, k));
                 plain.windows |= w;
                 if affected {
                     plain.affected |= w;
@@ -618,8 +612,7 @@ mod tests {
     /// can write is refused.
     #[test]
     fn out_of_range_minutes_are_clamped_or_refused() {
-        let mut p = Packed::default();
-        p.record(0, true, true, i64::MIN);
+        let p = Packed::request(0, true, true, i64::MIN);
         assert_eq!(UserMark::from(p).last, -MAX_DISTANCE);
         assert_eq!(UserMark::from(p).last_affected, -MAX_DISTANCE);
         for (last, windows) in [(0, 1), (5, 1), (-MAX_DISTANCE - 1, 1), (-1, 8)] {
