@@ -73,6 +73,16 @@ pub(crate) struct State {
     single_users: u64,
 }
 
+/// Notes that user `u` saw `value`: the first value stays until another one makes the user `MIXED`.
+#[inline]
+fn note(users: &mut KeyTable<u64>, u: u64, value: u64) {
+    match users.entry(u) {
+        (e, true) => *e = value,
+        (e, false) if *e != value => *e = MIXED,
+        _ => {}
+    }
+}
+
 /// The value a row contributes: the hash of its tuple of expected pins (rollback) or its arm.
 fn row_values(ctx: &Ctx, rows: &Rows<'_>) -> Vec<u64> {
     match &ctx.plan {
@@ -107,13 +117,13 @@ pub(crate) fn skip_reason(ctx: &Ctx) -> Option<String> {
 /// Evidence: the audited requests of every user who saw more than one value.
 pub(crate) fn mixed_users_requests(ctx: &Ctx, states: &States, rows: &Rows<'_>) -> Vec<bool> {
     let n = rows.len();
-    let (Some(users), None) = (rows.batch.str(Col::UserId), skip_reason(ctx)) else {
+    let (Some(users), None) = (rows.user_hashes(), skip_reason(ctx)) else {
         return vec![false; n];
     };
     let state = states.get::<UsersKernel>();
-    let mixed =
-        users.map_rows(|u| u.is_some_and(|u| state.users.get(hash_str(Some(u))) == Some(&MIXED)));
-    (0..n).map(|i| rows.set[i] != 0 && mixed[i]).collect()
+    (0..n)
+        .map(|i| rows.set[i] != 0 && users[i].is_some_and(|u| state.users.get(u) == Some(&MIXED)))
+        .collect()
 }
 
 /// The distinct values (pin tuples, or arms) each user's audited requests carried.
@@ -147,12 +157,7 @@ impl Kernel for UsersKernel {
                 state.requests_without_user += 1;
                 continue;
             };
-            let value = values[i].min(MIXED - 1);
-            match state.users.entry(u) {
-                (e, true) => *e = value,
-                (e, false) if *e != value => *e = MIXED,
-                _ => {}
-            }
+            note(&mut state.users, u, values[i].min(MIXED - 1));
         }
     }
 
@@ -165,11 +170,7 @@ impl Kernel for UsersKernel {
             std::mem::swap(&mut state.users, &mut other.users);
         }
         for (u, e) in other.users {
-            match state.users.entry(u) {
-                (m, true) => *m = e,
-                (m, false) if *m != e => *m = MIXED,
-                _ => {}
-            }
+            note(&mut state.users, u, e);
         }
     }
 
@@ -269,17 +270,17 @@ impl LookupSpec for UserLookup {
     ) {
         let batch = rows.batch;
         let user = batch.str(Col::UserId).expect("projected");
+        let user_hashes = rows.user_hashes().expect("projected");
         let request_id = batch.str(Col::RequestId);
         let ts = batch.ts();
         for i in 0..batch.len() {
             if rows.set[i] == 0 {
                 continue;
             }
-            let Some(u) = user.get(i) else { continue };
-            let h = hash_str(Some(u));
-            if !targets.contains(&h) {
+            let Some(h) = user_hashes[i].filter(|h| targets.contains(h)) else {
                 continue;
-            }
+            };
+            let u = user.get(i).expect("a user hash has a user");
             let shown = match &ctx.plan {
                 Plan::Canary(_) => ctx.plan.set_label(rows.set[i] as usize - 1),
                 Plan::Rollback(r) => {
