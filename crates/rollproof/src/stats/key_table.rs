@@ -110,9 +110,6 @@ impl<V: Copy + Default> KeyTable<V> {
 
     /// Keeps the entries for which `keep` is true.
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(u64, &V) -> bool) {
-        if self.iter().all(|(k, v)| keep(k, v)) {
-            return;
-        }
         *self = std::mem::take(self)
             .into_iter()
             .filter(|(k, v)| keep(*k, v))
