@@ -225,137 +225,176 @@ impl State {
     }
 }
 
-fn finish(f: &Finish<'_>) -> CheckResult {
-    let ctx = f.ctx;
-    let partial = f.states.get::<QualityKernel>();
-    let counts = f.states.get::<RowsKernel>();
-    let has_ds = ctx.has(Col::DeltaS);
-    let has_cov = ctx.has(Col::Coverage);
-    let has_lambda = ctx.has(Col::LambdaState);
-    if !has_ds && !has_cov && !has_lambda {
-        return CheckResult::skip(
-            INFO.id,
-            "the requests have no `delta_s`, `coverage` or `lambda_state` column",
-        );
-    }
-    let t = &ctx.thresholds;
-    let subject = ctx.plan.subject();
-    let b_ds = partial.delta_s[0].quantile(950);
-    let s_ds = partial.delta_s[1].quantile(950);
-    let drift = match (b_ds, s_ds) {
-        (Some(b), Some(s)) => Some(s - b),
-        _ => None,
-    };
-    let b_cov = partial.coverage[0].mean();
-    let s_cov = partial.coverage[1].mean();
-    let b_flip = partial.lambda_flips[0].value();
-    let s_flip = partial.lambda_flips[1].value();
+/// The figures of the two sides (index 0 baseline, 1 subject) and their intervals.
+struct Figures {
+    ds_p95: [Option<f64>; 2],
+    drift: Option<f64>,
+    coverage: [Option<f64>; 2],
+    flips: [Option<f64>; 2],
+    drift_ci: Option<Ci>,
+    coverage_ci: [Option<Ci>; 2],
+    flips_ci: [Option<Ci>; 2],
+    drop_ci: Option<Ci>,
+}
 
-    let stats = &ctx.statistics;
-    let level = stats.level();
-    let drift_ci = (partial.delta_s[0].len() > 0 && partial.delta_s[1].len() > 0).then(|| {
-        Ci::difference(
-            partial.delta_s[1].interval(950, level.halved()),
-            partial.delta_s[0].interval(950, level.halved()),
-        )
-    });
-    let mean_ci =
-        |i: usize| (partial.coverage[i].count > 0).then(|| partial.coverage[i].interval(level));
-    let flip_ci = |i: usize| {
-        (partial.lambda_flips[i].total > 0).then(|| partial.lambda_flips[i].interval(level))
-    };
-    let drop_ci = (partial.coverage[0].count > 0 && partial.coverage[1].count > 0).then(|| {
-        Ci::difference(
-            partial.coverage[0].interval(level.halved()),
-            partial.coverage[1].interval(level.halved()),
-        )
-    });
-    let (n_base, n_post) = (counts.side_rows[0], counts.side_rows[1]);
-    let mut criteria = Vec::new();
-    let criterion =
-        |label: String, estimate: f64, ci: Option<Ci>, bound, threshold, fails| Criterion {
-            label,
-            estimate,
-            ci: ci.unwrap_or(Ci::UNBOUNDED),
-            bound,
-            threshold,
-            n: n_post,
-            fails,
-        };
-    if let Some(d) = drift {
-        criteria.push(criterion(
-            "ΔS p95 drift".into(),
-            d,
-            drift_ci,
-            Bound::AtMost,
-            t.delta_s_p95_drift_max,
-            true,
-        ));
-        criteria.push(criterion(
-            "ΔS p95 drift (warn level)".into(),
-            d,
-            drift_ci,
-            Bound::AtMost,
-            t.delta_s_p95_drift_warn,
-            false,
-        ));
+impl Figures {
+    fn new(state: &State, level: crate::stats::intervals::Level) -> Figures {
+        let ds_p95 = [0, 1].map(|s| state.delta_s[s].quantile(950));
+        let has_ds = state.delta_s.iter().all(|q| q.len() > 0);
+        let has_cov = state.coverage.iter().all(|c| c.count > 0);
+        Figures {
+            ds_p95,
+            drift: ds_p95[0].zip(ds_p95[1]).map(|(b, s)| s - b),
+            coverage: [0, 1].map(|s| state.coverage[s].mean()),
+            flips: [0, 1].map(|s| state.lambda_flips[s].value()),
+            drift_ci: has_ds.then(|| {
+                Ci::difference(
+                    state.delta_s[1].interval(950, level.halved()),
+                    state.delta_s[0].interval(950, level.halved()),
+                )
+            }),
+            coverage_ci: [0, 1]
+                .map(|s| (state.coverage[s].count > 0).then(|| state.coverage[s].interval(level))),
+            flips_ci: [0, 1].map(|s| {
+                (state.lambda_flips[s].total > 0).then(|| state.lambda_flips[s].interval(level))
+            }),
+            drop_ci: has_cov.then(|| {
+                Ci::difference(
+                    state.coverage[0].interval(level.halved()),
+                    state.coverage[1].interval(level.halved()),
+                )
+            }),
+        }
     }
-    if let Some(c) = s_cov {
-        criteria.push(criterion(
-            format!("{subject} coverage"),
-            c,
-            mean_ci(1),
-            Bound::AtLeast,
-            t.coverage_min,
-            true,
-        ));
-        if let Some(b) = b_cov {
+
+    /// What the thresholds judge, in the order the summary names them.
+    fn criteria(&self, t: &crate::incident::Thresholds, subject: &str, n: u64) -> Vec<Criterion> {
+        let criterion =
+            |label: String, estimate, ci: Option<Ci>, bound, threshold, fails| Criterion {
+                label,
+                estimate,
+                ci: ci.unwrap_or(Ci::UNBOUNDED),
+                bound,
+                threshold,
+                n,
+                fails,
+            };
+        let mut criteria = Vec::new();
+        if let Some(d) = self.drift {
+            let max = t.delta_s_p95_drift_max;
             criteria.push(criterion(
-                "coverage drop".into(),
-                b - c,
-                drop_ci,
+                DRIFT.into(),
+                d,
+                self.drift_ci,
                 Bound::AtMost,
-                t.coverage_drop_max,
+                max,
+                true,
+            ));
+            let warn = t.delta_s_p95_drift_warn;
+            criteria.push(criterion(
+                DRIFT_WARN.into(),
+                d,
+                self.drift_ci,
+                Bound::AtMost,
+                warn,
+                false,
+            ));
+        }
+        if let Some(c) = self.coverage[1] {
+            let label = format!("{subject} coverage");
+            criteria.push(criterion(
+                label,
+                c,
+                self.coverage_ci[1],
+                Bound::AtLeast,
+                t.coverage_min,
+                true,
+            ));
+            if let Some(b) = self.coverage[0] {
+                let max = t.coverage_drop_max;
+                criteria.push(criterion(
+                    DROP.into(),
+                    b - c,
+                    self.drop_ci,
+                    Bound::AtMost,
+                    max,
+                    true,
+                ));
+            }
+        }
+        if let Some(f) = self.flips[1] {
+            let label = format!("{subject} λ flip rate");
+            let max = t.lambda_flip_rate_max;
+            criteria.push(criterion(
+                label,
+                f,
+                self.flips_ci[1],
+                Bound::AtMost,
+                max,
                 true,
             ));
         }
+        criteria
     }
-    if let Some(f) = s_flip {
-        criteria.push(criterion(
-            format!("{subject} λ flip rate"),
-            f,
-            flip_ci(1),
-            Bound::AtMost,
-            t.lambda_flip_rate_max,
-            true,
-        ));
+
+    /// The summary when no criterion spoke.
+    fn within_bounds(&self) -> String {
+        let mut ok = Vec::new();
+        if let Some(d) = self.drift {
+            ok.push(format!("ΔS p95 drift {d:+.3}"));
+        }
+        if let Some(c) = self.coverage[1] {
+            ok.push(format!("coverage {c:.3}"));
+        }
+        if let Some(f) = self.flips[1] {
+            ok.push(format!("λ flip rate {}", pct(f)));
+        }
+        format!("{} within bounds", ok.join(", "))
     }
+}
+
+const DRIFT: &str = "ΔS p95 drift";
+const DRIFT_WARN: &str = "ΔS p95 drift (warn level)";
+const DROP: &str = "coverage drop";
+
+/// Rejected values: a warning and a note each.
+fn rejected(state: &State) -> (Status, Vec<String>) {
     let mut notes: Vec<String> = Vec::new();
     let mut status = Status::Pass;
-    if partial.lambda_unknown > 0 {
+    if state.lambda_unknown > 0 {
         status = status.worst(Status::Warn);
-        let shown: Vec<String> = partial
+        let shown: Vec<String> = state
             .unknown_values
             .keys()
             .map(|k| format!("`{k}`"))
             .collect();
         notes.push(format!(
             "{} rows with an unknown λ state ({})",
-            partial.lambda_unknown,
+            state.lambda_unknown,
             shown.join(", ")
         ));
     }
-    if partial.delta_s_out_of_range + partial.coverage_out_of_range > 0 {
+    if state.delta_s_out_of_range + state.coverage_out_of_range > 0 {
         status = status.worst(Status::Warn);
         notes.push(format!(
             "{} ΔS and {} coverage values outside [0, 1] rejected",
-            partial.delta_s_out_of_range, partial.coverage_out_of_range
+            state.delta_s_out_of_range, state.coverage_out_of_range
         ));
     }
-    let mut result = CheckResult::new(INFO.id, Status::Pass, String::new())
+    (status, notes)
+}
+
+/// The result with every figure, before any criterion is applied.
+fn with_figures(f: &Finish<'_>, state: &State, fig: &Figures, n: [u64; 2]) -> CheckResult {
+    let t = &f.ctx.thresholds;
+    let subject = f.ctx.plan.subject();
+    let [b_ds, s_ds] = fig.ds_p95;
+    let [b_cov, s_cov] = fig.coverage;
+    let [b_flip, s_flip] = fig.flips;
+    CheckResult::new(INFO.id, Status::Pass, String::new())
         .metric("baseline_delta_s_p95", Metric::Number(b_ds))
         .metric(&format!("{subject}_delta_s_p95"), Metric::Number(s_ds))
-        .metric("delta_s_p95_drift", Metric::Number(drift))
+        .metric("delta_s_p95_drift", Metric::Number(fig.drift))
         .metric("baseline_coverage_mean", Metric::Number(b_cov))
         .metric(&format!("{subject}_coverage_mean"), Metric::Number(s_cov))
         .metric("baseline_lambda_flip_rate", Metric::Number(b_flip))
@@ -363,24 +402,24 @@ fn finish(f: &Finish<'_>) -> CheckResult {
             &format!("{subject}_lambda_flip_rate"),
             Metric::Number(s_flip),
         )
-        .metric("lambda_unknown", Metric::Count(partial.lambda_unknown))
+        .metric("lambda_unknown", Metric::Count(state.lambda_unknown))
         .metric(
             "lambda_unknown_values",
-            Metric::Counts(partial.unknown_values.clone()),
+            Metric::Counts(state.unknown_values.clone()),
         )
         .metric(
             "delta_s_out_of_range",
-            Metric::Count(partial.delta_s_out_of_range),
+            Metric::Count(state.delta_s_out_of_range),
         )
         .metric(
             "coverage_out_of_range",
-            Metric::Count(partial.coverage_out_of_range),
+            Metric::Count(state.coverage_out_of_range),
         )
         .cells(
             format!(
                 "ΔS p95 {} ({:+}), cov {}, λ flips {}",
                 num(s_ds, 3),
-                num(drift, 3),
+                num(fig.drift, 3),
                 num(s_cov, 3),
                 s_flip.map(pct).unwrap_or("n/a".into())
             ),
@@ -398,119 +437,112 @@ fn finish(f: &Finish<'_>) -> CheckResult {
                 t.coverage_drop_max,
                 pct(t.lambda_flip_rate_max)
             ),
-        );
-    result = result
-        .metric("delta_s_p95_drift_ci", criteria::ci_metric(drift_ci))
-        .metric("baseline_coverage_mean_ci", criteria::ci_metric(mean_ci(0)))
+        )
+        .metric("delta_s_p95_drift_ci", criteria::ci_metric(fig.drift_ci))
+        .metric(
+            "baseline_coverage_mean_ci",
+            criteria::ci_metric(fig.coverage_ci[0]),
+        )
         .metric(
             &format!("{subject}_coverage_mean_ci"),
-            criteria::ci_metric(mean_ci(1)),
+            criteria::ci_metric(fig.coverage_ci[1]),
         )
         .metric(
             "baseline_lambda_flip_rate_ci",
-            criteria::ci_metric(flip_ci(0)),
+            criteria::ci_metric(fig.flips_ci[0]),
         )
         .metric(
             &format!("{subject}_lambda_flip_rate_ci"),
-            criteria::ci_metric(flip_ci(1)),
+            criteria::ci_metric(fig.flips_ci[1]),
         )
-        .metric("n_baseline", Metric::Count(n_base))
-        .metric(&format!("n_{subject}"), Metric::Count(n_post))
+        .metric("n_baseline", Metric::Count(n[0]))
+        .metric(&format!("n_{subject}"), Metric::Count(n[1]))
         .metric(
             "lambda_flips_baseline",
-            Metric::Count(partial.lambda_flips[0].hits),
+            Metric::Count(state.lambda_flips[0].hits),
         )
         .metric(
             &format!("lambda_flips_{subject}"),
-            Metric::Count(partial.lambda_flips[1].hits),
+            Metric::Count(state.lambda_flips[1].hits),
+        )
+}
+
+/// What the summary says of a violated criterion.
+fn violated_text(c: &Criterion, stats: &crate::incident::Statistics) -> String {
+    let interval = if stats.interval() {
+        let digits = if c.label.contains("rate") {
+            None
+        } else {
+            Some(3)
+        };
+        format!(", {}", criteria::interval_words(c.ci, stats, digits))
+    } else {
+        String::new()
+    };
+    match (c.label.as_str(), c.bound) {
+        (DRIFT, _) => format!(
+            "ΔS p95 drift {:+.3} > {}{interval}",
+            c.estimate, c.threshold
+        ),
+        (DRIFT_WARN, _) => format!(
+            "ΔS p95 drift {:+.3} > {} (warn){interval}",
+            c.estimate, c.threshold
+        ),
+        (DROP, _) => format!(
+            "coverage dropped {:.3} (> {}){interval}",
+            c.estimate, c.threshold
+        ),
+        (_, Bound::AtLeast) => format!("{} {:.3} < {}{interval}", c.label, c.estimate, c.threshold),
+        _ => format!(
+            "{} {} > {}{interval}",
+            c.label,
+            pct(c.estimate),
+            pct(c.threshold)
+        ),
+    }
+}
+
+fn finish(f: &Finish<'_>) -> CheckResult {
+    let ctx = f.ctx;
+    let state = f.states.get::<QualityKernel>();
+    let counts = f.states.get::<RowsKernel>();
+    if ![Col::DeltaS, Col::Coverage, Col::LambdaState]
+        .iter()
+        .any(|c| ctx.has(*c))
+    {
+        return CheckResult::skip(
+            INFO.id,
+            "the requests have no `delta_s`, `coverage` or `lambda_state` column",
         );
+    }
+    let stats = &ctx.statistics;
+    let fig = Figures::new(state, stats.level());
+    let n = [counts.side_rows[0], counts.side_rows[1]];
+    let mut result = with_figures(f, state, &fig, n);
     if let Some(reason) = counts.too_few(ctx) {
         result.status = Status::Inconclusive;
         result.summary = reason;
         return result;
     }
-    let n = format!("n = {} / {}", count(n_base), count(n_post));
-    let interval_note = |c: &Criterion| {
-        if stats.interval() {
-            format!(
-                ", {}",
-                criteria::interval_words(
-                    c.ci,
-                    stats,
-                    if c.label.contains("rate") {
-                        None
-                    } else {
-                        Some(3)
-                    }
-                )
-            )
-        } else {
-            String::new()
-        }
-    };
+    let n_text = format!("n = {} / {}", count(n[0]), count(n[1]));
     let mut drift_failed = false;
     let mut parts = Vec::new();
-    for c in &criteria {
+    for c in &fig.criteria(&ctx.thresholds, ctx.plan.subject(), n[1]) {
         // The warn level of the drift only speaks when the fail level did not.
-        if !c.fails && c.label.starts_with("ΔS p95 drift") && drift_failed {
+        if c.label == DRIFT_WARN && drift_failed {
             continue;
         }
         let before = result.status;
-        let texts = criteria::apply(&mut result, std::slice::from_ref(c), stats, &n, |c| match (
-            c.label.as_str(),
-            c.bound,
-        ) {
-            ("ΔS p95 drift", _) => format!(
-                "ΔS p95 drift {:+.3} > {}{}",
-                c.estimate,
-                c.threshold,
-                interval_note(c)
-            ),
-            ("ΔS p95 drift (warn level)", _) => format!(
-                "ΔS p95 drift {:+.3} > {} (warn){}",
-                c.estimate,
-                c.threshold,
-                interval_note(c)
-            ),
-            ("coverage drop", _) => format!(
-                "coverage dropped {:.3} (> {}){}",
-                c.estimate,
-                c.threshold,
-                interval_note(c)
-            ),
-            (_, Bound::AtLeast) => format!(
-                "{} {:.3} < {}{}",
-                c.label,
-                c.estimate,
-                c.threshold,
-                interval_note(c)
-            ),
-            _ => format!(
-                "{} {} > {}{}",
-                c.label,
-                pct(c.estimate),
-                pct(c.threshold),
-                interval_note(c)
-            ),
+        let texts = criteria::apply(&mut result, std::slice::from_ref(c), stats, &n_text, |c| {
+            violated_text(c, stats)
         });
-        if c.fails && c.label == "ΔS p95 drift" && result.status != before {
-            drift_failed = true;
-        }
+        drift_failed |= c.label == DRIFT && result.status != before;
         parts.extend(texts);
     }
-    result.status = result.status.worst(status);
+    let (rejected_status, notes) = rejected(state);
+    result.status = result.status.worst(rejected_status);
     if parts.is_empty() {
-        let mut ok = Vec::new();
-        if let Some(d) = drift {
-            ok.push(format!("ΔS p95 drift {d:+.3}"));
-        }
-        if let Some(c) = s_cov {
-            ok.push(format!("coverage {c:.3}"));
-        }
-        if let Some(f) = s_flip {
-            ok.push(format!("λ flip rate {}", pct(f)));
-        }
-        parts.push(format!("{} within bounds", ok.join(", ")));
+        parts.push(fig.within_bounds());
     }
     parts.extend(notes);
     result.summary = parts.join("; ");
