@@ -5,6 +5,8 @@
 #   benches/compare.sh SIZE [RUNS]      SIZE: 1m, 10m, 100m (or a number of requests)
 #   PLAIN=1 benches/compare.sh 10m      the same rows as Spark, Hive or DuckDB write them: plain
 #                                       string columns, no Arrow schema in the file (needs pyarrow)
+#   RECEIPTS=0.5 benches/compare.sh 10m receipts-heavy: half the requests execute a side effect
+#                                       (~4M receipts for 10M requests; the default 0.1 gives ~0.8M)
 #
 # Generates bench-data/SIZE with the project's seeded generator when missing. Needs Python with
 # duckdb (`pip install duckdb`), used by the benchmark only.
@@ -17,7 +19,9 @@ case "$size" in
   *m) requests=$(( ${size%m} * 1000000 )) ;;
   *) requests=$size ;;
 esac
+share=${RECEIPTS:-0.1}
 data="bench-data/$size"
+[ "$share" = 0.1 ] || data="$data-r$share"
 threads=${THREADS:-$(nproc)}
 bin="${CARGO_TARGET_DIR:-target}/release"
 
@@ -25,7 +29,7 @@ cargo build --release --quiet -p rollproof-cli -p rollproof-gen
 python3 -c 'import duckdb' 2>/dev/null || pip install --quiet duckdb
 if [ ! -f "$data/incident.toml" ]; then
   echo "generating $requests requests into $data" >&2
-  "$bin/rollproof-gen" bench --requests "$requests" --out "$data"
+  "$bin/rollproof-gen" bench --requests "$requests" --receipt-share "$share" --out "$data"
 fi
 if [ "${PLAIN:-0}" = 1 ]; then
   plain="$data-plain"
@@ -65,7 +69,8 @@ rp_wall=$(col 1 "$rp"); rp_cpu=$(col 2 "$rp"); rp_rss=$(col 3 "$rp")
 db_wall=$(col 1 "$db"); db_cpu=$(col 2 "$db"); db_rss=$(col 3 "$db")
 fl_wall=$(col 1 "$fl"); fl_cpu=$(col 2 "$fl"); fl_rss=$(col 3 "$fl")
 
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ { print $2 }') GiB; $requests requests, $runs runs each, medians; rollproof --threads $threads"
+receipts=$(python3 -c "import duckdb; print(duckdb.sql(\"select count(*) from '$data/receipts.parquet'\").fetchall()[0][0])")
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ { print $2 }') GiB; $requests requests, $receipts receipts, $runs runs each, medians; rollproof --threads $threads"
 printf '%-10s %10s %10s %12s\n' "" "wall s" "cpu s" "peak RSS MB"
 printf '%-10s %10s %10s %12d\n' rollproof "$rp_wall" "$rp_cpu" $(( rp_rss / 1024 ))
 printf '%-10s %10s %10s %12d\n' duckdb "$db_wall" "$db_cpu" $(( db_rss / 1024 ))

@@ -30,6 +30,10 @@ enum Command {
         out: PathBuf,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Share of requests that execute a side effect (0.1: ~0.8M receipts for 10M
+        /// requests; 0.5: ~4M, the receipts-heavy benchmark)
+        #[arg(long, default_value_t = 0.1)]
+        receipt_share: f64,
     },
     /// Write a bench folder's requests again as OTLP/JSON spans (spans.jsonl.zst, with
     /// incident-otlp.toml and mapping-otlp.toml), for the OpenTelemetry benchmark
@@ -51,9 +55,11 @@ fn main() -> anyhow::Result<()> {
             requests,
             out,
             seed,
+            receipt_share,
         } => {
             let mut spec = rollproof_gen::bench::BenchSpec::new(requests);
             spec.seed = seed;
+            spec.receipt_share = receipt_share;
             rollproof_gen::bench::write_bench(&spec, &out)
         }
         Command::Otlp { dir } => rollproof_gen::otlp::write_otlp(&dir),
