@@ -6,6 +6,7 @@
 //! it sees and whether they failed. The join itself happens when the request side settles.
 
 use crate::words::{count, plural};
+use rayon::slice::ParallelSliceMut;
 use std::sync::Arc;
 
 use arrow::array::Array;
@@ -219,22 +220,30 @@ impl Kernel for ReceiptSideKernel {
         *state = ReceiptSide::default();
     }
 
-    /// Indexes the request ids; the runs are freed as they are counted.
+    /// Indexes the request ids with their counts: sorted first, so that the index and the
+    /// counts are written front to back (see [`HashIndex`]); the runs are freed as they are
+    /// gathered.
     fn settle(&self, ctx: &Ctx, state: &mut ReceiptSide, _prior: &States) {
         if !applies(ctx) {
             return;
         }
         let runs = std::mem::take(&mut state.runs);
-        let total: usize = runs.iter().map(Vec::len).sum();
-        let index = HashIndex::build(runs.iter().flatten().map(|(h, _)| *h), total);
-        let mut receipts = vec![0u32; index.capacity()];
-        let mut executions = vec![0u32; index.capacity()];
+        let mut all = Vec::with_capacity(runs.iter().map(Vec::len).sum());
         for run in runs {
-            for (h, exec) in run {
-                let slot = index.find(h).expect("indexed above");
-                receipts[slot] = receipts[slot].saturating_add(1);
-                executions[slot] = executions[slot].saturating_add(exec as u32);
+            all.extend(run);
+        }
+        all.par_sort_unstable();
+        let mut index = HashIndex::with_capacity(all.len());
+        let mut receipts = Vec::with_capacity(index.capacity());
+        let mut executions = Vec::with_capacity(index.capacity());
+        for (h, exec) in all {
+            let slot = index.push(h);
+            if slot >= receipts.len() {
+                receipts.resize(slot + 1, 0u32);
+                executions.resize(slot + 1, 0u32);
             }
+            receipts[slot] = receipts[slot].saturating_add(1);
+            executions[slot] = executions[slot].saturating_add(exec as u32);
         }
         state.table = Some(Arc::new(ReceiptTable {
             index,
@@ -341,7 +350,7 @@ impl Kernel for RequestSideKernel {
             return;
         };
         let mut found: Vec<(u64, bool)> = std::mem::take(&mut state.found).concat();
-        found.sort_unstable();
+        found.par_sort_unstable();
         let mut joined = join(table, &found);
         if let Some(ranges) = state.compacted.take() {
             joined.absorb(ranges);
@@ -453,14 +462,17 @@ impl Joined {
     }
 }
 
-/// `found`: (request id hash, failed) sorted, so that a request id's entries are adjacent.
+/// `found`: (request id hash, failed) sorted, so that a request id's entries are adjacent. The
+/// index lists its members in ascending order too, so the join walks both lists once.
 fn join(table: &ReceiptTable, found: &[(u64, bool)]) -> Joined {
     let mut j = Joined::default();
     let mut orphans = Samples::new(SAMPLE_CAP);
     let mut failed = Samples::new(SAMPLE_CAP);
+    let mut rest = found;
     for (slot, h) in table.index.members() {
-        let start = found.partition_point(|(x, _)| *x < h);
-        let entries = &found[start..found.partition_point(|(x, _)| *x <= h)];
+        let skip = rest.iter().take_while(|(x, _)| *x < h).count();
+        rest = &rest[skip..];
+        let entries = &rest[..rest.iter().take_while(|(x, _)| *x == h).count()];
         if entries.is_empty() {
             j.orphan_receipts += table.receipts[slot] as u64;
             j.orphan_request_ids += 1;

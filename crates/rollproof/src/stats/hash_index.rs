@@ -4,6 +4,12 @@
 //!
 //! Used for the reconciliation join: the receipts name a few million request ids; the request
 //! pass asks, for each of up to hundreds of millions of rows, whether its id is one of them.
+//!
+//! The hashes are added in ascending order. A hash's home slot grows with the hash (the slot is
+//! `h * n / 2^64`), so linear probing then places every hash after the previous one: the slots
+//! are written front to back (no cache miss per key while building), the slots hold the set in
+//! ascending order (so a join can walk it beside another sorted list), and a probe never wraps
+//! (the few hashes pushed past the last home slot go to slots appended at the end).
 
 /// Slots per key: ~0.75 load, linear probing.
 const SLOTS_PER_KEY_NUM: usize = 4;
@@ -13,10 +19,14 @@ const BLOOM_BITS_PER_KEY: usize = 10;
 
 #[derive(Debug, Clone)]
 pub(crate) struct HashIndex {
-    /// 0 = empty; stored hashes are never 0 (see `nonzero`).
+    /// 0 = empty; stored hashes are never 0 (see `nonzero`). Non-empty slots ascend.
     slots: Vec<u64>,
+    /// The number of home slots (`slots` may be longer: the overflow at the end).
+    homes: usize,
     bloom: Vec<u64>,
     len: usize,
+    /// The slot of the last hash pushed.
+    last: Option<usize>,
 }
 
 #[inline]
@@ -30,41 +40,46 @@ fn reduce(h: u64, n: usize) -> usize {
 }
 
 impl HashIndex {
-    /// Builds the index of the distinct hashes among `hashes`.
-    pub(crate) fn build(
-        hashes: impl Iterator<Item = u64> + Clone,
-        upper_bound: usize,
-    ) -> HashIndex {
+    /// An empty index for at most `upper_bound` distinct hashes, filled by [`HashIndex::push`].
+    pub(crate) fn with_capacity(upper_bound: usize) -> HashIndex {
         let n = upper_bound.max(1);
-        let mut index = HashIndex {
-            slots: vec![0; n * SLOTS_PER_KEY_NUM / SLOTS_PER_KEY_DEN + 1],
+        let homes = n * SLOTS_PER_KEY_NUM / SLOTS_PER_KEY_DEN + 1;
+        HashIndex {
+            slots: vec![0; homes],
+            homes,
             bloom: vec![0; (n * BLOOM_BITS_PER_KEY).div_ceil(512) * 8],
             len: 0,
-        };
-        for h in hashes {
-            index.insert(nonzero(h));
+            last: None,
         }
-        index
     }
 
-    fn insert(&mut self, h: u64) {
-        let n = self.slots.len();
-        let mut i = reduce(h, n);
-        loop {
-            match self.slots[i] {
-                0 => {
-                    self.slots[i] = h;
-                    self.len += 1;
-                    break;
-                }
-                x if x == h => return,
-                _ => i = if i + 1 == n { 0 } else { i + 1 },
+    /// Adds `h`, which is no smaller than any hash added before, and returns its slot (the
+    /// same slot again when `h` equals the last hash added).
+    ///
+    /// # Panics
+    /// When `h` is smaller than the last hash added: a caller's bug, not an input's.
+    pub(crate) fn push(&mut self, h: u64) -> usize {
+        let h = nonzero(h);
+        let home = reduce(h, self.homes);
+        let at = match self.last {
+            Some(last) if self.slots[last] == h => return last,
+            Some(last) => {
+                assert!(self.slots[last] < h, "hashes pushed out of order");
+                home.max(last + 1)
             }
+            None => home,
+        };
+        if at >= self.slots.len() {
+            self.slots.resize(at + 1, 0);
         }
+        self.slots[at] = h;
+        self.last = Some(at);
+        self.len += 1;
         let (block, bits) = self.bloom_bits(h);
         for b in bits {
             self.bloom[block + b / 64] |= 1 << (b % 64);
         }
+        at
     }
 
     #[inline]
@@ -100,15 +115,13 @@ impl HashIndex {
             return None;
         }
         let h = nonzero(h);
-        let n = self.slots.len();
-        let mut i = reduce(h, n);
-        loop {
-            match self.slots[i] {
-                0 => return None,
-                x if x == h => return Some(i),
-                _ => i = if i + 1 == n { 0 } else { i + 1 },
-            }
-        }
+        let from = reduce(h, self.homes);
+        // Slots ascend, so the probe ends at an empty slot or at a larger hash.
+        self.slots[from..]
+            .iter()
+            .position(|x| *x == 0 || *x >= h)
+            .map(|i| from + i)
+            .filter(|i| self.slots[*i] == h)
     }
 
     /// Number of slots: slot numbers are below it.
@@ -122,7 +135,7 @@ impl HashIndex {
         self.len
     }
 
-    /// (slot, hash) of every member.
+    /// (slot, hash) of every member, in ascending order of hash.
     pub(crate) fn members(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
         self.slots
             .iter()
@@ -136,15 +149,23 @@ impl HashIndex {
 mod tests {
     use super::*;
 
+    fn index_of(hashes: &[u64]) -> HashIndex {
+        let mut sorted = hashes.to_vec();
+        sorted.sort_unstable();
+        let mut index = HashIndex::with_capacity(sorted.len());
+        for h in sorted {
+            index.push(h);
+        }
+        index
+    }
+
     #[test]
     fn finds_members_and_only_members() {
         let members: Vec<u64> = (0..10_000u64)
             .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xabc)
             .collect();
-        let index = HashIndex::build(
-            members.iter().copied().chain(members.iter().copied()),
-            20_000,
-        );
+        let doubled: Vec<u64> = members.iter().chain(&members).copied().collect();
+        let index = index_of(&doubled);
         assert_eq!(index.len(), 10_000);
         let mut slots = std::collections::BTreeSet::new();
         for h in &members {
@@ -153,6 +174,26 @@ mod tests {
         assert_eq!(slots.len(), 10_000);
         let strangers = (10_000..60_000u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xabc);
         assert_eq!(strangers.filter(|h| index.find(*h).is_some()).count(), 0);
-        assert!(HashIndex::build(std::iter::empty(), 0).find(5).is_none());
+        assert!(HashIndex::with_capacity(0).find(5).is_none());
+        let listed: Vec<u64> = index.members().map(|(_, h)| h).collect();
+        let mut sorted = members.clone();
+        sorted.sort_unstable();
+        assert_eq!(listed, sorted, "members ascend");
+    }
+
+    /// Hashes crowded at the top of the range spill past the last home slot, and are found.
+    #[test]
+    fn hashes_past_the_last_home_slot_are_kept_and_found() {
+        let top: Vec<u64> = (0..50u64).map(|i| u64::MAX - i).collect();
+        let index = index_of(&top);
+        assert!(index.slots.len() > index.homes);
+        for h in &top {
+            assert_eq!(index.slots[index.find(*h).expect("member")], *h);
+        }
+        assert!(index.find(u64::MAX - 50).is_none());
+        // 0 and 1 share a slot, as they always did (0 is the empty mark).
+        let low = index_of(&[0, 1, 2]);
+        assert_eq!(low.len(), 2);
+        assert_eq!(low.find(0), low.find(1));
     }
 }
