@@ -302,7 +302,7 @@ impl Kernel for EffectsKernel {
     const STAGE: Stage = Stage::Receipts;
 
     fn canonicalize(&self, state: &mut State) {
-        let mut all = std::mem::take(&mut state.runs).concat();
+        let mut all = crate::stats::concat_runs(std::mem::take(&mut state.runs));
         all.sort_unstable();
         state.runs = vec![all];
     }
@@ -486,11 +486,7 @@ impl State {
 
     /// Sorts the executions by key and adds them up per key. Takes the runs (freeing them).
     fn summarize(&mut self, ctx: &Ctx) -> Summary {
-        let total = self.runs.iter().map(Vec::len).sum();
-        let mut all: Vec<Exec> = Vec::with_capacity(total);
-        for run in std::mem::take(&mut self.runs) {
-            all.extend_from_slice(&run);
-        }
+        let mut all = crate::stats::concat_runs(std::mem::take(&mut self.runs));
         {
             use rayon::slice::ParallelSliceMut;
             all.par_sort_unstable_by_key(|e| e.key);

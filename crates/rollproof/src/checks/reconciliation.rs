@@ -21,7 +21,7 @@ use crate::engine::lookup::{Found, Lookup, LookupSpec};
 use crate::engine::{Kernel, Rows, Stage, States};
 use crate::plan::Ctx;
 use crate::stats::hash_index::HashIndex;
-use crate::stats::{Samples, Targets};
+use crate::stats::{concat_runs, Samples, Targets};
 use crate::time::format_millis;
 
 pub(crate) static CHECK: CheckSpec = CheckSpec {
@@ -152,7 +152,7 @@ impl Kernel for ReceiptSideKernel {
     const STAGE: Stage = Stage::Receipts;
 
     fn canonicalize(&self, state: &mut ReceiptSide) {
-        let mut all = std::mem::take(&mut state.runs).concat();
+        let mut all = concat_runs(std::mem::take(&mut state.runs));
         all.sort_unstable();
         state.runs = vec![all];
     }
@@ -227,11 +227,7 @@ impl Kernel for ReceiptSideKernel {
         if !applies(ctx) {
             return;
         }
-        let runs = std::mem::take(&mut state.runs);
-        let mut all = Vec::with_capacity(runs.iter().map(Vec::len).sum());
-        for run in runs {
-            all.extend(run);
-        }
+        let mut all = concat_runs(std::mem::take(&mut state.runs));
         all.par_sort_unstable();
         let mut index = HashIndex::with_capacity(all.len());
         let mut receipts = Vec::with_capacity(index.capacity());
@@ -263,7 +259,7 @@ impl Kernel for RequestSideKernel {
     const STAGE: Stage = Stage::Requests;
 
     fn canonicalize(&self, state: &mut RequestSide) {
-        let mut all = std::mem::take(&mut state.found).concat();
+        let mut all = concat_runs(std::mem::take(&mut state.found));
         all.sort_unstable();
         state.found = vec![all];
     }
@@ -349,7 +345,7 @@ impl Kernel for RequestSideKernel {
         else {
             return;
         };
-        let mut found: Vec<(u64, bool)> = std::mem::take(&mut state.found).concat();
+        let mut found = concat_runs(std::mem::take(&mut state.found));
         found.par_sort_unstable();
         let mut joined = join(table, &found);
         if let Some(ranges) = state.compacted.take() {

@@ -126,6 +126,20 @@ impl Counts {
     }
 }
 
+/// The runs of a per-row state (one per batch) as one vector, each run freed once moved. The
+/// first run's buffer is grown to the total, so the rows are held once plus one run, where
+/// `concat` holds them twice until the runs are dropped (at 8M receipts, 320 MB more).
+pub(crate) fn concat_runs<T: Copy>(runs: Vec<Vec<T>>) -> Vec<T> {
+    let total = runs.iter().map(Vec::len).sum::<usize>();
+    let mut runs = runs.into_iter();
+    let mut all = runs.next().unwrap_or_default();
+    all.reserve_exact(total - all.len());
+    for run in runs {
+        all.extend_from_slice(&run);
+    }
+    all
+}
+
 /// Per row, a small index into the distinct values of a string column (evaluated once per
 /// dictionary value): counting by region with one string hash per distinct value, not per row.
 pub(crate) fn intern<'a>(
