@@ -124,7 +124,7 @@ impl HashIndex {
             .filter(|i| self.slots[*i] == h)
     }
 
-    /// Number of slots: slot numbers are below it.
+    /// Number of slots so far: every slot `push` or `find` has returned is below it.
     pub(crate) fn capacity(&self) -> usize {
         self.slots.len()
     }
