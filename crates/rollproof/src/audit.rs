@@ -137,27 +137,7 @@ pub(crate) fn finish_audit(
     let hashes = hashes?;
     timings.mark("passes, samples and hashes");
 
-    let totals = InputTotals {
-        requests: totals(&tables.requests, &counts.requests),
-        receipts: tables
-            .receipts
-            .as_ref()
-            .map(|plan| totals(plan, &counts.receipts)),
-        gold: match (&tables.gold, &tables.gold_baseline) {
-            (Some(run), Some(base)) if gold.is_some() => {
-                let (a, b) = gold_counts.split_at(run.files.len());
-                let (a, b) = (totals(run, a), totals(base, b));
-                Some(TableTotals {
-                    files: a.files + b.files,
-                    rows: a.rows + b.rows,
-                    rejected: a.rejected + b.rejected,
-                    dropped: a.dropped + b.dropped,
-                })
-            }
-            _ => None,
-        },
-        captured: tables.captured.is_some(),
-    };
+    let totals = input_totals(tables, &counts, gold.is_some(), &gold_counts);
     let finish = Finish {
         ctx,
         states: &states,
@@ -169,73 +149,13 @@ pub(crate) fn finish_audit(
         .map(|check| (check.finish)(&finish))
         .collect();
     let rows = states.get::<checks::rows::RowsKernel>();
-    let inputs = files
+    let all_counts = counts
+        .requests
         .iter()
-        .zip(roles)
-        .zip(
-            counts
-                .requests
-                .iter()
-                .chain(&counts.receipts)
-                .chain(&gold_counts),
-        )
-        .zip(hashes)
-        .map(|(((file, role), counts), sha256)| {
-            let object = match &file.location {
-                ingest::location::Location::Remote(r) => Some(r.as_ref()),
-                ingest::location::Location::Local(_) => None,
-            };
-            InputReport {
-                role,
-                path: file.display.clone(),
-                format: file.source.name(),
-                compression: file.compression.map(|c| c.name()),
-                rows: counts.rows_read,
-                rows_rejected: counts.rejected_no_ts,
-                rows_dropped: counts.dropped,
-                sha256,
-                url: object.map(|o| o.url.clone()),
-                size: object.map(|o| o.meta.size),
-                etag: object.and_then(|o| o.meta.e_tag.clone()),
-                last_modified: object.map(|o| DataInstant(o.meta.last_modified.timestamp_micros())),
-                version_id: object.and_then(|o| o.meta.version.clone()),
-                source_files: None,
-            }
-        })
-        .collect();
-    let mut inputs: Vec<InputReport> = inputs;
-    if let Some(c) = &tables.captured {
-        inputs.push(InputReport {
-            role: "captured_state",
-            path: c.path.clone(),
-            format: c.format,
-            compression: None,
-            rows: 1,
-            rows_rejected: 0,
-            rows_dropped: 0,
-            sha256: Some(c.sha256.clone()),
-            url: None,
-            size: None,
-            etag: None,
-            last_modified: None,
-            version_id: None,
-            source_files: None,
-        });
-    }
-    let accounting = RowAccounting {
-        requests_read: totals.requests.rows,
-        requests_rejected: totals.requests.rejected,
-        requests_dropped: totals.requests.dropped,
-        requests_used: rows.rows - rows.outside,
-        requests_audited: rows.audited,
-        requests_baseline: rows.side_rows[0],
-        requests_subject: rows.side_rows[1],
-        requests_outside: rows.outside,
-        requests_other_arm: rows.other_arm,
-        receipts_read: totals.receipts.map_or(0, |r| r.rows),
-        receipts_rejected: totals.receipts.map_or(0, |r| r.rejected),
-        receipts_dropped: totals.receipts.map_or(0, |r| r.dropped),
-    };
+        .chain(&counts.receipts)
+        .chain(&gold_counts);
+    let inputs = input_reports(&files, &roles, all_counts, hashes, tables.captured.as_ref());
+    let accounting = row_accounting(&totals, rows);
     let timeline = states
         .try_get::<checks::series::SeriesKernel>()
         .and_then(|s| s.timeline(ctx));
@@ -280,6 +200,112 @@ pub(crate) fn finish_audit(
     report.evidence = evidence;
     report.captured_state = tables.captured.as_ref().map(|c| c.content.clone());
     Ok(report)
+}
+
+/// Rows read, rejected and dropped per table (the gold set's two files together).
+fn input_totals(
+    tables: &Tables,
+    counts: &FileCounts,
+    has_gold: bool,
+    gold_counts: &[UnitCounts],
+) -> InputTotals {
+    InputTotals {
+        requests: totals(&tables.requests, &counts.requests),
+        receipts: tables
+            .receipts
+            .as_ref()
+            .map(|plan| totals(plan, &counts.receipts)),
+        gold: match (&tables.gold, &tables.gold_baseline) {
+            (Some(run), Some(base)) if has_gold => {
+                let (a, b) = gold_counts.split_at(run.files.len());
+                let (a, b) = (totals(run, a), totals(base, b));
+                Some(TableTotals {
+                    files: a.files + b.files,
+                    rows: a.rows + b.rows,
+                    rejected: a.rejected + b.rejected,
+                    dropped: a.dropped + b.dropped,
+                })
+            }
+            _ => None,
+        },
+        captured: tables.captured.is_some(),
+    }
+}
+
+/// The report's `inputs`: every file read, in plan order, with its counts, hash and (for an
+/// object in a store) what the store said of it; then the captured-state file.
+fn input_reports<'a>(
+    files: &[&ingest::SourceFile],
+    roles: &[&'static str],
+    counts: impl Iterator<Item = &'a UnitCounts>,
+    hashes: Vec<Option<String>>,
+    captured: Option<&ingest::captured::CapturedState>,
+) -> Vec<InputReport> {
+    let mut inputs: Vec<InputReport> = files
+        .iter()
+        .zip(roles)
+        .zip(counts)
+        .zip(hashes)
+        .map(|(((file, role), counts), sha256)| {
+            let object = match &file.location {
+                ingest::location::Location::Remote(r) => Some(r.as_ref()),
+                ingest::location::Location::Local(_) => None,
+            };
+            InputReport {
+                role,
+                path: file.display.clone(),
+                format: file.source.name(),
+                compression: file.compression.map(|c| c.name()),
+                rows: counts.rows_read,
+                rows_rejected: counts.rejected_no_ts,
+                rows_dropped: counts.dropped,
+                sha256,
+                url: object.map(|o| o.url.clone()),
+                size: object.map(|o| o.meta.size),
+                etag: object.and_then(|o| o.meta.e_tag.clone()),
+                last_modified: object.map(|o| DataInstant(o.meta.last_modified.timestamp_micros())),
+                version_id: object.and_then(|o| o.meta.version.clone()),
+                source_files: None,
+            }
+        })
+        .collect();
+    if let Some(c) = captured {
+        inputs.push(InputReport {
+            role: "captured_state",
+            path: c.path.clone(),
+            format: c.format,
+            compression: None,
+            rows: 1,
+            rows_rejected: 0,
+            rows_dropped: 0,
+            sha256: Some(c.sha256.clone()),
+            url: None,
+            size: None,
+            etag: None,
+            last_modified: None,
+            version_id: None,
+            source_files: None,
+        });
+    }
+    inputs
+}
+
+/// The report's `rows`: what was read of each table and where the requests went.
+fn row_accounting(totals: &InputTotals, rows: &checks::rows::RowCounts) -> RowAccounting {
+    RowAccounting {
+        requests_read: totals.requests.rows,
+        requests_rejected: totals.requests.rejected,
+        requests_dropped: totals.requests.dropped,
+        requests_used: rows.rows - rows.outside,
+        requests_audited: rows.audited,
+        requests_baseline: rows.side_rows[0],
+        requests_subject: rows.side_rows[1],
+        requests_outside: rows.outside,
+        requests_other_arm: rows.other_arm,
+        receipts_read: totals.receipts.map_or(0, |r| r.rows),
+        receipts_rejected: totals.receipts.map_or(0, |r| r.rejected),
+        receipts_dropped: totals.receipts.map_or(0, |r| r.dropped),
+    }
 }
 
 /// Every row behind the findings of the failing and warning checks, per check and kind: one more
