@@ -11,6 +11,8 @@
 //! ascending order (so a join can walk it beside another sorted list), and a probe never wraps
 //! (the few hashes pushed past the last home slot go to slots appended at the end).
 
+use super::reduce;
+
 /// Slots per key: ~0.75 load, linear probing.
 const SLOTS_PER_KEY_NUM: usize = 4;
 const SLOTS_PER_KEY_DEN: usize = 3;
@@ -32,11 +34,6 @@ pub(crate) struct HashIndex {
 #[inline]
 fn nonzero(h: u64) -> u64 {
     h.max(1)
-}
-
-#[inline]
-fn reduce(h: u64, n: usize) -> usize {
-    ((h as u128 * n as u128) >> 64) as usize
 }
 
 impl HashIndex {

@@ -27,7 +27,7 @@ pub(crate) struct KeyTable<V> {
 /// its high bits, so that `n` need not be a power of two.
 #[inline]
 fn home(key: u64, n: usize) -> usize {
-    ((key.wrapping_mul(0x9e37_79b9_7f4a_7c15) as u128 * n as u128) >> 64) as usize
+    super::reduce(key.wrapping_mul(0x9e37_79b9_7f4a_7c15), n)
 }
 
 /// The slot after `i` among `n`, wrapping.

@@ -126,6 +126,13 @@ impl Counts {
     }
 }
 
+/// A 64-bit hash scaled to `0..n` by its high bits (multiply-shift): monotone in the hash, and
+/// `n` need not be a power of two. The home slot of `hash_index` and `key_table`.
+#[inline]
+pub(crate) fn reduce(h: u64, n: usize) -> usize {
+    ((h as u128 * n as u128) >> 64) as usize
+}
+
 /// The runs of a per-row state (one per batch) as one vector, each run freed once moved. The
 /// first run's buffer is grown to the total, so the rows are held once plus one run, where
 /// `concat` holds them twice until the runs are dropped (at 8M receipts, 320 MB more).
