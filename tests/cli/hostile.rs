@@ -695,6 +695,23 @@ fn cases() -> Vec<Case> {
             escape: false,
         },
         Case {
+            // Found by the fuzzer (the file is its output, unchanged): a page header whose
+            // unknown field is a list claiming 2⁶³ booleans in a few bytes; reading a boolean
+            // element took no byte, so the header check spun for hours.
+            name: "a page header with a list of 2^63 booleans",
+            setup: |d| {
+                std::fs::copy(
+                    crate::util::fixture("hostile").join("page-header-list-of-booleans.parquet"),
+                    d.join("requests.parquet"),
+                )
+                .unwrap();
+                incident_for(d, "requests.parquet");
+                vec!["audit".into(), "incident.toml".into(), "-q".into()]
+            },
+            expect: Expect::InputError(&["page header cut short", "row group 1"]),
+            escape: false,
+        },
+        Case {
             name: "Feather with zstd buffers",
             setup: |d| {
                 std::fs::copy(

@@ -48,6 +48,16 @@ impl Source for Parquet {
             }
         }
         .map_err(|e| file.problem(e))?;
+        let size = match file.location {
+            Location::Remote(r) => r.meta.size,
+            Location::Local(p) => std::fs::metadata(p)
+                .map_err(|e| file.location.io_problem(&e))?
+                .len(),
+        };
+        check_rows_per_byte(meta.metadata(), size).map_err(|p| {
+            p.file(file.location.shown_path())
+                .hint("the file is corrupt or was written to exhaust time; re-export it")
+        })?;
         let meta = dictionary_hint(meta);
         Ok(Layout {
             columns: meta
@@ -145,6 +155,32 @@ impl Source for Parquet {
         }
         Ok(())
     }
+}
+
+/// The most rows a Parquet file may declare per byte of file. Run-length encoding lets a page of
+/// a few bytes claim two billion values, and decoding them takes minutes however few bytes they
+/// came from. A request log cannot be that small, because its ids are distinct per row: a million
+/// rows with sequential ids and every other column constant, zstd-compressed, is 1.4 rows per byte
+/// (the test below), so the limit leaves a margin of more than 40.
+pub(crate) const MAX_ROWS_PER_BYTE: u64 = 64;
+
+/// Refuses a footer that declares more rows than [`MAX_ROWS_PER_BYTE`] allows for the file's size.
+fn check_rows_per_byte(
+    meta: &parquet::file::metadata::ParquetMetaData,
+    size: u64,
+) -> Result<(), Problem> {
+    let rows = meta
+        .row_groups()
+        .iter()
+        .fold(0u64, |n, rg| n.saturating_add(rg.num_rows().max(0) as u64));
+    let limit = size.saturating_mul(MAX_ROWS_PER_BYTE);
+    if rows > limit {
+        return Err(Problem::new(
+            format!("a footer declaring {rows} rows in a file of {size} bytes"),
+            format!("at most {MAX_ROWS_PER_BYTE} rows per byte of file ({limit} rows)"),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether every data page of a column chunk is dictionary-encoded (the footer's encoding mask).
@@ -261,5 +297,58 @@ mod tests {
             .unwrap();
         let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
         assert_eq!(rows, 1000);
+    }
+
+    /// The densest a request log gets: a million rows whose ids are sequential and every other
+    /// column constant, zstd-compressed. Its footer passes; the same footer in a file a
+    /// hundredth the size (as a hostile file's run-length-encoded pages would be) does not.
+    #[test]
+    fn a_footer_may_declare_only_so_many_rows_per_byte() {
+        use arrow::array::Int64Array;
+        use parquet::basic::{Compression, ZstdLevel};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("ts", DataType::Int64, false),
+            Field::new("request_id", DataType::Utf8, false),
+            Field::new("status", DataType::Int64, false),
+            Field::new("build_id", DataType::Utf8, false),
+        ]));
+        let mut bytes = Vec::new();
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(9).unwrap()))
+            .build();
+        let mut w = ArrowWriter::try_new(&mut bytes, schema.clone(), Some(props)).unwrap();
+        for part in 0..10i64 {
+            let rows = (0..100_000i64).map(|i| part * 100_000 + i);
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(
+                        rows.clone().map(|_| 1_700_000_000_000),
+                    )),
+                    Arc::new(StringArray::from_iter_values(
+                        rows.map(|i| format!("r-{i:08}")),
+                    )),
+                    Arc::new(Int64Array::from_iter_values((0..100_000).map(|_| 200))),
+                    Arc::new(StringArray::from_iter_values((0..100_000).map(|_| "b-1"))),
+                ],
+            )
+            .unwrap();
+            w.write(&batch).unwrap();
+        }
+        w.close().unwrap();
+        let size = bytes.len() as u64;
+        let bytes = bytes::Bytes::from(bytes);
+        let meta = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new()).unwrap();
+        let density = 1_000_000 / size;
+        assert!(density <= 2, "{density} rows per byte");
+        check_rows_per_byte(meta.metadata(), size).unwrap();
+        let refused = check_rows_per_byte(meta.metadata(), size / 100).unwrap_err();
+        assert_eq!(
+            refused.found,
+            format!(
+                "a footer declaring 1000000 rows in a file of {} bytes",
+                size / 100
+            )
+        );
     }
 }

@@ -101,7 +101,17 @@ impl<R: Read> Compact<R> {
         Ok(())
     }
 
-    /// Skips one value of compact type `t`.
+    /// Skips one element of a list, set or map. A boolean element is a byte of its own (a
+    /// boolean field's value lives in its field header); so every element reads at least one
+    /// byte, and [`MAX_HEADER_BYTES`] bounds the work however many elements a header claims.
+    fn skip_element(&mut self, t: u8, depth: usize) -> Result<(), String> {
+        match t {
+            1 | 2 => self.skip_bytes(1),
+            _ => self.skip(t, depth),
+        }
+    }
+
+    /// Skips one field value of compact type `t`.
     fn skip(&mut self, t: u8, depth: usize) -> Result<(), String> {
         if depth > MAX_NESTING {
             return Err("a page header nested too deep".to_string());
@@ -122,7 +132,7 @@ impl<R: Read> Compact<R> {
                     n => u64::from(n),
                 };
                 for _ in 0..n {
-                    self.skip(h & 0x0f, depth + 1)?;
+                    self.skip_element(h & 0x0f, depth + 1)?;
                 }
                 Ok(())
             }
@@ -131,8 +141,8 @@ impl<R: Read> Compact<R> {
                 if n > 0 {
                     let kv = self.byte()?;
                     for _ in 0..n {
-                        self.skip(kv >> 4, depth + 1)?;
-                        self.skip(kv & 0x0f, depth + 1)?;
+                        self.skip_element(kv >> 4, depth + 1)?;
+                        self.skip_element(kv & 0x0f, depth + 1)?;
                     }
                 }
                 Ok(())
@@ -376,6 +386,23 @@ mod tests {
         );
         assert!(read_header(&[0x15u8][..]).is_err(), "cut short");
         assert!(read_header(&[0x1du8, 0x00][..]).is_err(), "an unknown type");
+    }
+
+    /// Booleans in a list take a byte each: a list claiming 2⁶³ of them in a few bytes ends at
+    /// the end of the bytes (it once spun for hours, found by the fuzzer).
+    #[test]
+    fn a_list_reads_a_byte_per_element() {
+        // Field 4, a list of two booleans (true, false), then the end of the struct.
+        let h = read_header(&[0x49u8, 0x21, 0x01, 0x02, 0x00][..]).unwrap();
+        assert_eq!(h.header_len, 5);
+        // The same list claiming 2⁶³ − 1 booleans, as a varint after the element type.
+        let mut lie = vec![0x49u8, 0xf1];
+        lie.extend([0xff; 8]);
+        lie.extend([0x7f, 0x01, 0x02, 0x00]);
+        assert!(read_header(&lie[..]).unwrap_err().contains("cut short"));
+        // A map of boolean keys and values: two bytes per entry.
+        let h = read_header(&[0x4bu8, 0x02, 0x11, 0x01, 0x02, 0x02, 0x01, 0x00][..]).unwrap();
+        assert_eq!(h.header_len, 8);
     }
 
     #[test]
