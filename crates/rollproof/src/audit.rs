@@ -1153,6 +1153,22 @@ fn totals(plan: &TablePlan, counts: &[UnitCounts]) -> TableTotals {
     }
 }
 
+/// The resident memory now and at its peak so far, where the system tells (Linux).
+fn memory() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().strip_suffix(" kB"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    match (field("VmRSS:"), field("VmHWM:")) {
+        (Some(now), Some(peak)) => format!("  (RSS {} MiB, peak {} MiB)", now >> 10, peak >> 10),
+        _ => String::new(),
+    }
+}
+
 /// Phase timings on stderr when `ROLLPROOF_TIMINGS` is set: a diagnostic for benchmarking, never
 /// part of a report.
 struct Timings {
@@ -1173,8 +1189,9 @@ impl Timings {
             use std::io::Write;
             let _ = writeln!(
                 std::io::stderr(),
-                "timing: {:>8.3} s  {phase}",
-                self.start.elapsed().as_secs_f64()
+                "timing: {:>8.3} s  {phase}{}",
+                self.start.elapsed().as_secs_f64(),
+                memory()
             );
         }
     }
