@@ -29,10 +29,13 @@ use crate::error::{InputError, Problem};
 pub(crate) struct Otlp;
 pub(crate) static OTLP: Otlp = Otlp;
 
-/// Columns every span row has, besides its attributes.
 /// Lines parsed side by side: an export request is typically hundreds of spans.
 const LINES_PER_GROUP: usize = 8;
+/// A group also ends once its lines reach this many bytes, so that the two groups alive at once
+/// (one parsed, the next read) stay small whatever the lines' length.
+const GROUP_BYTES: usize = 8 << 20;
 
+/// Columns every span row has, besides its attributes.
 const SPAN_FIELDS: [&str; 6] = [
     "ts",
     "trace_id",
@@ -208,8 +211,7 @@ impl Source for Otlp {
             }
             Ok((!request.resource_logs.is_empty(), found))
         };
-        let mut group: Vec<(u64, String)> = Vec::with_capacity(LINES_PER_GROUP);
-        let mut flush = |group: &mut Vec<(u64, String)>| -> Result<(), Problem> {
+        for_each_group(file, &mut |group: Vec<(u64, String)>| {
             let found: Vec<Result<(bool, BTreeSet<String>), Problem>> = group
                 .par_iter()
                 .map(|(n, line)| names_of(*n, line))
@@ -219,17 +221,8 @@ impl Source for Otlp {
                 kinds.insert(logs);
                 names.extend(found);
             }
-            group.clear();
-            Ok(())
-        };
-        for_each_line(file, &mut |n, line| {
-            group.push((n, line.to_string()));
-            if group.len() == LINES_PER_GROUP {
-                flush(&mut group)?;
-            }
             Ok::<(), Problem>(())
         })?;
-        flush(&mut group)?;
         let mut columns: Vec<String> = match kinds.iter().next() {
             Some(true) => LOG_FIELDS.iter().map(|s| s.to_string()).collect(),
             _ => SPAN_FIELDS.iter().map(|s| s.to_string()).collect(),
@@ -258,10 +251,7 @@ impl Source for Otlp {
         // unit: without this, one thread would parse it all), then pushed in file order.
         use rayon::prelude::*;
         let mut batch = BatchBuilder::new(wanted);
-        let mut group: Vec<(u64, String)> = Vec::with_capacity(LINES_PER_GROUP);
-        let mut flush = |group: &mut Vec<(u64, String)>,
-                         batch: &mut BatchBuilder<'_>|
-         -> Result<(), InputError> {
+        for_each_group(file, &mut |group: Vec<(u64, String)>| {
             let parsed: Vec<Result<Vec<Row<'_>>, Problem>> = group
                 .par_iter()
                 .map(|(n, line)| {
@@ -277,17 +267,8 @@ impl Source for Otlp {
                     }
                 }
             }
-            group.clear();
-            Ok(())
-        };
-        for_each_line(file, &mut |n, line| {
-            group.push((n, line.to_string()));
-            if group.len() == LINES_PER_GROUP {
-                flush(&mut group, &mut batch)?;
-            }
             Ok::<(), InputError>(())
         })?;
-        flush(&mut group, &mut batch)?;
         if batch.len() > 0 {
             sink(batch.finish())?;
         }
@@ -295,27 +276,58 @@ impl Source for Otlp {
     }
 }
 
-/// Calls `each` with every non-blank line and its number, streaming the file.
-fn for_each_line<E: From<Problem>>(
+/// Calls `each` with the file's non-blank lines, numbered, a group at a time, streaming the file:
+/// a thread of its own reads (and decompresses) the next group while `each` parses this one.
+fn for_each_group<E: From<Problem>>(
     file: &FileRef<'_>,
-    each: &mut dyn FnMut(u64, &str) -> Result<(), E>,
+    each: &mut dyn FnMut(Vec<(u64, String)>) -> Result<(), E>,
 ) -> Result<(), E> {
+    type Group = Result<Vec<(u64, String)>, (u64, std::io::Error)>;
     let mut reader = file.open_text()?;
-    let mut line = String::new();
-    let mut n = 0u64;
-    loop {
-        line.clear();
-        let read = reader.read_line(&mut line).map_err(|e| {
-            file.problem(format!("line {}: {}", n + 1, crate::error::io_reason(&e)))
-        })?;
-        if read == 0 {
-            return Ok(());
+    std::thread::scope(|scope| {
+        // One group waits in the channel at most: two are alive while `each` runs.
+        let (send, receive) = std::sync::mpsc::sync_channel::<Group>(0);
+        scope.spawn(move || {
+            let (mut n, mut longest) = (0u64, 0usize);
+            loop {
+                let mut group = Vec::with_capacity(LINES_PER_GROUP);
+                let mut bytes = 0;
+                let mut end = false;
+                while group.len() < LINES_PER_GROUP && bytes < GROUP_BYTES {
+                    // Sized like the longest line so far: a line is not copied as it grows.
+                    let mut line = String::with_capacity(longest);
+                    match reader.read_line(&mut line) {
+                        Ok(0) => {
+                            end = true;
+                            break;
+                        }
+                        Ok(read) => {
+                            n += 1;
+                            (bytes, longest) = (bytes + read, longest.max(read));
+                            if !line.trim().is_empty() {
+                                group.push((n, line));
+                            }
+                        }
+                        Err(e) => {
+                            let _ = send.send(Err((n + 1, e)));
+                            return;
+                        }
+                    }
+                }
+                // The receiver is gone when `each` failed: nothing more to read.
+                if (!group.is_empty() && send.send(Ok(group)).is_err()) || end {
+                    return;
+                }
+            }
+        });
+        for group in receive {
+            let group = group.map_err(|(n, e)| {
+                file.problem(format!("line {n}: {}", crate::error::io_reason(&e)))
+            })?;
+            each(group)?;
         }
-        n += 1;
-        if !line.trim().is_empty() {
-            each(n, &line)?;
-        }
-    }
+        Ok(())
+    })
 }
 
 /// One line as an export request of model `T`.
