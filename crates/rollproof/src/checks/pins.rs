@@ -330,178 +330,185 @@ fn finish(f: &Finish<'_>) -> CheckResult {
     let ctx = f.ctx;
     let state = f.states.get::<PinsKernel>();
     let other_arm = f.states.get::<super::rows::RowsKernel>().other_arm;
-    {
-        let named: Vec<&str> = ctx
-            .plan
-            .pin_sets()
-            .iter()
-            .flat_map(|s| s.pins.iter().map(|(c, _)| c.name()))
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let unverified: Vec<&str> = named
-            .iter()
-            .copied()
-            .filter(|name| {
-                !state
+    let (named, unverified) = named_and_unverified(ctx, state);
+    if state.checked_pins.is_empty() {
+        return CheckResult::skip(
+            INFO.id,
+            format!(
+                "none of the expected pins ({}) is a column of the requests",
+                named.join(", ")
+            ),
+        );
+    }
+    let by_pin: BTreeMap<String, u64> = state
+        .checked_pins
+        .iter()
+        .filter(|&&j| state.by_pin[j] > 0)
+        .map(|&j| (PIN_COLUMNS[j].name().to_string(), state.by_pin[j]))
+        .collect();
+    let (status, summary) = verdict(ctx, state, &by_pin, &unverified);
+    let mut result = CheckResult::new(INFO.id, status, summary)
+        .metric("requests_checked", Metric::Count(state.requests_checked))
+        .metric("violations", Metric::Count(state.violations))
+        .metric("missing", Metric::Count(state.missing))
+        .metric("by_pin", Metric::Counts(by_pin))
+        .metric("by_region", Metric::Counts(state.by_region.sorted()))
+        .metric(
+            "requests_by_region",
+            Metric::Counts(state.requests_by_region.sorted()),
+        )
+        .metric(
+            "last_violation_at",
+            Metric::Time(state.last_violation_by_region.values().max().copied()),
+        )
+        .metric(
+            "last_violation_at_by_region",
+            Metric::Times(state.last_violation_by_region.clone()),
+        )
+        .metric(
+            "pins_checked",
+            Metric::Texts(
+                state
                     .checked_pins
                     .iter()
-                    .any(|&j| PIN_COLUMNS[j].name() == *name)
+                    .map(|&j| PIN_COLUMNS[j].name().to_string())
+                    .collect(),
+            ),
+        )
+        .metric(
+            "pins_unverified",
+            Metric::Texts(unverified.iter().map(|s| s.to_string()).collect()),
+        )
+        .cells(
+            plural(state.violations, "violation", "violations"),
+            "",
+            "0 violations",
+        )
+        .sample_size(state.requests_checked.to_string());
+    if let Plan::Rollback(r) = &ctx.plan {
+        // Every region seen after its flip, with that flip (its own, or flip_at).
+        let flips = state
+            .requests_by_region
+            .sorted()
+            .into_keys()
+            .map(|region| {
+                let flip = r.flip_of(Some(&region));
+                (region, flip)
             })
             .collect();
-        if state.checked_pins.is_empty() {
-            return CheckResult::skip(
-                INFO.id,
-                format!(
-                    "none of the expected pins ({}) is a column of the requests",
-                    named.join(", ")
-                ),
-            );
-        }
-        let by_pin: std::collections::BTreeMap<String, u64> = state
-            .checked_pins
-            .iter()
-            .filter(|&&j| state.by_pin[j] > 0)
-            .map(|&j| (PIN_COLUMNS[j].name().to_string(), state.by_pin[j]))
-            .collect();
-        let (status, summary) = if state.requests_checked == 0 {
-            (
-                Status::Inconclusive,
-                match ctx.plan.mode() {
-                    Mode::Rollback => {
-                        "no request after the flip: check `flip_at` against the data's time range"
-                            .to_string()
-                    }
-                    Mode::Canary => {
-                        "no request of either arm in the window: check `[canary]` arms and window"
-                            .to_string()
-                    }
-                },
-            )
-        } else if state.violations > 0 {
-            let worst = by_pin
-                .iter()
-                .max_by_key(|(k, v)| (**v, std::cmp::Reverse(k.to_string())));
-            let detail = worst
-                .map(|(k, v)| format!(" (most: `{k}` on {})", super::count(*v)))
-                .unwrap_or_default();
-            (
-                Status::Fail,
-                format!(
-                    "{} of {} {} carry a wrong or missing pin{}",
-                    super::count(state.violations),
-                    super::count(state.requests_checked),
-                    ctx.plan.audited_noun(),
-                    detail
-                ),
-            )
-        } else if !unverified.is_empty() {
-            (
-                Status::Warn,
-                format!(
-                    "all {} {} carry the expected pins, but {} cannot be verified (not in the logs)",
-                    super::count(state.requests_checked),
-                    ctx.plan.audited_noun(),
-                    unverified.join(", ")
-                ),
-            )
-        } else {
-            (
-                Status::Pass,
-                format!(
-                    "all {} {} carry the expected pins",
-                    super::count(state.requests_checked),
-                    ctx.plan.audited_noun()
-                ),
-            )
-        };
-        let mut result = CheckResult::new(INFO.id, status, summary)
-            .metric("requests_checked", Metric::Count(state.requests_checked))
-            .metric("violations", Metric::Count(state.violations))
-            .metric("missing", Metric::Count(state.missing))
-            .metric("by_pin", Metric::Counts(by_pin))
-            .metric("by_region", Metric::Counts(state.by_region.sorted()))
-            .metric(
-                "requests_by_region",
-                Metric::Counts(state.requests_by_region.sorted()),
-            )
-            .metric(
-                "last_violation_at",
-                Metric::Time(state.last_violation_by_region.values().max().copied()),
-            )
-            .metric(
-                "last_violation_at_by_region",
-                Metric::Times(state.last_violation_by_region.clone()),
-            )
-            .metric(
-                "pins_checked",
-                Metric::Texts(
-                    state
-                        .checked_pins
-                        .iter()
-                        .map(|&j| PIN_COLUMNS[j].name().to_string())
-                        .collect(),
-                ),
-            )
-            .metric(
-                "pins_unverified",
-                Metric::Texts(unverified.iter().map(|s| s.to_string()).collect()),
-            )
-            .cells(
-                plural(state.violations, "violation", "violations"),
-                "",
-                "0 violations",
-            )
-            .sample_size(state.requests_checked.to_string());
-        if let Plan::Rollback(r) = &ctx.plan {
-            // Every region seen after its flip, with that flip (its own, or flip_at).
-            let flips = state
-                .requests_by_region
-                .sorted()
-                .into_keys()
-                .map(|region| {
-                    let flip = r.flip_of(Some(&region));
-                    (region, flip)
-                })
-                .collect();
-            result = result.metric("flip_at_by_region", Metric::Times(flips));
-        }
-        if ctx.plan.mode() == Mode::Canary {
-            let by_arm = (0..2)
-                .filter(|&s| state.by_arm[s] > 0)
-                .map(|s| (ctx.plan.set_label(s), state.by_arm[s]))
-                .collect();
-            result = result
-                .metric("by_arm", Metric::Counts(by_arm))
-                .metric("other_arm", Metric::Count(other_arm));
-        }
-        result.samples = state
-            .samples
-            .pick(SAMPLE_CAP)
-            .into_iter()
-            .map(|s| {
-                let col = PIN_COLUMNS[s.pin];
-                let expected = ctx.plan.pin_sets()[s.set as usize - 1]
-                    .pins
-                    .iter()
-                    .find(|(c, _)| *c == col)
-                    .map(|(_, v)| v.clone());
-                let mut f = Fields::new();
-                f.insert("request_id".into(), Metric::Text(s.request_id));
-                f.insert("ts".into(), Metric::Time(Some(s.ts)));
-                f.insert("pin".into(), Metric::Text(Some(col.name().to_string())));
-                f.insert("found".into(), Metric::Text(s.found));
-                f.insert("expected".into(), Metric::Text(expected));
-                f.insert("region".into(), Metric::Text(Some(s.region)));
-                if ctx.plan.mode() == Mode::Canary {
-                    f.insert(
-                        "arm".into(),
-                        Metric::Text(Some(ctx.plan.set_label(s.set as usize - 1))),
-                    );
-                }
-                f
-            })
-            .collect();
-        result
+        result = result.metric("flip_at_by_region", Metric::Times(flips));
     }
+    if ctx.plan.mode() == Mode::Canary {
+        let by_arm = (0..2)
+            .filter(|&s| state.by_arm[s] > 0)
+            .map(|s| (ctx.plan.set_label(s), state.by_arm[s]))
+            .collect();
+        result = result
+            .metric("by_arm", Metric::Counts(by_arm))
+            .metric("other_arm", Metric::Count(other_arm));
+    }
+    result.samples = samples(ctx, state);
+    result
+}
+
+/// The pins the incident names (any set), sorted, and those of them no column carries.
+fn named_and_unverified<'a>(ctx: &'a Ctx, state: &State) -> (Vec<&'a str>, Vec<&'a str>) {
+    let named: Vec<&str> = ctx
+        .plan
+        .pin_sets()
+        .iter()
+        .flat_map(|s| s.pins.iter().map(|(c, _)| c.name()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let unverified = named
+        .iter()
+        .copied()
+        .filter(|name| {
+            !state
+                .checked_pins
+                .iter()
+                .any(|&j| PIN_COLUMNS[j].name() == *name)
+        })
+        .collect();
+    (named, unverified)
+}
+
+/// The status and its sentence: no request to check, violations (naming the worst pin), pins
+/// that cannot be verified, or all pinned.
+fn verdict(
+    ctx: &Ctx,
+    state: &State,
+    by_pin: &BTreeMap<String, u64>,
+    unverified: &[&str],
+) -> (Status, String) {
+    let checked = super::count(state.requests_checked);
+    let noun = ctx.plan.audited_noun();
+    if state.requests_checked == 0 {
+        let why = match ctx.plan.mode() {
+            Mode::Rollback => {
+                "no request after the flip: check `flip_at` against the data's time range"
+            }
+            Mode::Canary => {
+                "no request of either arm in the window: check `[canary]` arms and window"
+            }
+        };
+        (Status::Inconclusive, why.to_string())
+    } else if state.violations > 0 {
+        let worst = by_pin
+            .iter()
+            .max_by_key(|(k, v)| (**v, std::cmp::Reverse(k.to_string())));
+        let detail = worst
+            .map(|(k, v)| format!(" (most: `{k}` on {})", super::count(*v)))
+            .unwrap_or_default();
+        let violations = super::count(state.violations);
+        (
+            Status::Fail,
+            format!("{violations} of {checked} {noun} carry a wrong or missing pin{detail}"),
+        )
+    } else if !unverified.is_empty() {
+        (
+            Status::Warn,
+            format!(
+                "all {checked} {noun} carry the expected pins, but {} cannot be verified (not in the logs)",
+                unverified.join(", ")
+            ),
+        )
+    } else {
+        (
+            Status::Pass,
+            format!("all {checked} {noun} carry the expected pins"),
+        )
+    }
+}
+
+/// The sampled violations, each with the pin, what was found and what was expected.
+fn samples(ctx: &Ctx, state: &State) -> Vec<Fields> {
+    state
+        .samples
+        .pick(SAMPLE_CAP)
+        .into_iter()
+        .map(|s| {
+            let col = PIN_COLUMNS[s.pin];
+            let expected = ctx.plan.pin_sets()[s.set as usize - 1]
+                .pins
+                .iter()
+                .find(|(c, _)| *c == col)
+                .map(|(_, v)| v.clone());
+            let mut f = Fields::new();
+            f.insert("request_id".into(), Metric::Text(s.request_id));
+            f.insert("ts".into(), Metric::Time(Some(s.ts)));
+            f.insert("pin".into(), Metric::Text(Some(col.name().to_string())));
+            f.insert("found".into(), Metric::Text(s.found));
+            f.insert("expected".into(), Metric::Text(expected));
+            f.insert("region".into(), Metric::Text(Some(s.region)));
+            if ctx.plan.mode() == Mode::Canary {
+                f.insert(
+                    "arm".into(),
+                    Metric::Text(Some(ctx.plan.set_label(s.set as usize - 1))),
+                );
+            }
+            f
+        })
+        .collect()
 }
