@@ -735,74 +735,102 @@ fn rollback_charts(r: &Report) -> Vec<ChartSection> {
     let b = t.bucket_minutes as f64;
     let x0 = t.points[0].minute as f64;
     let x1 = t.points.last().map_or(x0, |p| p.minute as f64 + b);
-    let threshold = |k: &str| r.thresholds.get(k).and_then(Value::as_f64);
+    let decorate = |s: &mut Spec| rollback_frame(r, flip.0, x0, x1, s);
+    let mut charts = vec![
+        error_rate_chart(r, t, x0, x1, &decorate),
+        latency_chart(r, t, x0, x1, &decorate),
+        pins_and_stale_chart(t, x0, x1, &decorate),
+    ];
+    charts.extend(region_chart(t, x0, x1, &decorate));
+    charts.extend(backpressure_chart(r, t, x0, x1, &decorate));
+    charts.push(quality_chart(r, t, x0, x1, &decorate));
+    vec![ChartSection {
+        title: "How the rollback converged".into(),
+        note: (b > 1.0).then(|| format!("Each point is {b} minutes.")),
+        charts,
+    }]
+}
+
+/// What every rollback chart shows besides its series: clock ticks from the flip, the flip,
+/// recovery and onset markers, and the windows as strips.
+fn rollback_frame(r: &Report, flip: i64, x0: f64, x1: f64, s: &mut Spec) {
+    s.x_ticks = XTicks::Clock { origin: flip };
+    s.markers.push(Marker {
+        x: 0.0,
+        class: "flip",
+        label: "flip".into(),
+    });
     let recovery = metric(r, "error_recovery", "recovery_minutes").and_then(Metric::as_count);
-    let decorate = |s: &mut Spec| {
-        s.x_ticks = XTicks::Clock { origin: flip.0 };
+    if let Some(k) = recovery.filter(|k| *k > 0) {
         s.markers.push(Marker {
-            x: 0.0,
-            class: "flip",
-            label: "flip".into(),
+            x: k as f64,
+            class: "recovery",
+            label: format!("recovered +{k} min"),
         });
-        if let Some(k) = recovery.filter(|k| *k > 0) {
+    }
+    if let Some(start) = r.impact.as_ref().and_then(|i| i.incident_start) {
+        if let Some(m) = minute_of(r, start.0) {
             s.markers.push(Marker {
-                x: k as f64,
-                class: "recovery",
-                label: format!("recovered +{k} min"),
+                x: m,
+                class: "onset",
+                label: "incident starts".into(),
             });
         }
-        if let Some(start) = r.impact.as_ref().and_then(|i| i.incident_start) {
-            if let Some(m) = minute_of(r, start.0) {
-                s.markers.push(Marker {
-                    x: m,
-                    class: "onset",
-                    label: "incident starts".into(),
-                });
-            }
-        }
-        let mut strip = |w: Option<(i64, Option<i64>)>, class: &'static str, row: usize| {
-            if let Some((a, b)) = w {
-                let from = minute_of(r, a).unwrap_or(x0);
-                let to = b.and_then(|b| minute_of(r, b)).unwrap_or(x1);
-                s.strips.push(Span {
-                    from,
-                    to,
-                    class,
-                    row,
-                });
-            }
-        };
-        strip(
-            r.windows.baseline.map(|[a, b]| (a.0, Some(b.0))),
-            "win-baseline",
-            0,
-        );
-        strip(
-            r.windows
-                .post
-                .map(|[a, b]| (a.map_or(flip.0, |a| a.0), b.map(|b| b.0))),
-            "win-post",
-            0,
-        );
-        strip(
-            r.windows.freeze.map(|[a, b]| (a.0, Some(b.0))),
-            "win-freeze",
-            1,
-        );
-        s.legend("win-baseline", "baseline window");
-        s.legend("win-post", "post window");
-        if r.windows.freeze.is_some() {
-            s.legend("win-freeze", "write freeze");
+    }
+    let mut strip = |w: Option<(i64, Option<i64>)>, class: &'static str, row: usize| {
+        if let Some((a, b)) = w {
+            let from = minute_of(r, a).unwrap_or(x0);
+            let to = b.and_then(|b| minute_of(r, b)).unwrap_or(x1);
+            s.strips.push(Span {
+                from,
+                to,
+                class,
+                row,
+            });
         }
     };
-    let mut charts = Vec::new();
+    strip(
+        r.windows.baseline.map(|[a, b]| (a.0, Some(b.0))),
+        "win-baseline",
+        0,
+    );
+    strip(
+        r.windows
+            .post
+            .map(|[a, b]| (a.map_or(flip, |a| a.0), b.map(|b| b.0))),
+        "win-post",
+        0,
+    );
+    strip(
+        r.windows.freeze.map(|[a, b]| (a.0, Some(b.0))),
+        "win-freeze",
+        1,
+    );
+    s.legend("win-baseline", "baseline window");
+    s.legend("win-post", "post window");
+    if r.windows.freeze.is_some() {
+        s.legend("win-freeze", "write freeze");
+    }
+}
 
+fn threshold(r: &Report, key: &str) -> Option<f64> {
+    r.thresholds.get(key).and_then(Value::as_f64)
+}
+
+fn error_rate_chart(
+    r: &Report,
+    t: &crate::checks::series::Timeline,
+    x0: f64,
+    x1: f64,
+    decorate: &dyn Fn(&mut Spec),
+) -> Chart {
     let max_err = t
         .points
         .iter()
         .filter_map(|p| p.error_rate)
         .fold(0.0, f64::max);
-    let err_max = charts::nice_max(max_err.max(threshold("error_rate_max").unwrap_or(0.0) * 2.0));
+    let limit = threshold(r, "error_rate_max");
+    let err_max = charts::nice_max(max_err.max(limit.unwrap_or(0.0) * 2.0));
     let mut s = Spec::new(
         "User-visible error rate per minute",
         x0,
@@ -812,13 +840,21 @@ fn rollback_charts(r: &Report) -> Vec<ChartSection> {
     );
     s.legend("s0", "5xx and 429 share");
     s.series.push(("s0", points(t, |p| p.error_rate)));
-    if let Some(m) = threshold("error_rate_max") {
+    if let Some(m) = limit {
         s.hlines.push((m, "threshold"));
         s.legend("threshold", format!("error_rate_max {}", charts::pct(m)));
     }
     decorate(&mut s);
-    charts.push(s.render());
+    s.render()
+}
 
+fn latency_chart(
+    r: &Report,
+    t: &crate::checks::series::Timeline,
+    x0: f64,
+    x1: f64,
+    decorate: &dyn Fn(&mut Spec),
+) -> Chart {
     let base_p95 = metric(r, "latency", "baseline_p95_ms").and_then(Metric::as_number);
     let max_lat = t
         .points
@@ -839,8 +875,16 @@ fn rollback_charts(r: &Report) -> Vec<ChartSection> {
         s.legend("baseline", format!("baseline p95 {}", charts::ms(b)));
     }
     decorate(&mut s);
-    charts.push(s.render());
+    s.render()
+}
 
+fn pins_and_stale_chart(
+    t: &crate::checks::series::Timeline,
+    x0: f64,
+    x1: f64,
+    decorate: &dyn Fn(&mut Spec),
+) -> Chart {
+    let b = t.bucket_minutes as f64;
     let mut s = Spec::new(
         "Requests on the expected pins, and stale cache hits",
         x0,
@@ -879,32 +923,27 @@ fn rollback_charts(r: &Report) -> Vec<ChartSection> {
         s.legend("bar", "no stale cache hit after the flip");
     }
     decorate(&mut s);
-    charts.push(s.render());
+    s.render()
+}
 
-    if let Some(chart) = region_chart(t, x0, x1, &decorate) {
-        charts.push(chart);
-    }
-    if let Some(chart) = backpressure_chart(r, t, x0, x1, &decorate) {
-        charts.push(chart);
-    }
-
+fn quality_chart(
+    r: &Report,
+    t: &crate::checks::series::Timeline,
+    x0: f64,
+    x1: f64,
+    decorate: &dyn Fn(&mut Spec),
+) -> Chart {
     let mut s = Spec::new("ΔS p95 and coverage per minute", x0, x1, 1.0, charts::unit);
     s.legend("s0", "ΔS p95");
     s.legend("s1", "mean coverage");
     s.series.push(("s0", points(t, |p| p.delta_s_p95)));
     s.series.push(("s1", points(t, |p| p.coverage_mean)));
-    if let Some(m) = threshold("coverage_min") {
+    if let Some(m) = threshold(r, "coverage_min") {
         s.hlines.push((m, "threshold"));
         s.legend("threshold", format!("coverage_min {m}"));
     }
     decorate(&mut s);
-    charts.push(s.render());
-
-    vec![ChartSection {
-        title: "How the rollback converged".into(),
-        note: (b > 1.0).then(|| format!("Each point is {b} minutes.")),
-        charts,
-    }]
+    s.render()
 }
 
 /// Series classes for regions, in region order; more regions than colours are not drawn.
@@ -1062,172 +1101,147 @@ fn canary_charts(r: &Report) -> Vec<ChartSection> {
             .clone()
             .unwrap_or_else(|| "canary".into()),
     ];
-    let mut compare = Vec::new();
-    if let Some(d) = r
-        .distributions
-        .as_ref()
-        .filter(|d| d.iter().any(|c| !c.is_empty()))
-    {
-        let max = d.iter().flatten().map(|p| p.1).fold(0.0, f64::max);
-        let x_max = charts::nice_max(max * 1.05);
-        let mut s = Spec::new(
-            "Latency distribution of both arms",
-            0.0,
-            x_max,
-            1.0,
-            charts::pct,
-        );
-        s.x_ticks = XTicks::Values(charts::ms);
-        for (i, class) in [(0, "s0"), (1, "s1")] {
-            s.series
-                .push((class, d[i].iter().map(|&(q, v)| (v, q)).collect()));
-            s.legend(
-                class,
-                format!("{} (share of requests at or under x)", names[i]),
-            );
-        }
-        s.hlines.push((0.95, "baseline"));
-        s.legend("baseline", "p95 level");
-        compare.push(s.render());
-    }
-    let errors = [
-        metric(r, "error_rate", "baseline_errors").and_then(Metric::as_count),
-        metric(r, "error_rate", "canary_errors").and_then(Metric::as_count),
-    ];
-    // Error rates are over the requests with a status.
-    let with_status = [
-        metric(r, "error_rate", "baseline_requests")
-            .and_then(Metric::as_count)
-            .unwrap_or(0),
-        metric(r, "error_rate", "canary_requests")
-            .and_then(Metric::as_count)
-            .unwrap_or(0),
-    ];
-    if let [Some(eb), Some(ec)] = errors {
-        let intervals = [
-            wilson(eb, with_status[0], 1.96),
-            wilson(ec, with_status[1], 1.96),
-        ];
-        let top = intervals
-            .iter()
-            .flatten()
-            .map(|i| i.1)
-            .fold(threshold_or(r, "error_rate_max", 0.0) * 1.2, f64::max);
-        let y_max = charts::nice_max(top.max(0.001));
-        let mut s = Spec::new(
-            "Error rate of both arms, with 95% intervals",
-            0.0,
-            2.0,
-            y_max,
-            charts::pct,
-        );
-        s.x_ticks = XTicks::Fixed(vec![(0.5, names[0].clone()), (1.5, names[1].clone())]);
-        for (i, e) in [eb, ec].into_iter().enumerate() {
-            if with_status[i] > 0 {
-                let rate = e as f64 / with_status[i] as f64;
-                s.bars.push((
-                    i as f64 + 0.25,
-                    0.5,
-                    rate.max(f64::MIN_POSITIVE),
-                    ["bar-s0", "bar-s1"][i],
-                ));
-            }
-            if let Some((lo, hi)) = intervals[i] {
-                s.whiskers.push((i as f64 + 0.5, lo, hi, "whisker"));
-            }
-        }
-        if let Some(m) = r.thresholds.get("error_rate_max").and_then(Value::as_f64) {
-            s.hlines.push((m, "threshold"));
-            s.legend("threshold", format!("error_rate_max {}", charts::pct(m)));
-        }
-        s.legend("whisker", "95% Wilson interval");
-        compare.push(s.render());
-    }
+    let compare: Vec<Chart> = [distribution_chart(r, &names), arm_error_chart(r, &names)]
+        .into_iter()
+        .flatten()
+        .collect();
     let mut sections = vec![ChartSection {
         title: format!("“{}” against “{}”", names[1], names[0]),
         note: None,
         charts: compare,
     }];
-    if let Some(t) = r.timeline.as_ref().filter(|t| !t.points.is_empty()) {
-        let b = t.bucket_minutes;
-        let x0 = t.points[0].minute as f64;
-        let x1 = t.points.last().map_or(x0, |p| (p.minute + b) as f64);
-        let origin = r.windows.canary.map_or(0, |[a, _]| a.0);
-        let mut over_time = Vec::new();
-        let max_err = t
-            .points
-            .iter()
-            .chain(&t.canary_points)
-            .filter_map(|p| p.error_rate)
-            .fold(threshold_or(r, "error_rate_max", 0.0) * 2.0, f64::max);
-        let mut s = Spec::new(
-            "Error rate per minute, by arm",
-            x0,
-            x1,
-            charts::nice_max(max_err),
-            charts::pct,
-        );
-        s.x_ticks = XTicks::Clock { origin };
-        s.series
-            .push(("s0", points_of(&t.points, b, |p| p.error_rate)));
-        s.series
-            .push(("s1", points_of(&t.canary_points, b, |p| p.error_rate)));
-        s.legend("s0", names[0].clone());
-        s.legend("s1", names[1].clone());
-        over_time.push(s.render());
-        let max_lat = t
-            .points
-            .iter()
-            .chain(&t.canary_points)
-            .filter_map(|p| p.p95_latency_ms)
-            .fold(0.0, f64::max);
-        let mut s = Spec::new(
-            "p95 latency per minute, by arm",
-            x0,
-            x1,
-            charts::nice_max(max_lat * 1.1),
-            charts::ms,
-        );
-        s.x_ticks = XTicks::Clock { origin };
-        s.series
-            .push(("s0", points_of(&t.points, b, |p| p.p95_latency_ms)));
-        s.series
-            .push(("s1", points_of(&t.canary_points, b, |p| p.p95_latency_ms)));
-        s.legend("s0", names[0].clone());
-        s.legend("s1", names[1].clone());
-        over_time.push(s.render());
-        let max_req = t
-            .points
-            .iter()
-            .chain(&t.canary_points)
-            .map(|p| p.requests)
-            .max()
-            .unwrap_or(0);
-        let mut s = Spec::new(
-            "Requests per minute, by arm",
-            x0,
-            x1,
-            charts::nice_max(max_req as f64 * 1.1),
-            charts::counted,
-        );
-        s.x_ticks = XTicks::Clock { origin };
-        s.series
-            .push(("s0", points_of(&t.points, b, |p| Some(p.requests as f64))));
-        s.series.push((
-            "s1",
-            points_of(&t.canary_points, b, |p| Some(p.requests as f64)),
-        ));
-        s.legend("s0", names[0].clone());
-        s.legend("s1", names[1].clone());
-        over_time.push(s.render());
-        sections.push(ChartSection {
-            title: "Over the window".into(),
-            note: (b > 1).then(|| format!("Each point is {b} minutes.")),
-            charts: over_time,
-        });
-    }
+    sections.extend(over_the_window(r, &names));
     sections.retain(|s| !s.charts.is_empty());
     sections
+}
+
+fn distribution_chart(r: &Report, names: &[String; 2]) -> Option<Chart> {
+    let d = r
+        .distributions
+        .as_ref()
+        .filter(|d| d.iter().any(|c| !c.is_empty()))?;
+    let max = d.iter().flatten().map(|p| p.1).fold(0.0, f64::max);
+    let x_max = charts::nice_max(max * 1.05);
+    let mut s = Spec::new(
+        "Latency distribution of both arms",
+        0.0,
+        x_max,
+        1.0,
+        charts::pct,
+    );
+    s.x_ticks = XTicks::Values(charts::ms);
+    for (i, class) in [(0, "s0"), (1, "s1")] {
+        s.series
+            .push((class, d[i].iter().map(|&(q, v)| (v, q)).collect()));
+        s.legend(
+            class,
+            format!("{} (share of requests at or under x)", names[i]),
+        );
+    }
+    s.hlines.push((0.95, "baseline"));
+    s.legend("baseline", "p95 level");
+    Some(s.render())
+}
+
+fn arm_error_chart(r: &Report, names: &[String; 2]) -> Option<Chart> {
+    let count_of = |key: &str| metric(r, "error_rate", key).and_then(Metric::as_count);
+    let (eb, ec) = (count_of("baseline_errors")?, count_of("canary_errors")?);
+    // Error rates are over the requests with a status.
+    let with_status = [
+        count_of("baseline_requests").unwrap_or(0),
+        count_of("canary_requests").unwrap_or(0),
+    ];
+    let intervals = [
+        wilson(eb, with_status[0], 1.96),
+        wilson(ec, with_status[1], 1.96),
+    ];
+    let top = intervals
+        .iter()
+        .flatten()
+        .map(|i| i.1)
+        .fold(threshold_or(r, "error_rate_max", 0.0) * 1.2, f64::max);
+    let y_max = charts::nice_max(top.max(0.001));
+    let mut s = Spec::new(
+        "Error rate of both arms, with 95% intervals",
+        0.0,
+        2.0,
+        y_max,
+        charts::pct,
+    );
+    s.x_ticks = XTicks::Fixed(vec![(0.5, names[0].clone()), (1.5, names[1].clone())]);
+    for (i, e) in [eb, ec].into_iter().enumerate() {
+        if with_status[i] > 0 {
+            let rate = e as f64 / with_status[i] as f64;
+            s.bars.push((
+                i as f64 + 0.25,
+                0.5,
+                rate.max(f64::MIN_POSITIVE),
+                ["bar-s0", "bar-s1"][i],
+            ));
+        }
+        if let Some((lo, hi)) = intervals[i] {
+            s.whiskers.push((i as f64 + 0.5, lo, hi, "whisker"));
+        }
+    }
+    if let Some(m) = threshold(r, "error_rate_max") {
+        s.hlines.push((m, "threshold"));
+        s.legend("threshold", format!("error_rate_max {}", charts::pct(m)));
+    }
+    s.legend("whisker", "95% Wilson interval");
+    Some(s.render())
+}
+
+/// Error rate, p95 latency and requests per minute of both arms over the canary window.
+fn over_the_window(r: &Report, names: &[String; 2]) -> Option<ChartSection> {
+    use crate::checks::series::TimelinePoint;
+    let t = r.timeline.as_ref().filter(|t| !t.points.is_empty())?;
+    let b = t.bucket_minutes;
+    let x0 = t.points[0].minute as f64;
+    let x1 = t.points.last().map_or(x0, |p| (p.minute + b) as f64);
+    let origin = r.windows.canary.map_or(0, |[a, _]| a.0);
+    let both = || t.points.iter().chain(&t.canary_points);
+    let by_arm = |title: &str,
+                  y_max: f64,
+                  fmt: fn(f64) -> String,
+                  value: &dyn Fn(&TimelinePoint) -> Option<f64>| {
+        let mut s = Spec::new(title, x0, x1, y_max, fmt);
+        s.x_ticks = XTicks::Clock { origin };
+        s.series.push(("s0", points_of(&t.points, b, value)));
+        s.series.push(("s1", points_of(&t.canary_points, b, value)));
+        s.legend("s0", names[0].clone());
+        s.legend("s1", names[1].clone());
+        s.render()
+    };
+    let max_err = both()
+        .filter_map(|p| p.error_rate)
+        .fold(threshold_or(r, "error_rate_max", 0.0) * 2.0, f64::max);
+    let max_lat = both().filter_map(|p| p.p95_latency_ms).fold(0.0, f64::max);
+    let max_req = both().map(|p| p.requests).max().unwrap_or(0);
+    let charts = vec![
+        by_arm(
+            "Error rate per minute, by arm",
+            charts::nice_max(max_err),
+            charts::pct,
+            &|p| p.error_rate,
+        ),
+        by_arm(
+            "p95 latency per minute, by arm",
+            charts::nice_max(max_lat * 1.1),
+            charts::ms,
+            &|p| p.p95_latency_ms,
+        ),
+        by_arm(
+            "Requests per minute, by arm",
+            charts::nice_max(max_req as f64 * 1.1),
+            charts::counted,
+            &|p| Some(p.requests as f64),
+        ),
+    ];
+    Some(ChartSection {
+        title: "Over the window".into(),
+        note: (b > 1).then(|| format!("Each point is {b} minutes.")),
+        charts,
+    })
 }
 
 fn threshold_or(r: &Report, key: &str, default: f64) -> f64 {
