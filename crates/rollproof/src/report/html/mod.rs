@@ -735,20 +735,43 @@ fn rollback_charts(r: &Report) -> Vec<ChartSection> {
     let b = t.bucket_minutes as f64;
     let x0 = t.points[0].minute as f64;
     let x1 = t.points.last().map_or(x0, |p| p.minute as f64 + b);
-    let decorate = |s: &mut Spec| rollback_frame(r, flip.0, x0, x1, s);
+    let f = Frame {
+        r,
+        flip: flip.0,
+        t,
+        x0,
+        x1,
+    };
     let mut charts = vec![
-        error_rate_chart(r, t, x0, x1, &decorate),
-        latency_chart(r, t, x0, x1, &decorate),
-        pins_and_stale_chart(t, x0, x1, &decorate),
+        error_rate_chart(r, &f),
+        latency_chart(r, &f),
+        pins_and_stale_chart(&f),
     ];
-    charts.extend(region_chart(t, x0, x1, &decorate));
-    charts.extend(backpressure_chart(r, t, x0, x1, &decorate));
-    charts.push(quality_chart(r, t, x0, x1, &decorate));
+    charts.extend(region_chart(&f));
+    charts.extend(backpressure_chart(r, &f));
+    charts.push(quality_chart(r, &f));
     vec![ChartSection {
         title: "How the rollback converged".into(),
         note: (b > 1.0).then(|| format!("Each point is {b} minutes.")),
         charts,
     }]
+}
+
+/// What the rollback charts share: the timeline, the minutes drawn and what frames the series.
+struct Frame<'a> {
+    r: &'a Report,
+    flip: i64,
+    t: &'a crate::checks::series::Timeline,
+    x0: f64,
+    x1: f64,
+}
+
+impl Frame<'_> {
+    /// The chart of `s` in the rollback frame ([`rollback_frame`]).
+    fn render(&self, mut s: Spec) -> Chart {
+        rollback_frame(self.r, self.flip, self.x0, self.x1, &mut s);
+        s.render()
+    }
 }
 
 /// What every rollback chart shows besides its series: clock ticks from the flip, the flip,
@@ -817,13 +840,8 @@ fn threshold(r: &Report, key: &str) -> Option<f64> {
     r.thresholds.get(key).and_then(Value::as_f64)
 }
 
-fn error_rate_chart(
-    r: &Report,
-    t: &crate::checks::series::Timeline,
-    x0: f64,
-    x1: f64,
-    decorate: &dyn Fn(&mut Spec),
-) -> Chart {
+fn error_rate_chart(r: &Report, f: &Frame<'_>) -> Chart {
+    let t = f.t;
     let max_err = t
         .points
         .iter()
@@ -833,8 +851,8 @@ fn error_rate_chart(
     let err_max = charts::nice_max(max_err.max(limit.unwrap_or(0.0) * 2.0));
     let mut s = Spec::new(
         "User-visible error rate per minute",
-        x0,
-        x1,
+        f.x0,
+        f.x1,
         err_max,
         charts::pct,
     );
@@ -844,17 +862,11 @@ fn error_rate_chart(
         s.hlines.push((m, "threshold"));
         s.legend("threshold", format!("error_rate_max {}", charts::pct(m)));
     }
-    decorate(&mut s);
-    s.render()
+    f.render(s)
 }
 
-fn latency_chart(
-    r: &Report,
-    t: &crate::checks::series::Timeline,
-    x0: f64,
-    x1: f64,
-    decorate: &dyn Fn(&mut Spec),
-) -> Chart {
+fn latency_chart(r: &Report, f: &Frame<'_>) -> Chart {
+    let t = f.t;
     let base_p95 = metric(r, "latency", "baseline_p95_ms").and_then(Metric::as_number);
     let max_lat = t
         .points
@@ -863,8 +875,8 @@ fn latency_chart(
         .fold(base_p95.unwrap_or(0.0), f64::max);
     let mut s = Spec::new(
         "p95 latency per minute",
-        x0,
-        x1,
+        f.x0,
+        f.x1,
         charts::nice_max(max_lat * 1.1),
         charts::ms,
     );
@@ -874,21 +886,16 @@ fn latency_chart(
         s.hlines.push((b, "baseline"));
         s.legend("baseline", format!("baseline p95 {}", charts::ms(b)));
     }
-    decorate(&mut s);
-    s.render()
+    f.render(s)
 }
 
-fn pins_and_stale_chart(
-    t: &crate::checks::series::Timeline,
-    x0: f64,
-    x1: f64,
-    decorate: &dyn Fn(&mut Spec),
-) -> Chart {
+fn pins_and_stale_chart(f: &Frame<'_>) -> Chart {
+    let t = f.t;
     let b = t.bucket_minutes as f64;
     let mut s = Spec::new(
         "Requests on the expected pins, and stale cache hits",
-        x0,
-        x1,
+        f.x0,
+        f.x1,
         1.0,
         charts::pct,
     );
@@ -922,18 +929,18 @@ fn pins_and_stale_chart(
     } else {
         s.legend("bar", "no stale cache hit after the flip");
     }
-    decorate(&mut s);
-    s.render()
+    f.render(s)
 }
 
-fn quality_chart(
-    r: &Report,
-    t: &crate::checks::series::Timeline,
-    x0: f64,
-    x1: f64,
-    decorate: &dyn Fn(&mut Spec),
-) -> Chart {
-    let mut s = Spec::new("ΔS p95 and coverage per minute", x0, x1, 1.0, charts::unit);
+fn quality_chart(r: &Report, f: &Frame<'_>) -> Chart {
+    let t = f.t;
+    let mut s = Spec::new(
+        "ΔS p95 and coverage per minute",
+        f.x0,
+        f.x1,
+        1.0,
+        charts::unit,
+    );
     s.legend("s0", "ΔS p95");
     s.legend("s1", "mean coverage");
     s.series.push(("s0", points(t, |p| p.delta_s_p95)));
@@ -942,8 +949,7 @@ fn quality_chart(
         s.hlines.push((m, "threshold"));
         s.legend("threshold", format!("coverage_min {m}"));
     }
-    decorate(&mut s);
-    s.render()
+    f.render(s)
 }
 
 /// Series classes for regions, in region order; more regions than colours are not drawn.
@@ -959,12 +965,8 @@ const REGION_CLASSES: [(&str, &str); 6] = [
 /// The share of requests on the expected pins, region by region, with each region's own flip
 /// marked: a region that flipped late, or never converged, stands out. Drawn with two regions
 /// or more, or whenever `[flip_at_by_region]` moves a flip.
-fn region_chart(
-    t: &crate::checks::series::Timeline,
-    x0: f64,
-    x1: f64,
-    decorate: &dyn Fn(&mut Spec),
-) -> Option<Chart> {
+fn region_chart(f: &Frame<'_>) -> Option<Chart> {
+    let t = f.t;
     let regions = &t.region_pins;
     let moved = regions.iter().any(|r| r.flip_minute != 0.0);
     if regions.len() < 2 && !moved {
@@ -972,8 +974,8 @@ fn region_chart(
     }
     let mut s = Spec::new(
         "Requests on the expected pins, by region",
-        x0,
-        x1,
+        f.x0,
+        f.x1,
         1.0,
         charts::pct,
     );
@@ -1004,24 +1006,18 @@ fn region_chart(
             ),
         );
     }
-    decorate(&mut s);
-    Some(s.render())
+    Some(f.render(s))
 }
 
 /// 429s and open breakers per minute (shares), and queue-wait p95 as bars: drawn when the
 /// backpressure check ran.
-fn backpressure_chart(
-    r: &Report,
-    t: &crate::checks::series::Timeline,
-    x0: f64,
-    x1: f64,
-    decorate: &dyn Fn(&mut Spec),
-) -> Option<Chart> {
+fn backpressure_chart(r: &Report, f: &Frame<'_>) -> Option<Chart> {
+    let t = f.t;
     let check = r.check("backpressure")?;
     if check.status == crate::checks::Status::Skip {
         return None;
     }
-    let threshold = r.thresholds.get("storm_429_rate").and_then(Value::as_f64);
+    let threshold = threshold(r, "storm_429_rate");
     let top = t
         .points
         .iter()
@@ -1030,8 +1026,8 @@ fn backpressure_chart(
         .fold(threshold.unwrap_or(0.0) * 2.0, f64::max);
     let mut s = Spec::new(
         "Backpressure per minute: 429s, breakers, queue waits",
-        x0,
-        x1,
+        f.x0,
+        f.x1,
         charts::nice_max(top.max(0.01)),
         charts::pct,
     );
@@ -1067,8 +1063,7 @@ fn backpressure_chart(
         s.hlines.push((m, "threshold"));
         s.legend("threshold", format!("storm_429_rate {}", charts::pct(m)));
     }
-    decorate(&mut s);
-    Some(s.render())
+    Some(f.render(s))
 }
 
 fn points(
@@ -1245,8 +1240,5 @@ fn over_the_window(r: &Report, names: &[String; 2]) -> Option<ChartSection> {
 }
 
 fn threshold_or(r: &Report, key: &str, default: f64) -> f64 {
-    r.thresholds
-        .get(key)
-        .and_then(Value::as_f64)
-        .unwrap_or(default)
+    threshold(r, key).unwrap_or(default)
 }
