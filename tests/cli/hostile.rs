@@ -84,6 +84,17 @@ fn capped(dir: &Path, args: &[&str]) -> Output {
         .expect("sh runs")
 }
 
+/// `rollproof audit` of the committed hostile fixture `fixture`, copied in as `name`.
+fn audit_fixture(dir: &Path, fixture: &str, name: &str) -> Vec<String> {
+    std::fs::copy(
+        crate::util::fixture("hostile").join(fixture),
+        dir.join(name),
+    )
+    .unwrap();
+    incident_for(dir, name);
+    vec!["audit".into(), "incident.toml".into(), "-q".into()]
+}
+
 fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) {
     std::fs::write(dir.join(name), bytes).unwrap();
 }
@@ -682,15 +693,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "Feather with LZ4 buffers (pyarrow's default)",
-            setup: |d| {
-                std::fs::copy(
-                    crate::util::fixture("hostile").join("feather-lz4.arrow"),
-                    d.join("requests.arrow"),
-                )
-                .unwrap();
-                incident_for(d, "requests.arrow");
-                vec!["audit".into(), "incident.toml".into(), "-q".into()]
-            },
+            setup: |d| audit_fixture(d, "feather-lz4.arrow", "requests.arrow"),
             expect: Expect::InputError(&["LZ4-compressed buffers", "uncompressed"]),
             escape: false,
         },
@@ -700,28 +703,18 @@ fn cases() -> Vec<Case> {
             // element took no byte, so the header check spun for hours.
             name: "a page header with a list of 2^63 booleans",
             setup: |d| {
-                std::fs::copy(
-                    crate::util::fixture("hostile").join("page-header-list-of-booleans.parquet"),
-                    d.join("requests.parquet"),
+                audit_fixture(
+                    d,
+                    "page-header-list-of-booleans.parquet",
+                    "requests.parquet",
                 )
-                .unwrap();
-                incident_for(d, "requests.parquet");
-                vec!["audit".into(), "incident.toml".into(), "-q".into()]
             },
             expect: Expect::InputError(&["page header cut short", "row group 1"]),
             escape: false,
         },
         Case {
             name: "Feather with zstd buffers",
-            setup: |d| {
-                std::fs::copy(
-                    crate::util::fixture("hostile").join("feather-zstd.arrow"),
-                    d.join("requests.arrow"),
-                )
-                .unwrap();
-                incident_for(d, "requests.arrow");
-                vec!["audit".into(), "incident.toml".into(), "-q".into()]
-            },
+            setup: |d| audit_fixture(d, "feather-zstd.arrow", "requests.arrow"),
             expect: Expect::InputError(&["ZSTD-compressed buffers"]),
             escape: false,
         },
