@@ -38,23 +38,35 @@ impl Source for Parquet {
     }
 
     fn inspect(&self, file: &FileRef<'_>) -> Result<Layout, Problem> {
-        let meta = match file.location {
-            Location::Remote(r) => block_on(ArrowReaderMetadata::load_async(
-                &mut r.parquet_reader(),
-                ArrowReaderOptions::new(),
-            )),
+        // The footer, and the file's size to weigh the rows it declares against.
+        let (meta, size) = match file.location {
+            Location::Remote(r) => (
+                block_on(ArrowReaderMetadata::load_async(
+                    &mut r.parquet_reader(),
+                    ArrowReaderOptions::new(),
+                )),
+                r.meta.size,
+            ),
             Location::Local(_) => {
-                ArrowReaderMetadata::load(&file.location.open()?, ArrowReaderOptions::new())
+                let local = file.location.open()?;
+                let size = local
+                    .metadata()
+                    .map_err(|e| file.location.io_problem(&e))?
+                    .len();
+                (
+                    ArrowReaderMetadata::load(&local, ArrowReaderOptions::new()),
+                    size,
+                )
             }
-        }
-        .map_err(|e| file.problem(e))?;
-        let size = match file.location {
-            Location::Remote(r) => r.meta.size,
-            Location::Local(p) => std::fs::metadata(p)
-                .map_err(|e| file.location.io_problem(&e))?
-                .len(),
         };
-        check_rows_per_byte(meta.metadata(), size).map_err(|p| {
+        let meta = meta.map_err(|e| file.problem(e))?;
+        let row_groups: Vec<u64> = meta
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|rg| rg.num_rows().max(0) as u64)
+            .collect();
+        check_rows_per_byte(&row_groups, size).map_err(|p| {
             p.file(file.location.shown_path())
                 .hint("the file is corrupt or was written to exhaust time; re-export it")
         })?;
@@ -66,12 +78,7 @@ impl Source for Parquet {
                 .iter()
                 .map(|f| f.name().clone())
                 .collect(),
-            row_groups: meta
-                .metadata()
-                .row_groups()
-                .iter()
-                .map(|rg| rg.num_rows().max(0) as u64)
-                .collect(),
+            row_groups,
             detail: Some(Arc::new(meta)),
         })
     }
@@ -164,15 +171,10 @@ impl Source for Parquet {
 /// (the test below), so the limit leaves a margin of more than 40.
 pub(crate) const MAX_ROWS_PER_BYTE: u64 = 64;
 
-/// Refuses a footer that declares more rows than [`MAX_ROWS_PER_BYTE`] allows for the file's size.
-fn check_rows_per_byte(
-    meta: &parquet::file::metadata::ParquetMetaData,
-    size: u64,
-) -> Result<(), Problem> {
-    let rows = meta
-        .row_groups()
-        .iter()
-        .fold(0u64, |n, rg| n.saturating_add(rg.num_rows().max(0) as u64));
+/// Refuses a footer whose row groups (`row_groups`: rows of each) declare more rows than
+/// [`MAX_ROWS_PER_BYTE`] allows for the file's size.
+fn check_rows_per_byte(row_groups: &[u64], size: u64) -> Result<(), Problem> {
+    let rows = row_groups.iter().fold(0u64, |n, r| n.saturating_add(*r));
     let limit = size.saturating_mul(MAX_ROWS_PER_BYTE);
     if rows > limit {
         return Err(Problem::new(
@@ -339,10 +341,16 @@ mod tests {
         let size = bytes.len() as u64;
         let bytes = bytes::Bytes::from(bytes);
         let meta = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new()).unwrap();
+        let row_groups: Vec<u64> = meta
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|rg| rg.num_rows() as u64)
+            .collect();
         let density = 1_000_000 / size;
         assert!(density <= 2, "{density} rows per byte");
-        check_rows_per_byte(meta.metadata(), size).unwrap();
-        let refused = check_rows_per_byte(meta.metadata(), size / 100).unwrap_err();
+        check_rows_per_byte(&row_groups, size).unwrap();
+        let refused = check_rows_per_byte(&row_groups, size / 100).unwrap_err();
         assert_eq!(
             refused.found,
             format!(
