@@ -31,6 +31,13 @@ pub(crate) struct HashIndex {
     last: Option<usize>,
 }
 
+/// Slots kept free after `homes` home slots for the hashes pushed past the last home. At
+/// 3/4 load the run of occupied slots at the end is a few dozen long; a longer one (a crafted
+/// input) still works, by growing the vector.
+fn overflow_room(homes: usize) -> usize {
+    64 + homes / 1024
+}
+
 #[inline]
 fn nonzero(h: u64) -> u64 {
     h.max(1)
@@ -41,8 +48,12 @@ impl HashIndex {
     pub(crate) fn with_capacity(upper_bound: usize) -> HashIndex {
         let n = upper_bound.max(1);
         let homes = n * SLOTS_PER_KEY_NUM / SLOTS_PER_KEY_DEN + 1;
+        // Room for the overflow past the last home slot, so that pushing it does not double
+        // the allocation (nor the callers' per-slot arrays sized by `capacity`).
+        let mut slots = Vec::with_capacity(homes + overflow_room(homes));
+        slots.resize(homes, 0);
         HashIndex {
-            slots: vec![0; homes],
+            slots,
             homes,
             bloom: vec![0; (n * BLOOM_BITS_PER_KEY).div_ceil(512) * 8],
             len: 0,
@@ -122,8 +133,10 @@ impl HashIndex {
     }
 
     /// Number of slots so far: every slot `push` or `find` has returned is below it.
+    /// The slots the index has room for without growing: a bound of every slot
+    /// [`HashIndex::push`] returns unless the overflow is unusually long.
     pub(crate) fn capacity(&self) -> usize {
-        self.slots.len()
+        self.slots.capacity()
     }
 
     /// Distinct members.
@@ -176,6 +189,25 @@ mod tests {
         let mut sorted = members.clone();
         sorted.sort_unstable();
         assert_eq!(listed, sorted, "members ascend");
+    }
+
+    /// Spread hashes leave the slots within the room reserved at the start: the index and the
+    /// per-slot arrays sized by `capacity` are allocated once, not doubled by the overflow.
+    #[test]
+    fn spread_hashes_stay_within_the_first_allocation() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let hashes: Vec<u64> = (0..300_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            })
+            .collect();
+        let room = HashIndex::with_capacity(hashes.len()).capacity();
+        let index = index_of(&hashes);
+        assert!(index.slots.len() > index.homes, "some hashes overflow");
+        assert_eq!(index.capacity(), room);
     }
 
     /// Hashes crowded at the top of the range spill past the last home slot, and are found.
