@@ -377,6 +377,9 @@ impl State {
         let first = minute(lo);
         let span = minute(hi).saturating_sub(first).saturating_add(1);
         let mut dense = vec![Counts::default(); span.clamp(0, DENSE_MINUTES) as usize];
+        // The users' marks are applied after the row loop, in the order of their table slots
+        // (`KeyTable::update_all`): one by one, nearly every mark missed the cache.
+        let mut marks: Vec<(u64, Packed)> = Vec::with_capacity(n);
         for i in 0..n {
             let t = ts[i];
             let error = status.is_some_and(|s| s.is_valid(i) && is_error(s.value(i)));
@@ -405,8 +408,7 @@ impl State {
             if let Some(u) = user {
                 let before_flip = t >= r.baseline.end && t < r.flip_at;
                 if in_windows != 0 || before_flip {
-                    let mark = Packed::request(in_windows, affected, before_flip, k);
-                    self.users.entry(u).0.merge(mark);
+                    marks.push((u, Packed::request(in_windows, affected, before_flip, k)));
                 }
             }
         }
@@ -415,6 +417,8 @@ impl State {
                 self.minutes.entry(first + j as i64).or_default().add(&c);
             }
         }
+        self.users
+            .update_all(&marks, |mark, _, new| mark.merge(new));
     }
 
     /// The report's `impact` section; `recovery_minutes` from `error_recovery`.
