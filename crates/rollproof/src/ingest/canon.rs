@@ -12,6 +12,7 @@ use arrow::array::{
     Array, ArrayRef, BooleanArray, BooleanBuilder, DictionaryArray, Float64Array, Int64Array,
     Int64Builder, RecordBatch, StringArray,
 };
+use arrow::buffer::ScalarBuffer;
 use arrow::compute::{cast, filter, filter_record_batch, nullif};
 use arrow::datatypes::{DataType, Int32Type, TimeUnit};
 
@@ -654,30 +655,38 @@ fn to_time(arr: &dyn Array, ctx: &Conv<'_>, col: Col) -> Result<Int64Array, Prob
 }
 
 /// Epoch values in `unit` as microseconds; a value outside ±10,000 years is an input error.
+///
+/// Converts the whole value slice in one branch-free loop (a saturated product is out of range
+/// too) and keeps the validity bitmap as it is; only when some value is out of range does it look
+/// for the first valid one (a null slot holds any value and is not an error). Per value through
+/// a builder, this was 3% of a 10M audit's CPU.
 fn checked_times(
     raw: &Int64Array,
     unit: Unit,
     out_of_range: &dyn Fn(usize, String) -> Problem,
 ) -> Result<Int64Array, Problem> {
-    if unit == Unit::Us {
-        if let Some(i) =
-            (0..raw.len()).find(|&i| raw.is_valid(i) && raw.value(i).abs() > TIME_LIMIT)
-        {
+    let e = unit.micros_exponent();
+    let scale = 10i64.pow(e.unsigned_abs());
+    let times: ScalarBuffer<i64> = match e {
+        0 => raw.values().clone(),
+        1.. => raw
+            .values()
+            .iter()
+            .map(|v| v.saturating_mul(scale))
+            .collect(),
+        _ => raw.values().iter().map(|v| v.div_euclid(scale)).collect(),
+    };
+    let outside = |t: &i64| t.unsigned_abs() > TIME_LIMIT.unsigned_abs();
+    if times.iter().any(outside) {
+        let first = times
+            .iter()
+            .enumerate()
+            .find(|(i, t)| raw.is_valid(*i) && outside(t));
+        if let Some((i, _)) = first {
             return Err(out_of_range(i, raw.value(i).to_string()));
         }
-        return Ok(raw.clone());
     }
-    let mut out = Int64Builder::with_capacity(raw.len());
-    for (i, v) in raw.iter().enumerate() {
-        match v {
-            None => out.append_null(),
-            Some(v) => match epoch_micros(v, unit) {
-                Some(t) => out.append_value(t),
-                None => return Err(out_of_range(i, v.to_string())),
-            },
-        }
-    }
-    Ok(out.finish())
+    Ok(Int64Array::new(times, raw.nulls().cloned()))
 }
 
 #[cfg(test)]
@@ -707,6 +716,38 @@ mod tests {
         assert_eq!(epoch_micros(i64::MAX, Unit::Ms), None);
         assert_eq!(epoch_micros(1_000, Unit::Ms), Some(1_000_000));
         assert_eq!(epoch_micros(-1_500, Unit::Ns), Some(-2));
+    }
+
+    /// `checked_times` agrees with `epoch_micros` value by value, keeps nulls, ignores what a
+    /// null slot holds, and names the first valid value out of range (overflow included).
+    #[test]
+    fn checked_times_converts_slices_and_names_the_first_bad_value() {
+        let problem = |i: usize, v: String| Problem::new(format!("{i}={v}"), "in range");
+        let values = [1_000, -1_500, 0, 1_764_238_512, -7];
+        for unit in [Unit::Ns, Unit::Us, Unit::Ms, Unit::S] {
+            let raw = Int64Array::from(values.iter().map(|v| Some(*v)).collect::<Vec<_>>());
+            let times = checked_times(&raw, unit, &problem).expect("in range");
+            let expected: Vec<Option<i64>> =
+                values.iter().map(|v| epoch_micros(*v, unit)).collect();
+            assert_eq!(times.iter().collect::<Vec<_>>(), expected, "{unit:?}");
+        }
+        // A null slot holding i64::MAX is no error, and stays null.
+        let with_null = Int64Array::new(
+            vec![5, i64::MAX, 7].into(),
+            Some(vec![true, false, true].into()),
+        );
+        let times = checked_times(&with_null, Unit::Ms, &problem).expect("nulls are skipped");
+        assert_eq!(
+            times.iter().collect::<Vec<_>>(),
+            [Some(5_000), None, Some(7_000)]
+        );
+        // Out of range by overflow (ms → µs) and by the ±10,000 years limit (µs).
+        let bad = Int64Array::from(vec![Some(1), None, Some(i64::MIN / 10), Some(i64::MAX)]);
+        let err = checked_times(&bad, Unit::Ms, &problem).expect_err("overflow");
+        assert_eq!(err.found, format!("2={}", i64::MIN / 10));
+        let far = Int64Array::from(vec![Some(0), Some(TIME_LIMIT + 1)]);
+        let err = checked_times(&far, Unit::Us, &problem).expect_err("too far");
+        assert_eq!(err.found, format!("1={}", TIME_LIMIT + 1));
     }
 
     #[test]
