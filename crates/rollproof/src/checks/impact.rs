@@ -417,8 +417,7 @@ impl State {
                 self.minutes.entry(first + j as i64).or_default().add(&c);
             }
         }
-        self.users
-            .update_all(&marks, |mark, _, new| mark.merge(new));
+        self.users.update_all(&marks, |mark, new| mark.merge(new));
     }
 
     /// The report's `impact` section; `recovery_minutes` from `error_recovery`.

@@ -132,9 +132,9 @@ impl HashIndex {
             .filter(|i| self.slots[*i] == h)
     }
 
-    /// Number of slots so far: every slot `push` or `find` has returned is below it.
-    /// The slots the index has room for without growing: a bound of every slot
-    /// [`HashIndex::push`] returns unless the overflow is unusually long.
+    /// The slots the index has room for without growing: every slot `push` or `find` has
+    /// returned is below it (and every slot `push` will return, unless the overflow past the
+    /// last home slot is unusually long).
     pub(crate) fn capacity(&self) -> usize {
         self.slots.capacity()
     }

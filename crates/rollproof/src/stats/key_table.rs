@@ -75,8 +75,9 @@ impl<V: Copy + Default> KeyTable<V> {
         }
     }
 
-    /// Calls `f(value, inserted, item)` with the entry of every `(key, item)` of `items`, as
-    /// [`KeyTable::entry`] would one by one, but in the order of the keys' slots. Rows arrive in
+    /// Calls `f(value, item)` with the entry of every `(key, item)` of `items` (inserted as
+    /// `V::default()` when absent), as [`KeyTable::entry`] would one by one, but in the order
+    /// of the keys' slots. Rows arrive in
     /// no order of their keys, and in a table of hundreds of thousands of keys nearly every
     /// look-up then misses the cache; in slot order consecutive look-ups land on the same or the
     /// next cache lines, which the processor fetches ahead. The order is a counting sort on the
@@ -85,14 +86,13 @@ impl<V: Copy + Default> KeyTable<V> {
     pub(crate) fn update_all<T: Copy + Default>(
         &mut self,
         items: &[(u64, T)],
-        mut f: impl FnMut(&mut V, bool, T),
+        mut f: impl FnMut(&mut V, T),
     ) {
         // Below this, the table or the batch is small enough that order does not matter.
         const FEW: usize = 1024;
         if items.len() < FEW || self.slots.len() < 16 * FEW {
             for &(key, item) in items {
-                let (value, inserted) = self.entry(key);
-                f(value, inserted, item);
+                f(self.entry(key).0, item);
             }
             return;
         }
@@ -113,8 +113,7 @@ impl<V: Copy + Default> KeyTable<V> {
             *at += 1;
         }
         for (key, item) in sorted {
-            let (value, inserted) = self.entry(key);
-            f(value, inserted, item);
+            f(self.entry(key).0, item);
         }
     }
 
@@ -297,15 +296,14 @@ mod tests {
         }
     }
 
-    /// `update_all` leaves the table as `entry` one item at a time does, with the same
-    /// `inserted` flags for a commutative update, whether the batch is small (applied in order)
-    /// or large (applied in slot order, growing the table midway).
+    /// `update_all` leaves the table as `entry` one item at a time does, for a commutative
+    /// update, whether the batch is small (applied in order) or large (applied in slot order,
+    /// growing the table midway).
     #[test]
     fn update_all_is_entry_in_another_order() {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         let mut one_by_one: KeyTable<u64> = KeyTable::default();
         let mut batched: KeyTable<u64> = KeyTable::default();
-        let (mut inserted_a, mut inserted_b) = (0, 0);
         for batch in [10, 5_000, 70_000, 3, 100_000] {
             let items: Vec<(u64, u64)> = (0..batch)
                 .map(|i| {
@@ -318,16 +316,10 @@ mod tests {
                 })
                 .collect();
             for &(k, v) in &items {
-                let (e, inserted) = one_by_one.entry(k);
-                inserted_a += inserted as usize;
-                *e |= 1 << v;
+                *one_by_one.entry(k).0 |= 1 << v;
             }
-            batched.update_all(&items, |e, inserted, v| {
-                inserted_b += inserted as usize;
-                *e |= 1 << v;
-            });
+            batched.update_all(&items, |e, v| *e |= 1 << v);
         }
-        assert_eq!(inserted_a, inserted_b);
         assert_eq!(one_by_one.len(), batched.len());
         let sorted = |t: KeyTable<u64>| {
             let mut v: Vec<(u64, u64)> = t.into_iter().collect();
