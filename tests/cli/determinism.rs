@@ -5,7 +5,7 @@ use rollproof_gen::{
     OutFormat,
 };
 
-use crate::util::{fixture, run, stdout};
+use crate::util::{checks, fixture, run, run_env, stderr, stdout};
 
 fn json_with_threads(incident: &str, threads: &str) -> String {
     let out = run(&["audit", incident, "--format", "json", "--threads", threads]);
@@ -169,4 +169,107 @@ namespace = "ns:{build_id}"
             "{parts} files, {threads} threads"
         );
     }
+}
+
+/// The units a phase of the audit read, from its `ROLLPROOF_TIMINGS` line:
+/// `timing: 0.1 s  sample look-ups (receipts 1 unit, requests 3 units)  (RSS …)`.
+fn units_read(timings: &str, phase: &str, table: &str) -> u64 {
+    let line = timings
+        .lines()
+        .find(|l| l.contains(&format!("{phase} (")))
+        .unwrap_or_else(|| panic!("no `{phase}` line in:\n{timings}"));
+    let counts = &line[line.find(&format!("{phase} (")).unwrap() + phase.len()..];
+    let at = counts
+        .find(&format!("{table} "))
+        .expect("the table's count")
+        + table.len()
+        + 1;
+    let digits: String = counts[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap()
+}
+
+/// Logs written in time order, in small row groups: the look-up of the mixed users' requests
+/// reads only the row groups that reach the flip (as the first pass saw them), and every
+/// figure and sample is the same as from the committed fixture.
+#[test]
+fn sample_look_ups_skip_the_row_groups_before_the_flip() {
+    let demo = fixture_scenarios()
+        .into_iter()
+        .find(|s| s.name == "demo")
+        .unwrap();
+    let (mut requests, receipts) = rollproof_gen::generate(&demo);
+    requests.sort_by(|a, b| (a.ts, &a.request_id).cmp(&(b.ts, &b.request_id)));
+    let rows_per_group = 500;
+    let tmp = tempfile::tempdir().unwrap();
+    write_batches(
+        &tmp.path().join("requests.parquet"),
+        OutFormat::Parquet,
+        &[requests_batch(&requests, Naming::Canonical)],
+        rows_per_group,
+    )
+    .unwrap();
+    write_batches(
+        &tmp.path().join("receipts.parquet"),
+        OutFormat::Parquet,
+        &[receipts_batch(&receipts)],
+        100_000,
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("incident.toml"),
+        incident_toml(&demo, "requests.parquet", Some("receipts.parquet"), None),
+    )
+    .unwrap();
+    rollproof_gen::page::write_files(&demo, tmp.path(), Naming::Canonical).unwrap();
+
+    let out = run_env(
+        tmp.path(),
+        &[
+            "audit",
+            "incident.toml",
+            "--format",
+            "json",
+            "--threads",
+            "2",
+        ],
+        &[("ROLLPROOF_TIMINGS", "1")],
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let original: serde_json::Value = serde_json::from_str(&json_with_threads(
+        fixture("demo").join("incident.toml").to_str().unwrap(),
+        "2",
+    ))
+    .unwrap();
+    assert_eq!(report["checks"], original["checks"]);
+    let mixed = checks(&report)["mixed_versions"].clone();
+    assert!(
+        mixed["samples"].as_array().is_some_and(|s| s.len() >= 5),
+        "the look-up found the mixed users' requests: {mixed}"
+    );
+
+    // The row groups holding a row at or after the earliest flip of any region.
+    let earliest_flip = demo
+        .page
+        .region_flips
+        .iter()
+        .map(|(_, at)| *at)
+        .fold(demo.flip_at, i64::min);
+    let total = requests.chunks(rows_per_group).len() as u64;
+    let reaching = requests
+        .chunks(rows_per_group)
+        .filter(|g| g.last().unwrap().ts >= earliest_flip)
+        .count() as u64;
+    let timings = stderr(&out);
+    assert_eq!(units_read(&timings, "requests pass", "requests"), total);
+    assert_eq!(
+        units_read(&timings, "sample look-ups", "requests"),
+        reaching
+    );
+    assert!(
+        reaching < total,
+        "{reaching} of {total}: the test must skip some"
+    );
 }

@@ -15,6 +15,7 @@ use crate::incident::{Incident, InputPaths};
 use crate::ingest::{self, InputSpec, Mapping, Resolved, TablePlan, UnitCounts};
 use crate::plan::{Columns, Ctx, Mode};
 use crate::report::{DataInstant, EvidenceTable, InputReport, Report, ReportInputs, RowAccounting};
+use crate::time::Micros;
 
 /// What the command line changes of the incident file: input paths (relative to the current
 /// folder), threshold values, and the files the run will write (refused when one is an input).
@@ -956,6 +957,9 @@ fn run_stages(
         }
         _ => false,
     };
+    // Per table, what each unit held as the pass before the samples read it: the `ts` range of
+    // its rows, so that look-ups of audited rows only skip the units that hold none.
+    let mut unit_ranges: Vec<(Table, UnitRanges)> = Vec::new();
     for &stage in stages {
         let passes: Vec<(Table, Vec<&dyn AnyKernel>)> = [Table::Receipts, Table::Requests]
             .into_iter()
@@ -1029,8 +1033,17 @@ fn run_stages(
                     .all(|(k, s)| k.is_idle(s.as_ref()));
                 match tables.get(*table) {
                     Some(plan) if !idle => {
-                        let units = plan.units();
+                        let mut units = plan.units();
+                        let seen = unit_ranges.iter().find(|(t, _)| t == table);
+                        if let (Stage::Samples, Some((_, ranges))) = (stage, seen) {
+                            if of_pass.iter().all(|k| k.audited_only()) {
+                                units = audited_units(ctx, units, ranges);
+                            }
+                        }
                         let mut out = pass::run(ctx, plan, &units, of_pass, prior, progress)?;
+                        if stage != Stage::Samples {
+                            out.ts_ranges = out.counts.iter().map(|c| c.ts_range).collect();
+                        }
                         out.counts = out.per_file(plan, &units);
                         Ok(out)
                     }
@@ -1039,12 +1052,23 @@ fn run_stages(
                     _ => Ok(pass::PassOutput {
                         states: empty,
                         counts: Vec::new(),
+                        ts_ranges: Vec::new(),
+                        units_read: 0,
                     }),
                 }
             })
             .collect();
+        let mut read = Vec::new();
         for ((table, of_pass), output) in passes.iter().zip(outputs) {
-            let output = output?;
+            let mut output = output?;
+            read.push(format!(
+                "{} {}",
+                table.name(),
+                crate::words::plural(output.units_read as u64, "unit", "units")
+            ));
+            if !output.ts_ranges.is_empty() {
+                unit_ranges.push((*table, std::mem::take(&mut output.ts_ranges)));
+            }
             if stage != Stage::Samples {
                 match table {
                     Table::Requests => counts.requests = output.counts,
@@ -1059,13 +1083,37 @@ fn run_stages(
                 states.insert(*kernel, state);
             }
         }
-        timings.mark(match stage {
+        let phase = match stage {
             Stage::Receipts => "receipts pass",
             Stage::Requests => "requests pass",
             Stage::Samples => "sample look-ups",
-        });
+        };
+        timings.mark(&format!("{phase} ({})", read.join(", ")));
     }
     Ok((states, counts))
+}
+
+/// Per unit of a table, the `ts` range of its rows ([`UnitCounts::ts_range`]).
+type UnitRanges = Vec<Option<(Micros, Micros)>>;
+
+/// The units of `units` whose rows, as an earlier pass read them (`ranges`, one per unit), reach
+/// into [`crate::plan::Plan::audited_span`]; all of them when the ranges are not of these units.
+/// Real logs are written in time order, so the row groups before the flip hold no audited row.
+fn audited_units(
+    ctx: &Ctx,
+    units: Vec<ingest::Unit>,
+    ranges: &[Option<(Micros, Micros)>],
+) -> Vec<ingest::Unit> {
+    if ranges.len() != units.len() {
+        return units;
+    }
+    let (lo, hi) = ctx.plan.audited_span();
+    units
+        .into_iter()
+        .zip(ranges)
+        .filter(|(_, range)| range.is_some_and(|(first, last)| last >= lo && first <= hi))
+        .map(|(unit, _)| unit)
+        .collect()
 }
 
 /// The SHA-256 of each planned file, as the partial that folded its first unit recorded it.

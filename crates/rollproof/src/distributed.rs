@@ -353,6 +353,8 @@ pub fn partial(
                 return Ok(PassOutput {
                     states: empty,
                     counts: vec![UnitCounts::default(); units.len()],
+                    ts_ranges: Vec::new(),
+                    units_read: 0,
                 });
             }
             pass::run(&ctx, plan, units, &of, &prior, progress)
@@ -364,7 +366,7 @@ pub fn partial(
     let mut by_table: Vec<Vec<State>> = Vec::new();
     for ((plan, units), result) in plans.iter().zip(&chosen).zip(per_table) {
         match result {
-            Ok(PassOutput { states, counts }) => {
+            Ok(PassOutput { states, counts, .. }) => {
                 for (unit, c) in units.iter().zip(&counts) {
                     entries.push(UnitEntry {
                         id: request.label.clone().unwrap_or_else(|| unit_id(plan, unit)),
@@ -1503,6 +1505,8 @@ pub(crate) fn merge_pass(
                         rows_read: unit.rows_read,
                         rejected_no_ts: unit.rejected_no_ts,
                         dropped: unit.dropped,
+                        // Partials do not carry it: their samples read every unit.
+                        ts_range: None,
                     });
                 }
             }
@@ -1510,7 +1514,12 @@ pub(crate) fn merge_pass(
         }
         None => Vec::new(),
     };
-    Ok(PassOutput { states, counts })
+    Ok(PassOutput {
+        states,
+        counts,
+        ts_ranges: Vec::new(),
+        units_read: 0,
+    })
 }
 
 /// Sample partials must have been folded for the targets of this merge, over every unit of a

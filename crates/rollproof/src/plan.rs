@@ -85,6 +85,25 @@ impl Canary {
 }
 
 impl Plan {
+    /// The times of every audited row (one whose [`crate::engine::Rows`] `set` is not 0), as an
+    /// inclusive range: from the earliest flip of any region on (rollback), the window (canary).
+    pub(crate) fn audited_span(&self) -> (Micros, Micros) {
+        match self {
+            Plan::Rollback(r) => {
+                let first = r
+                    .flip_by_region
+                    .values()
+                    .copied()
+                    .fold(r.flip_at, Micros::min);
+                (first, Micros::MAX)
+            }
+            Plan::Canary(c) => match c.window {
+                Some(w) => (w.start, w.end.saturating_sub(1)),
+                None => (Micros::MIN, Micros::MAX),
+            },
+        }
+    }
+
     pub(crate) fn mode(&self) -> Mode {
         match self {
             Plan::Rollback(_) => Mode::Rollback,

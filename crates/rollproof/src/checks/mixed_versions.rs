@@ -245,6 +245,8 @@ impl LookupSpec for UserLookup {
     const NAME: &'static str = "user_lookup";
     const TABLE: Table = Table::Requests;
     const ITEMS: usize = 1;
+    // `scan` skips rows whose `set` is 0.
+    const AUDITED_ONLY: bool = true;
 
     fn columns(&self, ctx: &Ctx) -> Vec<Col> {
         // Without request ids: decoding them again would double the cost of this pass, and the

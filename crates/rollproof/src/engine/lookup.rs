@@ -29,6 +29,8 @@ pub(crate) trait LookupSpec: Sync + 'static {
     const TABLE: Table;
     /// Items kept per key and group.
     const ITEMS: usize;
+    /// [`crate::engine::Kernel::AUDITED_ONLY`]: `scan` finds nothing in rows not audited.
+    const AUDITED_ONLY: bool = false;
 
     fn columns(&self, ctx: &Ctx) -> Vec<Col>;
     /// The keys to look for, from the settled states of the earlier stages.
@@ -84,6 +86,7 @@ impl<L: LookupSpec> Kernel for Lookup<L> {
     const NAME: &'static str = L::NAME;
     const TABLE: Table = L::TABLE;
     const STAGE: Stage = Stage::Samples;
+    const AUDITED_ONLY: bool = L::AUDITED_ONLY;
 
     fn columns(&self, ctx: &Ctx) -> Vec<Col> {
         self.0.columns(ctx)

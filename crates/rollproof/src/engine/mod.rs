@@ -53,6 +53,10 @@ pub(crate) trait Kernel: Sync + 'static {
     const STAGE: Stage;
     /// Whether the state grows with a key and implements [`Kernel::take_range`].
     const KEYED: bool = false;
+    /// Whether `update` finds nothing in rows that are not audited ([`Rows::set`] 0): a pass
+    /// whose kernels all say so skips the units whose `ts` range, as an earlier pass read them,
+    /// misses [`crate::plan::Plan::audited_span`].
+    const AUDITED_ONLY: bool = false;
 
     /// The canonical columns `update` reads (absent ones are simply not read).
     fn columns(&self, ctx: &Ctx) -> Vec<Col>;
@@ -174,6 +178,8 @@ pub(crate) trait AnyKernel: Sync {
     fn decode(&self, ctx: &Ctx, bytes: &[u8]) -> Result<Box<dyn Any + Send + Sync>, String>;
     /// Whether the state grows with a key and splits into key ranges.
     fn keyed(&self) -> bool;
+    /// [`Kernel::AUDITED_ONLY`].
+    fn audited_only(&self) -> bool;
     fn take_range(
         &self,
         state: &mut (dyn Any + Send + Sync),
@@ -248,6 +254,9 @@ impl<K: Kernel> AnyKernel for K {
     }
     fn keyed(&self) -> bool {
         K::KEYED
+    }
+    fn audited_only(&self) -> bool {
+        K::AUDITED_ONLY
     }
     fn take_range(
         &self,

@@ -13,6 +13,7 @@ use crate::columns::{Col, Table};
 use crate::error::{InputError, Problem};
 use crate::ingest::{TablePlan, Unit, UnitCounts};
 use crate::plan::Ctx;
+use crate::time::Micros;
 
 /// Called with progress: (table, units done, units total).
 pub(crate) type Progress<'a> = &'a (dyn Fn(Table, u64, u64) + Sync);
@@ -22,6 +23,11 @@ pub(crate) type Progress<'a> = &'a (dyn Fn(Table, u64, u64) + Sync);
 pub(crate) struct PassOutput {
     pub(crate) states: Vec<Box<dyn Any + Send + Sync>>,
     pub(crate) counts: Vec<UnitCounts>,
+    /// Per unit, the `ts` range of its rows ([`UnitCounts::ts_range`]), when the caller keeps
+    /// them for a later pass; else empty.
+    pub(crate) ts_ranges: Vec<Option<(Micros, Micros)>>,
+    /// How many units the pass read (0 when it merged partials instead).
+    pub(crate) units_read: usize,
 }
 
 impl PassOutput {
@@ -123,5 +129,7 @@ pub(crate) fn run(
     Ok(PassOutput {
         states: result.states,
         counts: result.counts,
+        ts_ranges: Vec::new(),
+        units_read: units.len(),
     })
 }

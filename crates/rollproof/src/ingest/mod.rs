@@ -28,6 +28,7 @@ use arrow::array::RecordBatch;
 
 use crate::columns::{CanonBatch, Col, Table};
 use crate::error::{InputError, Problem};
+use crate::time::Micros;
 use canon::{convert, Origin};
 use location::Location;
 pub use mapping::Mapping;
@@ -131,6 +132,8 @@ pub(crate) struct UnitCounts {
     pub(crate) rejected_no_ts: u64,
     /// Rows left out by the mapping's `drop_if_missing`.
     pub(crate) dropped: u64,
+    /// The earliest and latest `ts` of the rows kept (µs); `None` when none was kept.
+    pub(crate) ts_range: Option<(Micros, Micros)>,
 }
 
 impl UnitCounts {
@@ -138,6 +141,10 @@ impl UnitCounts {
         self.rows_read += other.rows_read;
         self.rejected_no_ts += other.rejected_no_ts;
         self.dropped += other.dropped;
+        self.ts_range = match (self.ts_range, other.ts_range) {
+            (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
+            (a, b) => a.or(b),
+        };
     }
 }
 
@@ -581,6 +588,13 @@ impl TablePlan {
             counts.rows_read += batch.num_rows() as u64;
             counts.rejected_no_ts += converted.rejected_no_ts;
             counts.dropped += converted.dropped;
+            let ts = converted.batch.ts();
+            if let (Some(lo), Some(hi)) = (ts.iter().min(), ts.iter().max()) {
+                counts.add(&UnitCounts {
+                    ts_range: Some((*lo, *hi)),
+                    ..UnitCounts::default()
+                });
+            }
             row_offset += batch.num_rows() as u64;
             if !converted.batch.is_empty() {
                 each(&converted.batch);
