@@ -12,6 +12,39 @@ fn json_with_threads(incident: &str, threads: &str) -> String {
     stdout(&out)
 }
 
+/// The demo incident with these rows, as Parquet in row groups of the given sizes, in a new
+/// folder (`incident.toml` and the page's files beside them).
+fn write_incident(
+    demo: &rollproof_gen::Scenario,
+    requests: &[rollproof_gen::Request],
+    receipts: &[rollproof_gen::Receipt],
+    request_rows_per_group: usize,
+    receipt_rows_per_group: usize,
+) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    write_batches(
+        &tmp.path().join("requests.parquet"),
+        OutFormat::Parquet,
+        &[requests_batch(requests, Naming::Canonical)],
+        request_rows_per_group,
+    )
+    .unwrap();
+    write_batches(
+        &tmp.path().join("receipts.parquet"),
+        OutFormat::Parquet,
+        &[receipts_batch(receipts)],
+        receipt_rows_per_group,
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("incident.toml"),
+        incident_toml(demo, "requests.parquet", Some("receipts.parquet"), None),
+    )
+    .unwrap();
+    rollproof_gen::page::write_files(demo, tmp.path(), Naming::Canonical).unwrap();
+    tmp
+}
+
 #[test]
 fn thread_counts_give_byte_identical_json() {
     for name in ["demo", "canary-fail", "clean"] {
@@ -45,27 +78,7 @@ fn row_order_and_batch_size_do_not_change_the_report() {
         requests.swap(i, rng.below(i as u64 + 1) as usize);
     }
     receipts.reverse();
-    let tmp = tempfile::tempdir().unwrap();
-    write_batches(
-        &tmp.path().join("requests.parquet"),
-        OutFormat::Parquet,
-        &[requests_batch(&requests, Naming::Canonical)],
-        777,
-    )
-    .unwrap();
-    write_batches(
-        &tmp.path().join("receipts.parquet"),
-        OutFormat::Parquet,
-        &[receipts_batch(&receipts)],
-        100,
-    )
-    .unwrap();
-    std::fs::write(
-        tmp.path().join("incident.toml"),
-        incident_toml(&demo, "requests.parquet", Some("receipts.parquet"), None),
-    )
-    .unwrap();
-    rollproof_gen::page::write_files(&demo, tmp.path(), Naming::Canonical).unwrap();
+    let tmp = write_incident(&demo, &requests, &receipts, 777, 100);
     let shuffled: serde_json::Value = serde_json::from_str(&json_with_threads(
         tmp.path().join("incident.toml").to_str().unwrap(),
         "2",
@@ -203,27 +216,7 @@ fn sample_look_ups_skip_the_row_groups_before_the_flip() {
     let (mut requests, receipts) = rollproof_gen::generate(&demo);
     requests.sort_by(|a, b| (a.ts, &a.request_id).cmp(&(b.ts, &b.request_id)));
     let rows_per_group = 500;
-    let tmp = tempfile::tempdir().unwrap();
-    write_batches(
-        &tmp.path().join("requests.parquet"),
-        OutFormat::Parquet,
-        &[requests_batch(&requests, Naming::Canonical)],
-        rows_per_group,
-    )
-    .unwrap();
-    write_batches(
-        &tmp.path().join("receipts.parquet"),
-        OutFormat::Parquet,
-        &[receipts_batch(&receipts)],
-        100_000,
-    )
-    .unwrap();
-    std::fs::write(
-        tmp.path().join("incident.toml"),
-        incident_toml(&demo, "requests.parquet", Some("receipts.parquet"), None),
-    )
-    .unwrap();
-    rollproof_gen::page::write_files(&demo, tmp.path(), Naming::Canonical).unwrap();
+    let tmp = write_incident(&demo, &requests, &receipts, rows_per_group, 100_000);
 
     let out = run_env(
         tmp.path(),
