@@ -63,6 +63,11 @@ pub(crate) trait Kernel: Sync + 'static {
     /// A fresh state; `prior` holds the settled states of the earlier stages.
     fn init(&self, ctx: &Ctx, prior: &States) -> Self::State;
     fn update(&self, ctx: &Ctx, state: &mut Self::State, rows: &Rows<'_>);
+    /// Applies what `update` put aside (a kernel may hold rows' contributions back to apply
+    /// many at once, in an order that is cheaper than the rows'). The engine calls it after the
+    /// last update of a state, before it merges it, and again (idempotent) before it encodes or
+    /// settles it.
+    fn flush(&self, _state: &mut Self::State) {}
     fn merge(&self, state: &mut Self::State, other: Self::State);
     /// Once, after the last merge: sort, summarise, join with earlier stages.
     fn settle(&self, _ctx: &Ctx, _state: &mut Self::State, _prior: &States) {}
@@ -168,6 +173,7 @@ pub(crate) trait AnyKernel: Sync {
     fn columns(&self, ctx: &Ctx) -> Vec<Col>;
     fn init(&self, ctx: &Ctx, prior: &States) -> Box<dyn Any + Send + Sync>;
     fn update(&self, ctx: &Ctx, state: &mut (dyn Any + Send + Sync), rows: &Rows<'_>);
+    fn flush(&self, state: &mut (dyn Any + Send + Sync));
     fn merge(&self, state: &mut (dyn Any + Send + Sync), other: Box<dyn Any + Send + Sync>);
     fn settle(&self, ctx: &Ctx, state: &mut (dyn Any + Send + Sync), prior: &States);
     fn is_idle(&self, state: &(dyn Any + Send + Sync)) -> bool;
@@ -228,6 +234,9 @@ impl<K: Kernel> AnyKernel for K {
     fn update(&self, ctx: &Ctx, state: &mut (dyn Any + Send + Sync), rows: &Rows<'_>) {
         Kernel::update(self, ctx, typed_mut::<K::State>(state), rows)
     }
+    fn flush(&self, state: &mut (dyn Any + Send + Sync)) {
+        Kernel::flush(self, typed_mut::<K::State>(state))
+    }
     fn merge(&self, state: &mut (dyn Any + Send + Sync), other: Box<dyn Any + Send + Sync>) {
         let other = *other
             .downcast::<K::State>()
@@ -235,13 +244,16 @@ impl<K: Kernel> AnyKernel for K {
         Kernel::merge(self, typed_mut::<K::State>(state), other)
     }
     fn settle(&self, ctx: &Ctx, state: &mut (dyn Any + Send + Sync), prior: &States) {
-        Kernel::settle(self, ctx, typed_mut::<K::State>(state), prior)
+        let state = typed_mut::<K::State>(state);
+        Kernel::flush(self, state);
+        Kernel::settle(self, ctx, state, prior)
     }
     fn is_idle(&self, state: &(dyn Any + Send + Sync)) -> bool {
         Kernel::is_idle(self, typed::<K::State>(state))
     }
     fn encode(&self, state: &mut (dyn Any + Send + Sync)) -> Vec<u8> {
         let state = typed_mut::<K::State>(state);
+        Kernel::flush(self, state);
         Kernel::canonicalize(self, state);
         postcard::to_allocvec(state).expect("kernel states serialize")
     }

@@ -106,6 +106,9 @@ pub(crate) fn run(
                 }
                 fold(&mut acc, at);
             }
+            for (kernel, state) in kernels.iter().zip(acc.states.iter_mut()) {
+                kernel.flush(state.as_mut());
+            }
             acc
         })
         .collect();

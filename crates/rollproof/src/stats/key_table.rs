@@ -14,6 +14,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// How many `(key, value)` updates a kernel collects before it applies them with
+/// [`KeyTable::apply`]: 4 MiB per state of 16-byte items. A quarter of a million items among the
+/// hundreds of thousands of keys of a table sweep it nearly line by line.
+pub(crate) const PENDING_KEYS: usize = 1 << 18;
+
 #[derive(Clone, Debug, Default)]
 pub(crate) struct KeyTable<V> {
     slots: Vec<(u64, V)>,
@@ -75,24 +80,27 @@ impl<V: Copy + Default> KeyTable<V> {
         }
     }
 
-    /// Calls `f(value, item)` with the entry of every `(key, item)` of `items` (inserted as
-    /// `V::default()` when absent), as [`KeyTable::entry`] would one by one, but in the order
-    /// of the keys' slots. Rows arrive in
-    /// no order of their keys, and in a table of hundreds of thousands of keys nearly every
-    /// look-up then misses the cache; in slot order consecutive look-ups land on the same or the
-    /// next cache lines, which the processor fetches ahead. The order is a counting sort on the
-    /// top bits of the slot (one pass to count, one to place), cheap next to a miss per row.
-    /// `f` must not depend on the order of the items (every caller's merge is commutative).
-    pub(crate) fn update_all<T: Copy + Default>(
+    /// Calls `f(value, inserted, item)` with the entry of every `(key, item)` of `items`
+    /// (inserted as `V::default()` when absent) and empties `items`: what [`KeyTable::entry`]
+    /// would do one item at a time, but in the order of the keys' slots. Rows arrive in no order
+    /// of their keys, and in a table of hundreds of thousands of keys nearly every look-up then
+    /// misses the cache; in slot order consecutive look-ups land on the same or the next cache
+    /// lines, which the processor fetches ahead. The order is a counting sort on the top bits of
+    /// the slot (one pass to count, one to place), cheap next to a miss per row. The more items
+    /// at once, the closer they land: callers collect them over many batches
+    /// ([`crate::engine::Kernel::flush`]). `f` must not depend on the order of the items (every
+    /// caller's update is commutative).
+    pub(crate) fn apply<T: Copy + Default>(
         &mut self,
-        items: &[(u64, T)],
-        mut f: impl FnMut(&mut V, T),
+        items: &mut Vec<(u64, T)>,
+        mut f: impl FnMut(&mut V, bool, T),
     ) {
         // Below this, the table or the batch is small enough that order does not matter.
         const FEW: usize = 1024;
         if items.len() < FEW || self.slots.len() < 16 * FEW {
-            for &(key, item) in items {
-                f(self.entry(key).0, item);
+            for (key, item) in items.drain(..) {
+                let (value, inserted) = self.entry(key);
+                f(value, inserted, item);
             }
             return;
         }
@@ -100,20 +108,37 @@ impl<V: Copy + Default> KeyTable<V> {
         let bits = (usize::BITS - items.len().leading_zeros()).clamp(10, 16);
         let bucket = |key: u64| (key.wrapping_mul(SPREAD) >> (64 - bits)) as usize;
         let mut starts = vec![0u32; (1 << bits) + 1];
-        for &(key, _) in items {
+        for &(key, _) in items.iter() {
             starts[bucket(key) + 1] += 1;
         }
         for b in 1..starts.len() {
             starts[b] += starts[b - 1];
         }
         let mut sorted = vec![(0u64, T::default()); items.len()];
-        for &(key, item) in items {
+        for (key, item) in items.drain(..) {
             let at = &mut starts[bucket(key)];
             sorted[*at as usize] = (key, item);
             *at += 1;
         }
         for (key, item) in sorted {
-            f(self.entry(key).0, item);
+            let (value, inserted) = self.entry(key);
+            f(value, inserted, item);
+        }
+    }
+
+    /// Before up to `more` items are pushed to `pending`: applies it ([`KeyTable::apply`]) when
+    /// they would not fit in [`PENDING_KEYS`], and sizes it once, so that it never grows past.
+    pub(crate) fn make_room<T: Copy + Default>(
+        &mut self,
+        pending: &mut Vec<(u64, T)>,
+        more: usize,
+        f: impl FnMut(&mut V, bool, T),
+    ) {
+        if !pending.is_empty() && pending.len() + more > PENDING_KEYS {
+            self.apply(pending, f);
+        }
+        if pending.capacity() == 0 {
+            pending.reserve_exact(PENDING_KEYS.max(more));
         }
     }
 
@@ -296,16 +321,17 @@ mod tests {
         }
     }
 
-    /// `update_all` leaves the table as `entry` one item at a time does, for a commutative
+    /// `apply` leaves the table as `entry` one item at a time does, for a commutative
     /// update, whether the batch is small (applied in order) or large (applied in slot order,
     /// growing the table midway).
     #[test]
-    fn update_all_is_entry_in_another_order() {
+    fn apply_is_entry_in_another_order() {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         let mut one_by_one: KeyTable<u64> = KeyTable::default();
         let mut batched: KeyTable<u64> = KeyTable::default();
+        let mut inserts = 0;
         for batch in [10, 5_000, 70_000, 3, 100_000] {
-            let items: Vec<(u64, u64)> = (0..batch)
+            let mut items: Vec<(u64, u64)> = (0..batch)
                 .map(|i| {
                     x ^= x << 13;
                     x ^= x >> 7;
@@ -318,9 +344,15 @@ mod tests {
             for &(k, v) in &items {
                 *one_by_one.entry(k).0 |= 1 << v;
             }
-            batched.update_all(&items, |e, v| *e |= 1 << v);
+            batched.apply(&mut items, |e, inserted, v| {
+                inserts += inserted as usize;
+                *e |= 1 << v;
+            });
+            assert!(items.is_empty());
         }
         assert_eq!(one_by_one.len(), batched.len());
+        // `inserted` is true once per key, as `entry` says.
+        assert_eq!(inserts, batched.len());
         let sorted = |t: KeyTable<u64>| {
             let mut v: Vec<(u64, u64)> = t.into_iter().collect();
             v.sort_unstable();
