@@ -92,7 +92,6 @@ impl Loaded {
             let rows = Rows::new(&self.ctx, kernel.table(), batch);
             kernel.update(&self.ctx, state.as_mut(), &rows);
         }
-        kernel.flush(state.as_mut());
         kernel.settle(&self.ctx, state.as_mut(), prior);
         state
     }

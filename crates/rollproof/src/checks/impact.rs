@@ -203,8 +203,8 @@ pub(crate) struct State {
     /// Users with requests in a fixed window or between the end of the baseline and the flip (so
     /// that the users of any window ending at the flip can be counted once its start is known).
     users: KeyTable<Packed>,
-    /// Marks not yet in `users`: applied [`crate::stats::key_table::PENDING_KEYS`] at a time, in slot order (see
-    /// [`State::flush`]). Empty outside a pass's updates ([`Kernel::flush`]).
+    /// Marks not yet in `users`: applied [`crate::stats::key_table::PENDING_KEYS`] at a time,
+    /// in slot order (see [`State::flush`]). Empty outside a pass's updates ([`Kernel::flush`]).
     #[serde(skip)]
     pending: Vec<(u64, Packed)>,
     has_users: bool,
@@ -309,9 +309,6 @@ impl Kernel for ImpactKernel {
     }
 
     fn merge(&self, state: &mut State, mut other: State) {
-        // The engine flushes before it merges; a state that was not is still merged whole.
-        state.flush();
-        other.flush();
         for (k, c) in std::mem::take(&mut other.minutes) {
             state.minutes.entry(k).or_default().add(&c);
         }
@@ -332,7 +329,6 @@ impl Kernel for ImpactKernel {
     const KEYED: bool = true;
 
     fn take_range(&self, state: &mut State, range: usize, ranges: usize) -> Option<State> {
-        state.flush();
         Some(State {
             users: state.users.take_range(range, ranges),
             ..State::default()
@@ -340,7 +336,6 @@ impl Kernel for ImpactKernel {
     }
 
     fn split_ranges(&self, state: &mut State, ranges: usize) -> Option<Vec<State>> {
-        state.flush();
         Some(
             state
                 .users
@@ -355,7 +350,6 @@ impl Kernel for ImpactKernel {
     }
 
     fn compact(&self, _ctx: &Ctx, state: &mut State) {
-        state.flush();
         for (_, mark) in std::mem::take(&mut state.users) {
             state.compacted.add(&UserMark::from(mark));
         }
@@ -393,8 +387,7 @@ impl State {
         let first = minute(lo);
         let span = minute(hi).saturating_sub(first).saturating_add(1);
         let mut dense = vec![Counts::default(); span.clamp(0, DENSE_MINUTES) as usize];
-        self.users
-            .make_room(&mut self.pending, n, |mark, _, new| mark.merge(new));
+        self.users.make_room(&mut self.pending, n, Packed::merge);
         let marks = &mut self.pending;
         for i in 0..n {
             let t = ts[i];
@@ -440,8 +433,7 @@ impl State {
     /// (tens of thousands among hundreds of thousands of users) still landed a few cache lines
     /// apart; a quarter of a million sweep the table nearly line by line.
     fn flush(&mut self) {
-        self.users
-            .apply(&mut self.pending, |mark, _, new| mark.merge(new));
+        self.users.apply(&mut self.pending, Packed::merge);
     }
 
     /// The report's `impact` section; `recovery_minutes` from `error_recovery`.

@@ -64,9 +64,11 @@ pub(crate) trait Kernel: Sync + 'static {
     fn init(&self, ctx: &Ctx, prior: &States) -> Self::State;
     fn update(&self, ctx: &Ctx, state: &mut Self::State, rows: &Rows<'_>);
     /// Applies what `update` put aside (a kernel may hold rows' contributions back to apply
-    /// many at once, in an order that is cheaper than the rows'). The engine calls it after the
-    /// last update of a state, before it merges it, and again (idempotent) before it encodes or
-    /// settles it.
+    /// many at once, in an order that is cheaper than the rows'). Idempotent. The pass calls it
+    /// after a worker's last update, to free the buffers early; the type-erased layer
+    /// ([`AnyKernel`]) calls it again before every other method that reads a state whole
+    /// (merge, settle, encode, the key-range methods), so a kernel's own methods may assume
+    /// nothing is pending.
     fn flush(&self, _state: &mut Self::State) {}
     fn merge(&self, state: &mut Self::State, other: Self::State);
     /// Once, after the last merge: sort, summarise, join with earlier stages.
@@ -238,10 +240,13 @@ impl<K: Kernel> AnyKernel for K {
         Kernel::flush(self, typed_mut::<K::State>(state))
     }
     fn merge(&self, state: &mut (dyn Any + Send + Sync), other: Box<dyn Any + Send + Sync>) {
-        let other = *other
+        let mut other = *other
             .downcast::<K::State>()
             .expect("the engine merges states of one kernel");
-        Kernel::merge(self, typed_mut::<K::State>(state), other)
+        let state = typed_mut::<K::State>(state);
+        Kernel::flush(self, state);
+        Kernel::flush(self, &mut other);
+        Kernel::merge(self, state, other)
     }
     fn settle(&self, ctx: &Ctx, state: &mut (dyn Any + Send + Sync), prior: &States) {
         let state = typed_mut::<K::State>(state);
@@ -276,7 +281,9 @@ impl<K: Kernel> AnyKernel for K {
         range: usize,
         ranges: usize,
     ) -> Option<Box<dyn Any + Send + Sync>> {
-        Kernel::take_range(self, typed_mut::<K::State>(state), range, ranges)
+        let state = typed_mut::<K::State>(state);
+        Kernel::flush(self, state);
+        Kernel::take_range(self, state, range, ranges)
             .map(|s| Box::new(s) as Box<dyn Any + Send + Sync>)
     }
     fn split_ranges(
@@ -284,7 +291,9 @@ impl<K: Kernel> AnyKernel for K {
         state: &mut (dyn Any + Send + Sync),
         ranges: usize,
     ) -> Option<Vec<Box<dyn Any + Send + Sync>>> {
-        Kernel::split_ranges(self, typed_mut::<K::State>(state), ranges).map(|parts| {
+        let state = typed_mut::<K::State>(state);
+        Kernel::flush(self, state);
+        Kernel::split_ranges(self, state, ranges).map(|parts| {
             parts
                 .into_iter()
                 .map(|s| Box::new(s) as Box<dyn Any + Send + Sync>)
@@ -292,7 +301,9 @@ impl<K: Kernel> AnyKernel for K {
         })
     }
     fn compact(&self, ctx: &Ctx, state: &mut (dyn Any + Send + Sync)) {
-        Kernel::compact(self, ctx, typed_mut::<K::State>(state))
+        let state = typed_mut::<K::State>(state);
+        Kernel::flush(self, state);
+        Kernel::compact(self, ctx, state)
     }
 }
 

@@ -80,7 +80,7 @@ impl<V: Copy + Default> KeyTable<V> {
         }
     }
 
-    /// Calls `f(value, inserted, item)` with the entry of every `(key, item)` of `items`
+    /// Calls `f(value, item)` with the entry of every `(key, item)` of `items`
     /// (inserted as `V::default()` when absent) and empties `items`: what [`KeyTable::entry`]
     /// would do one item at a time, but in the order of the keys' slots. Rows arrive in no order
     /// of their keys, and in a table of hundreds of thousands of keys nearly every look-up then
@@ -93,14 +93,13 @@ impl<V: Copy + Default> KeyTable<V> {
     pub(crate) fn apply<T: Copy + Default>(
         &mut self,
         items: &mut Vec<(u64, T)>,
-        mut f: impl FnMut(&mut V, bool, T),
+        mut f: impl FnMut(&mut V, T),
     ) {
         // Below this, the table or the batch is small enough that order does not matter.
         const FEW: usize = 1024;
         if items.len() < FEW || self.slots.len() < 16 * FEW {
             for (key, item) in items.drain(..) {
-                let (value, inserted) = self.entry(key);
-                f(value, inserted, item);
+                f(self.entry(key).0, item);
             }
             return;
         }
@@ -121,8 +120,7 @@ impl<V: Copy + Default> KeyTable<V> {
             *at += 1;
         }
         for (key, item) in sorted {
-            let (value, inserted) = self.entry(key);
-            f(value, inserted, item);
+            f(self.entry(key).0, item);
         }
     }
 
@@ -132,7 +130,7 @@ impl<V: Copy + Default> KeyTable<V> {
         &mut self,
         pending: &mut Vec<(u64, T)>,
         more: usize,
-        f: impl FnMut(&mut V, bool, T),
+        f: impl FnMut(&mut V, T),
     ) {
         if !pending.is_empty() && pending.len() + more > PENDING_KEYS {
             self.apply(pending, f);
@@ -329,7 +327,6 @@ mod tests {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         let mut one_by_one: KeyTable<u64> = KeyTable::default();
         let mut batched: KeyTable<u64> = KeyTable::default();
-        let mut inserts = 0;
         for batch in [10, 5_000, 70_000, 3, 100_000] {
             let mut items: Vec<(u64, u64)> = (0..batch)
                 .map(|i| {
@@ -344,15 +341,10 @@ mod tests {
             for &(k, v) in &items {
                 *one_by_one.entry(k).0 |= 1 << v;
             }
-            batched.apply(&mut items, |e, inserted, v| {
-                inserts += inserted as usize;
-                *e |= 1 << v;
-            });
+            batched.apply(&mut items, |e, v| *e |= 1 << v);
             assert!(items.is_empty());
         }
         assert_eq!(one_by_one.len(), batched.len());
-        // `inserted` is true once per key, as `entry` says.
-        assert_eq!(inserts, batched.len());
         let sorted = |t: KeyTable<u64>| {
             let mut v: Vec<(u64, u64)> = t.into_iter().collect();
             v.sort_unstable();
