@@ -358,7 +358,7 @@ impl Kernel for RequestSideKernel {
         }
         for (i, _) in candidates.iter().enumerate().filter(|(_, c)| **c) {
             if let Some(slot) = hashes[i].and_then(|h| table.index.find(h)) {
-                state.marks[slot] |= SEEN | (failed(i) as u8) << 1;
+                state.marks[slot] |= SEEN | if failed(i) { FAILED } else { 0 };
             }
         }
     }
@@ -774,7 +774,7 @@ mod tests {
         let mut marks = vec![0u8; table.receipts.len()];
         for &(h, failed) in &requests {
             if let Some(slot) = table.index.find(h) {
-                marks[slot] |= SEEN | (failed as u8) << 1;
+                marks[slot] |= SEEN | if failed { FAILED } else { 0 };
             }
         }
         let mut entries = requests.clone();
