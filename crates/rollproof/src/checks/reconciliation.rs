@@ -119,15 +119,11 @@ impl SlotCounts {
         if slot >= self.small.len() {
             self.small.resize(slot + 1, 0);
         }
-        let b = self.small[slot];
-        let (receipts, executions) = if b == Self::ESCAPE {
-            self.large[&slot]
-        } else {
-            ((b & 15) as u32, (b >> 4) as u32)
-        };
+        let (receipts, executions) = self.get(slot);
         let receipts = receipts.saturating_add(1);
         let executions = executions.saturating_add(execution as u32);
-        if b != Self::ESCAPE && receipts < 15 && executions < 15 {
+        // An escaped slot's counts passed 14 already, so it stays escaped.
+        if receipts < 15 && executions < 15 {
             self.small[slot] = receipts as u8 | (executions as u8) << 4;
         } else {
             self.small[slot] = Self::ESCAPE;
