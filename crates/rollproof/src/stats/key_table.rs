@@ -108,7 +108,8 @@ impl<V: Copy + Default> KeyTable<V> {
 
     /// Calls `f(value, item)` with the entry of every `(key, item)` of `items`
     /// (inserted as `V::default()` when absent) and empties `items`: what [`KeyTable::entry`]
-    /// would do one item at a time, but in the order of the keys' slots. Rows arrive in no order
+    /// would do one item at a time, but in the order of the keys' slots when the items are dense
+    /// enough among the slots for that to pay (below, in their own order). Rows arrive in no order
     /// of their keys, and in a table of hundreds of thousands of keys nearly every look-up then
     /// misses the cache; in slot order consecutive look-ups land on the same or the next cache
     /// lines, which the processor fetches ahead. The order is a counting sort on the top bits of
