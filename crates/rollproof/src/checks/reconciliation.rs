@@ -22,6 +22,7 @@ use crate::engine::lookup::{Found, Lookup, LookupSpec};
 use crate::engine::{Kernel, Rows, Stage, States};
 use crate::plan::Ctx;
 use crate::stats::hash_index::HashIndex;
+use crate::stats::key_table::AHEAD;
 use crate::stats::{concat_runs, Samples, Targets};
 use crate::time::format_millis;
 
@@ -388,18 +389,28 @@ impl Kernel for RequestSideKernel {
             }
             return;
         };
-        // Three passes over the batch instead of one branchy loop: hash, test the filter (its
-        // loads are independent, so misses overlap), then probe the few candidates.
+        // Three passes over the batch instead of one branchy loop: hash, test the filter, then
+        // probe the few candidates. The tests and the probes ask for the cache lines of the row
+        // `AHEAD` (the filter and the index of millions of receipts are past the cache beside a
+        // large audit's other tables, and each test then waited for memory alone).
         let hashes = request.map_rows(|v| v.map(|s| hash_str(Some(s))));
-        let candidates: Vec<bool> = hashes
-            .iter()
-            .map(|h| h.is_some_and(|h| table.index.may_contain(h)))
-            .collect();
+        let mut candidates: Vec<(u64, usize)> = Vec::new();
+        for (i, h) in hashes.iter().enumerate() {
+            if let Some(Some(later)) = hashes.get(i + AHEAD) {
+                table.index.prefetch_filter(*later);
+            }
+            if let Some(h) = h.filter(|&h| table.index.may_contain(h)) {
+                candidates.push((h, i));
+            }
+        }
         if state.marks.is_empty() {
             state.marks = vec![0; table.counts.len()];
         }
-        for (i, _) in candidates.iter().enumerate().filter(|(_, c)| **c) {
-            if let Some(slot) = hashes[i].and_then(|h| table.index.find(h)) {
+        for (j, &(h, i)) in candidates.iter().enumerate() {
+            if let Some(&(later, _)) = candidates.get(j + AHEAD) {
+                table.index.prefetch(later);
+            }
+            if let Some(slot) = table.index.find(h) {
                 state.marks[slot] |= SEEN | if failed(i) { FAILED } else { 0 };
             }
         }

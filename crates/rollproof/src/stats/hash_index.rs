@@ -116,6 +116,23 @@ impl HashIndex {
         bit(bits[0]) & bit(bits[1]) & bit(bits[2]) != 0
     }
 
+    /// Asks the processor to bring the home slot of `h` into the cache, ahead of a
+    /// [`HashIndex::find`] (see [`super::prefetch`]).
+    #[inline]
+    pub(crate) fn prefetch(&self, h: u64) {
+        super::prefetch(&self.slots, reduce(nonzero(h), self.homes));
+    }
+
+    /// Asks the processor to bring the Bloom filter block of `h` into the cache, ahead of a
+    /// [`HashIndex::may_contain`]. The filter of millions of receipts is megabytes; beside the
+    /// users' tables of a large audit it falls out of the cache, and a test per row then waits
+    /// for memory.
+    #[inline]
+    pub(crate) fn prefetch_filter(&self, h: u64) {
+        let (block, _) = self.bloom_bits(nonzero(h));
+        super::prefetch(&self.bloom, block);
+    }
+
     /// The slot of `h`, if `h` is in the set.
     #[inline]
     pub(crate) fn find(&self, h: u64) -> Option<usize> {

@@ -15,6 +15,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::prefetch;
+
 /// How many `(key, value)` updates a kernel collects before it applies them with
 /// [`KeyTable::apply`]: 4 MiB per state of 16-byte items. A quarter of a million items among the
 /// hundreds of thousands of keys of a table sweep it nearly line by line.
@@ -44,25 +46,6 @@ const SPREAD: u64 = 0x9e37_79b9_7f4a_7c15;
 /// A look-up that misses the cache waits for memory; asked for ahead, the misses of many
 /// look-ups overlap (the 100M benchmark's tables are larger than the last-level cache).
 pub(crate) const AHEAD: usize = 16;
-
-/// Asks the processor to load slot `i` of `slots` into the cache; no effect elsewhere (and on
-/// other processors none at all).
-///
-/// The one `unsafe` block of the workspace (its lints deny `unsafe_code` elsewhere): Rust has no
-/// stable safe prefetch, and a plain read ahead would make the processor wait for it.
-#[inline]
-#[allow(unsafe_code)]
-fn prefetch<T>(slots: &[T], i: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(slot) = slots.get(i) {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        // SAFETY: a prefetch is a hint that reads nothing the program sees and cannot fault,
-        // and the pointer is to a live element of `slots`. SSE is part of every x86_64 target.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>((slot as *const T).cast()) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (slots, i);
-}
 
 /// The slot after `i` among `n`, wrapping.
 #[inline]

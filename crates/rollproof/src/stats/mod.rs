@@ -126,6 +126,26 @@ impl Counts {
     }
 }
 
+/// Asks the processor to load slot `i` of `slots` into the cache; no effect elsewhere (and on
+/// other processors none at all). For look-ups into tables past the cache (`key_table`,
+/// `hash_index`): asked for a few look-ups ahead, their misses overlap.
+///
+/// The one `unsafe` block of the workspace (its lints deny `unsafe_code` elsewhere): Rust has no
+/// stable safe prefetch, and a plain read ahead would make the processor wait for it.
+#[inline]
+#[allow(unsafe_code)]
+pub(crate) fn prefetch<T>(slots: &[T], i: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(slot) = slots.get(i) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch is a hint that reads nothing the program sees and cannot fault,
+        // and the pointer is to a live element of `slots`. SSE is part of every x86_64 target.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>((slot as *const T).cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (slots, i);
+}
+
 /// A 64-bit hash scaled to `0..n` by its high bits (multiply-shift): monotone in the hash, and
 /// `n` need not be a power of two. The home slot of `hash_index` and `key_table`.
 #[inline]
