@@ -14,8 +14,9 @@ use crate::columns::{hash_str, Col, Table};
 use crate::engine::lookup::{Found, Lookup, LookupSpec};
 use crate::engine::{Kernel, Rows, Stage, States};
 use crate::plan::{Ctx, Plan};
-use crate::stats::key_table::{KeyTable, AHEAD};
+use crate::stats::key_table::KeyTable;
 use crate::stats::Targets;
+use crate::stats::AHEAD;
 use crate::time::format_millis;
 
 pub(crate) static CHECK: CheckSpec = CheckSpec {

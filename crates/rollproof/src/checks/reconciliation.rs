@@ -22,8 +22,7 @@ use crate::engine::lookup::{Found, Lookup, LookupSpec};
 use crate::engine::{Kernel, Rows, Stage, States};
 use crate::plan::Ctx;
 use crate::stats::hash_index::HashIndex;
-use crate::stats::key_table::AHEAD;
-use crate::stats::{concat_runs, Samples, Targets};
+use crate::stats::{concat_runs, Samples, Targets, AHEAD};
 use crate::time::format_millis;
 
 pub(crate) static CHECK: CheckSpec = CheckSpec {

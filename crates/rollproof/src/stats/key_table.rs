@@ -15,7 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::prefetch;
+use super::{prefetch, AHEAD};
 
 /// How many `(key, value)` updates a kernel collects before it applies them with
 /// [`KeyTable::apply`]: 4 MiB per state of 16-byte items. A quarter of a million items among the
@@ -40,12 +40,6 @@ fn home(key: u64, n: usize) -> usize {
 
 /// The odd constant of [`home`].
 const SPREAD: u64 = 0x9e37_79b9_7f4a_7c15;
-
-/// How many items ahead [`KeyTable::apply`] and row-by-row callers ask for a slot
-/// ([`KeyTable::prefetch`]): far enough for a miss to overlap the work of the items between.
-/// A look-up that misses the cache waits for memory; asked for ahead, the misses of many
-/// look-ups overlap (the 100M benchmark's tables are larger than the last-level cache).
-pub(crate) const AHEAD: usize = 16;
 
 /// The slot after `i` among `n`, wrapping.
 #[inline]

@@ -126,6 +126,13 @@ impl Counts {
     }
 }
 
+/// How many look-ups ahead the callers of [`prefetch`] ask for a slot (the users' tables, the
+/// reconciliation join's filter and index): far enough for a miss to overlap the work of the
+/// look-ups between. A look-up that misses the cache waits for memory; asked for ahead, the
+/// misses of many look-ups overlap (the 100M benchmark's tables are larger than the last-level
+/// cache).
+pub(crate) const AHEAD: usize = 16;
+
 /// Asks the processor to load slot `i` of `slots` into the cache; no effect elsewhere (and on
 /// other processors none at all). For look-ups into tables past the cache (`key_table`,
 /// `hash_index`): asked for a few look-ups ahead, their misses overlap.
