@@ -68,7 +68,7 @@ impl HashIndex {
     /// When `h` is smaller than the last hash added: a caller's bug, not an input's.
     pub(crate) fn push(&mut self, h: u64) -> usize {
         let h = nonzero(h);
-        let home = reduce(h, self.homes);
+        let home = self.home(h);
         let at = match self.last {
             Some(last) if self.slots[last] == h => return last,
             Some(last) => {
@@ -88,6 +88,13 @@ impl HashIndex {
             self.bloom[block + b / 64] |= 1 << (b % 64);
         }
         at
+    }
+
+    /// The home slot of `h` (already [`nonzero`]): where [`HashIndex::push`] starts placing it
+    /// and [`HashIndex::find`] starts looking for it.
+    #[inline]
+    fn home(&self, h: u64) -> usize {
+        reduce(h, self.homes)
     }
 
     #[inline]
@@ -120,7 +127,7 @@ impl HashIndex {
     /// [`HashIndex::find`] (see [`super::prefetch`]).
     #[inline]
     pub(crate) fn prefetch(&self, h: u64) {
-        super::prefetch(&self.slots, reduce(nonzero(h), self.homes));
+        super::prefetch(&self.slots, self.home(nonzero(h)));
     }
 
     /// Asks the processor to bring the Bloom filter block of `h` into the cache, ahead of a
@@ -140,7 +147,7 @@ impl HashIndex {
             return None;
         }
         let h = nonzero(h);
-        let from = reduce(h, self.homes);
+        let from = self.home(h);
         // Slots ascend, so the probe ends at an empty slot or at a larger hash.
         self.slots[from..]
             .iter()
