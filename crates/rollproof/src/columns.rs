@@ -9,6 +9,7 @@ use arrow::array::{
     Array, ArrayRef, BooleanArray, DictionaryArray, Float64Array, Int64Array, StringArray,
     StringViewArray,
 };
+use arrow::buffer::NullBuffer;
 use arrow::datatypes::Int32Type;
 
 /// The two input tables.
@@ -329,23 +330,27 @@ impl<'a> StrCol<'a> {
                     })
                     .collect();
                 let null_value = f(None);
-                let keys = arr.keys().values();
-                match arr.nulls() {
-                    None => keys.iter().map(|&k| per_key[k as usize]).collect(),
-                    Some(nulls) => keys
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &k)| {
-                            if nulls.is_valid(i) {
-                                per_key[k as usize]
-                            } else {
-                                null_value
-                            }
-                        })
-                        .collect(),
-                }
+                gather(arr.keys().values(), arr.nulls(), &per_key, null_value)
             }
-            _ => (0..self.len()).map(|i| f(self.get(i))).collect(),
+            StrCol::Plain(arr) => {
+                let mut out = Vec::with_capacity(arr.len());
+                let null_value = f(None);
+                let mut row = |i: usize| f(Some(arr.value(i)).filter(|s| !s.is_empty()));
+                match arr.nulls().filter(|n| n.null_count() > 0) {
+                    None => out.extend((0..arr.len()).map(row)),
+                    Some(nulls) => {
+                        for_each_run(nulls, |start, end, valid| {
+                            if valid {
+                                out.extend((start..end).map(&mut row));
+                            } else {
+                                out.resize(end, null_value);
+                            }
+                        });
+                    }
+                }
+                out
+            }
+            StrCol::View(_) => (0..self.len()).map(|i| f(self.get(i))).collect(),
         }
     }
 
@@ -354,6 +359,82 @@ impl<'a> StrCol<'a> {
             StrCol::Plain(arr) => arr.len(),
             StrCol::View(arr) => arr.len(),
             StrCol::Dict { arr, .. } => arr.len(),
+        }
+    }
+}
+
+/// `per_key[key]` for every row, `null_value` where the row is null. Null rows' keys are never
+/// read (Arrow does not promise they are in range).
+fn gather<T: Copy>(
+    keys: &[i32],
+    nulls: Option<&NullBuffer>,
+    per_key: &[T],
+    null_value: T,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(keys.len());
+    match nulls.filter(|n| n.null_count() > 0) {
+        None => out.extend(keys.iter().map(|&k| per_key[k as usize])),
+        Some(nulls) => for_each_run(nulls, |start, end, valid| {
+            if valid {
+                out.extend(keys[start..end].iter().map(|&k| per_key[k as usize]));
+            } else {
+                out.resize(end, null_value);
+            }
+        }),
+    }
+    out
+}
+
+/// Calls `run(start, end, valid)` for consecutive row ranges that are all valid or all null, in
+/// row order, covering every row once. Word-wise over the validity bitmap: 64 rows of one kind
+/// cost one step, so the callers' per-row work stays a plain loop over a range.
+fn for_each_run(nulls: &NullBuffer, run: impl FnMut(usize, usize, bool)) {
+    let chunks = nulls
+        .inner()
+        .inner()
+        .bit_chunks(nulls.offset(), nulls.len());
+    let words = chunks.iter().map(|w| (w, 64)).chain(std::iter::once((
+        chunks.remainder_bits(),
+        chunks.remainder_len(),
+    )));
+    let mut runs = Runs {
+        run,
+        start: 0,
+        valid: true,
+    };
+    let mut at = 0;
+    for (word, len) in words {
+        let all = if len == 64 {
+            u64::MAX
+        } else {
+            (1u64 << len) - 1
+        };
+        match word & all {
+            w if w == all => runs.mark(at, true),
+            0 => runs.mark(at, false),
+            w => (0..len).for_each(|j| runs.mark(at + j, w >> j & 1 == 1)),
+        }
+        at += len;
+    }
+    runs.mark(at, !runs.valid);
+}
+
+/// The open run of [`for_each_run`]: rows `start..` share `valid`.
+struct Runs<F> {
+    run: F,
+    start: usize,
+    valid: bool,
+}
+
+impl<F: FnMut(usize, usize, bool)> Runs<F> {
+    /// Row `at` starts a run of `valid` rows; closes the open run if it differs.
+    fn mark(&mut self, at: usize, valid: bool) {
+        if valid != self.valid {
+            if at > self.start {
+                (self.run)(self.start, at, self.valid);
+            }
+            self.start = at;
+            self.valid = valid;
         }
     }
 }
@@ -372,4 +453,46 @@ pub(crate) fn hash_str(s: Option<&str>) -> u64 {
 #[inline]
 pub(crate) fn hash_str_128(s: &str) -> u128 {
     xxhash_rust::xxh3::xxh3_128(s.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows with nulls where `null_at` says (scattered, in blocks, on and off 64-row words), sliced at `offset` so
+    /// the bitmap does not start on a byte: `map_rows` must agree with `get` row by row.
+    fn check(len: usize, offset: usize, null_at: impl Fn(usize) -> bool) {
+        let values: Vec<Option<&str>> = (0..len)
+            .map(|i| {
+                if null_at(i) {
+                    None
+                } else {
+                    Some(["a", "", "bb", "c"][i % 4])
+                }
+            })
+            .collect();
+        let plain = StringArray::from(values.clone()).slice(offset, len - offset);
+        let dict: DictionaryArray<Int32Type> = values.iter().copied().collect();
+        let dict = dict.slice(offset, len - offset);
+        for arr in [&plain as &dyn Array, &dict as &dyn Array] {
+            let col = StrCol::new(arr);
+            let mapped = col.map_rows(|v| v.map(str::len));
+            let direct: Vec<_> = (0..col.len()).map(|i| col.get(i).map(str::len)).collect();
+            assert_eq!(mapped, direct, "{:?} offset {offset}", arr.data_type());
+            assert_eq!(mapped.len(), len - offset);
+        }
+    }
+
+    #[test]
+    fn map_rows_agrees_with_get_around_nulls() {
+        check(300, 0, |_| false);
+        check(300, 3, |i| i % 7 == 0);
+        check(300, 5, |i| (64..200).contains(&i));
+        check(300, 1, |i| !(10..20).contains(&i));
+        check(300, 0, |i| i < 128);
+        check(300, 0, |i| (64..128).contains(&i));
+        check(130, 0, |_| true);
+        check(65, 64, |i| i == 64);
+        check(1, 0, |_| true);
+    }
 }
