@@ -407,7 +407,7 @@ impl Kernel for RequestSideKernel {
         }
         for (j, &(h, i)) in candidates.iter().enumerate() {
             if let Some(&(later, _)) = candidates.get(j + AHEAD) {
-                table.index.prefetch(later);
+                table.index.prefetch(later, &state.marks);
             }
             if let Some(slot) = table.index.find(h) {
                 state.marks[slot] |= SEEN | if failed(i) { FAILED } else { 0 };

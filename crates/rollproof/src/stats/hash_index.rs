@@ -124,10 +124,14 @@ impl HashIndex {
     }
 
     /// Asks the processor to bring the home slot of `h` into the cache, ahead of a
-    /// [`HashIndex::find`] (see [`super::prefetch`]).
+    /// [`HashIndex::find`] (see [`super::prefetch`]), and the same slot of `per_slot`, an array
+    /// the caller indexes by the slots `find` returns (a member almost always sits in its home
+    /// slot's cache line).
     #[inline]
-    pub(crate) fn prefetch(&self, h: u64) {
-        super::prefetch(&self.slots, self.home(nonzero(h)));
+    pub(crate) fn prefetch<T>(&self, h: u64, per_slot: &[T]) {
+        let home = self.home(nonzero(h));
+        super::prefetch(&self.slots, home);
+        super::prefetch(per_slot, home);
     }
 
     /// Asks the processor to bring the Bloom filter block of `h` into the cache, ahead of a
