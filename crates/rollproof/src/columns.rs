@@ -321,14 +321,7 @@ impl<'a> StrCol<'a> {
     pub(crate) fn map_rows<T: Copy>(&self, mut f: impl FnMut(Option<&'a str>) -> T) -> Vec<T> {
         match self {
             StrCol::Dict { arr, values } => {
-                let per_key: Vec<T> = (0..values.len())
-                    .map(|k| {
-                        f(values
-                            .is_valid(k)
-                            .then(|| values.value(k))
-                            .filter(|s| !s.is_empty()))
-                    })
-                    .collect();
+                let per_key = per_key(values, &mut f);
                 let null_value = f(None);
                 gather(arr.keys().values(), arr.nulls(), &per_key, null_value)
             }
@@ -354,6 +347,42 @@ impl<'a> StrCol<'a> {
         }
     }
 
+    /// `apply(&mut out[i], f(value of row i))` for every row: [`StrCol::map_rows`] without
+    /// the vector in between, for callers that fold several columns into one value per row.
+    /// `out` has one element per row.
+    pub(crate) fn update_rows<T, U: Copy>(
+        &self,
+        out: &mut [T],
+        mut f: impl FnMut(Option<&'a str>) -> U,
+        mut apply: impl FnMut(&mut T, U),
+    ) {
+        let StrCol::Dict { arr, values } = self else {
+            for (o, v) in out.iter_mut().zip(self.map_rows(f)) {
+                apply(o, v);
+            }
+            return;
+        };
+        let per_key = per_key(values, &mut f);
+        let null_value = f(None);
+        let keys = arr.keys().values();
+        let Some(nulls) = arr.nulls().filter(|n| n.null_count() > 0) else {
+            for (o, &k) in out.iter_mut().zip(keys) {
+                apply(o, per_key[k as usize]);
+            }
+            return;
+        };
+        let n = out.len().min(keys.len());
+        for_each_run(nulls, |start, end, valid| {
+            let (start, end) = (start.min(n), end.min(n));
+            let rows = out[start..end].iter_mut().zip(&keys[start..end]);
+            if valid {
+                rows.for_each(|(o, &k)| apply(o, per_key[k as usize]));
+            } else {
+                rows.for_each(|(o, _)| apply(o, null_value));
+            }
+        });
+    }
+
     pub(crate) fn len(&self) -> usize {
         match self {
             StrCol::Plain(arr) => arr.len(),
@@ -361,6 +390,18 @@ impl<'a> StrCol<'a> {
             StrCol::Dict { arr, .. } => arr.len(),
         }
     }
+}
+
+/// `f` of every value of a dictionary, by key (missing values as `None`).
+fn per_key<'a, T>(values: &'a StringArray, f: &mut impl FnMut(Option<&'a str>) -> T) -> Vec<T> {
+    (0..values.len())
+        .map(|k| {
+            f(values
+                .is_valid(k)
+                .then(|| values.value(k))
+                .filter(|s| !s.is_empty()))
+        })
+        .collect()
 }
 
 /// `per_key[key]` for every row, `null_value` where the row is null. Null rows' keys are never
@@ -460,7 +501,8 @@ mod tests {
     use super::*;
 
     /// Rows with nulls where `null_at` says (scattered, in blocks, on and off 64-row words), sliced at `offset` so
-    /// the bitmap does not start on a byte: `map_rows` must agree with `get` row by row.
+    /// the bitmap does not start on a byte: `map_rows` and `update_rows` must agree with `get` row
+    /// by row.
     fn check(len: usize, offset: usize, null_at: impl Fn(usize) -> bool) {
         let values: Vec<Option<&str>> = (0..len)
             .map(|i| {
@@ -480,6 +522,14 @@ mod tests {
             let direct: Vec<_> = (0..col.len()).map(|i| col.get(i).map(str::len)).collect();
             assert_eq!(mapped, direct, "{:?} offset {offset}", arr.data_type());
             assert_eq!(mapped.len(), len - offset);
+            let mut folded = vec![1; col.len()];
+            col.update_rows(
+                &mut folded,
+                |v| v.map_or(7, str::len),
+                |o, x| *o = *o * 10 + x,
+            );
+            let expected: Vec<usize> = direct.iter().map(|d| 10 + d.unwrap_or(7)).collect();
+            assert_eq!(folded, expected, "{:?} offset {offset}", arr.data_type());
         }
     }
 

@@ -364,10 +364,11 @@ impl State {
         let mut off_pin = vec![false; n];
         for (col, want) in &r.pins[0].pins {
             let Some(arr) = batch.str(*col) else { continue };
-            let off = arr.map_rows(|v| v.is_some_and(|v| v != want.as_str()));
-            for (o, x) in off_pin.iter_mut().zip(off) {
-                *o |= x;
-            }
+            arr.update_rows(
+                &mut off_pin,
+                |v| v.is_some_and(|v| v != want.as_str()),
+                |o, x| *o |= x,
+            );
         }
         let status = batch.int(Col::Status);
         self.has_status |= status.is_some();

@@ -94,10 +94,9 @@ fn row_values(ctx: &Ctx, rows: &Rows<'_>) -> Vec<u64> {
                 let Some(arr) = rows.batch.str(col) else {
                     continue;
                 };
-                let hashes = arr.map_rows(hash_str);
-                for (v, h) in values.iter_mut().zip(hashes) {
+                arr.update_rows(&mut values, hash_str, |v, h| {
                     *v = (v.rotate_left(23) ^ h).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                }
+                });
             }
             values
         }

@@ -187,9 +187,8 @@ impl Kernel for PinsKernel {
 /// missing, and the same for missing only; rows not audited are 0.
 pub(crate) fn violations(ctx: &Ctx, checked_pins: &[usize], rows: &Rows<'_>) -> (Vec<u8>, Vec<u8>) {
     let batch = rows.batch;
-    let n = batch.len();
-    let mut wrong = vec![0u8; n];
-    let mut absent = vec![0u8; n];
+    // Per row: (set, wrong, absent), folded one pin column at a time.
+    let mut acc: Vec<(u8, u8, u8)> = rows.set.iter().map(|&set| (set, 0, 0)).collect();
     for &j in checked_pins {
         let col = PIN_COLUMNS[j];
         let arr = batch.str(col).expect("present pin columns are projected");
@@ -205,7 +204,7 @@ pub(crate) fn violations(ctx: &Ctx, checked_pins: &[usize], rows: &Rows<'_>) -> 
             })
             .collect();
         // Per distinct value (dictionary) or per row: 2 bits per pin set, 0 ok / 1 differs / 2 missing.
-        let codes = arr.map_rows(|v| {
+        let code_of = |v: Option<&str>| {
             let mut code = 0u8;
             for (s, e) in expected.iter().enumerate() {
                 if let Some(e) = e {
@@ -218,22 +217,19 @@ pub(crate) fn violations(ctx: &Ctx, checked_pins: &[usize], rows: &Rows<'_>) -> 
                 }
             }
             code
+        };
+        arr.update_rows(&mut acc, code_of, |(set, wrong, absent), code| {
+            // Rows not audited (set 0) read no code.
+            let k = if *set == 0 {
+                0
+            } else {
+                (code >> (2 * (*set - 1))) & 3
+            };
+            *wrong |= ((k != 0) as u8) << j;
+            *absent |= ((k == 2) as u8) << j;
         });
-        for i in 0..n {
-            let set = rows.set[i];
-            if set == 0 {
-                continue;
-            }
-            let k = (codes[i] >> (2 * (set - 1))) & 3;
-            if k != 0 {
-                wrong[i] |= 1 << j;
-                if k == 2 {
-                    absent[i] |= 1 << j;
-                }
-            }
-        }
     }
-    (wrong, absent)
+    acc.into_iter().map(|(_, w, a)| (w, a)).unzip()
 }
 
 /// The pins (indices into PIN_COLUMNS) some set names and the requests have.
