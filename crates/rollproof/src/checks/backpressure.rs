@@ -12,8 +12,8 @@ use super::{num, pct, CheckInfo, CheckResult, CheckSpec, Finish, Metric, Status,
 use crate::columns::{Col, Table};
 use crate::engine::{Kernel, Rows, Stage, States, SIDE_NONE};
 use crate::plan::Ctx;
-use crate::stats::{settled_from, Quantiles, Rate};
-use crate::time::{Micros, MICROS_PER_MINUTE, MICROS_PER_SECOND};
+use crate::stats::{settled_from, MinuteRates, Quantiles, Rate};
+use crate::time::{Micros, MICROS_PER_SECOND};
 use crate::words::plural;
 
 pub(crate) static CHECK: CheckSpec = CheckSpec {
@@ -153,6 +153,7 @@ impl Kernel for BackpressureKernel {
             state.max_ts = Some(state.max_ts.map_or(hi, |m| m.max(hi)));
         }
         if let Some(status) = batch.int(Col::Status) {
+            let mut minutes = MinuteRates::new(ts, flip);
             for i in 0..batch.len() {
                 if !status.is_valid(i) || !(100..=599).contains(&status.value(i)) {
                     continue;
@@ -162,11 +163,9 @@ impl Kernel for BackpressureKernel {
                 if side != SIDE_NONE {
                     state.sides[side as usize - 1].add(throttled);
                 }
-                if ts[i] >= flip {
-                    let k = (ts[i] - flip) / MICROS_PER_MINUTE;
-                    state.minutes.entry(k).or_default().add(throttled);
-                }
+                minutes.add(&mut state.minutes, ts[i], throttled);
             }
+            minutes.finish(&mut state.minutes);
         }
         if let Some(q) = batch.float(Col::QueueWaitMs) {
             for i in 0..batch.len() {

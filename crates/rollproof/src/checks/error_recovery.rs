@@ -15,7 +15,7 @@ use super::{
 use crate::columns::{Col, Table};
 use crate::engine::{Kernel, Rows, Stage, States, SIDE_NONE};
 use crate::plan::Ctx;
-use crate::stats::Rate;
+use crate::stats::{MinuteRates, Rate};
 use crate::time::MICROS_PER_MINUTE;
 
 pub(crate) static CHECK: CheckSpec = CheckSpec {
@@ -156,22 +156,7 @@ impl State {
         };
         let values = status.values();
         let ts = batch.ts();
-        // Minutes of one batch are few: count them densely, then merge into the map.
-        let mut dense: Vec<Rate> = Vec::new();
-        let mut first_minute = i64::MAX;
-        let flip_at = ctx.plan.flip_at();
-        if let Some(flip) = flip_at {
-            let (lo, hi) = ts
-                .iter()
-                .filter(|&&t| t >= flip)
-                .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
-            if lo <= hi {
-                first_minute = (lo - flip) / MICROS_PER_MINUTE;
-                let last_minute = (hi - flip) / MICROS_PER_MINUTE;
-                dense =
-                    vec![Rate::default(); (last_minute - first_minute + 1).min(1 << 20) as usize];
-            }
-        }
+        let mut minutes = ctx.plan.flip_at().map(|flip| MinuteRates::new(ts, flip));
         for i in 0..batch.len() {
             if status.is_null(i) {
                 self.status_missing += 1;
@@ -186,23 +171,12 @@ impl State {
             if side != SIDE_NONE {
                 self.sides[side as usize - 1].add(err);
             }
-            if let Some(flip) = flip_at {
-                if ts[i] >= flip {
-                    let k = (ts[i] - flip) / MICROS_PER_MINUTE;
-                    match dense.get_mut((k - first_minute) as usize) {
-                        Some(rate) => rate.add(err),
-                        None => self.minutes.entry(k).or_default().add(err),
-                    }
-                }
+            if let Some(m) = minutes.as_mut() {
+                m.add(&mut self.minutes, ts[i], err);
             }
         }
-        for (offset, rate) in dense.iter().enumerate() {
-            if rate.total > 0 {
-                self.minutes
-                    .entry(first_minute + offset as i64)
-                    .or_default()
-                    .merge(rate);
-            }
+        if let Some(m) = minutes {
+            m.finish(&mut self.minutes);
         }
     }
 

@@ -10,6 +10,7 @@ mod quantiles;
 mod samples;
 mod strata;
 
+use crate::time::{Micros, MICROS_PER_MINUTE};
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
@@ -59,6 +60,63 @@ impl ExactSum {
             self.count,
             level,
         )
+    }
+}
+
+/// One batch's per-minute [`Rate`]s after a flip, counted densely (a batch's minutes are few:
+/// a tree look-up per row cost more than the rest of the row), then added to a map of minutes
+/// since the flip. Minute k is [flip + k min, flip + (k+1) min). At most 2^20 minutes are
+/// dense (a batch may span millennia: hostile or corrupt timestamps); later ones go to the map
+/// directly.
+pub(crate) struct MinuteRates {
+    flip: Micros,
+    first: i64,
+    dense: Vec<Rate>,
+}
+
+impl MinuteRates {
+    /// For a batch with timestamps `ts`; rows before `flip` are not counted.
+    pub(crate) fn new(ts: &[Micros], flip: Micros) -> MinuteRates {
+        let (lo, hi) = ts
+            .iter()
+            .filter(|&&t| t >= flip)
+            .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+        let (first, dense) = if lo <= hi {
+            let first = lo.saturating_sub(flip) / MICROS_PER_MINUTE;
+            let last = hi.saturating_sub(flip) / MICROS_PER_MINUTE;
+            (
+                first,
+                vec![Rate::default(); (last - first + 1).min(1 << 20) as usize],
+            )
+        } else {
+            (0, Vec::new())
+        };
+        MinuteRates { flip, first, dense }
+    }
+
+    /// Counts a row at `t` (ignored before the flip).
+    #[inline]
+    pub(crate) fn add(&mut self, minutes: &mut BTreeMap<i64, Rate>, t: Micros, hit: bool) {
+        if t < self.flip {
+            return;
+        }
+        let k = t.saturating_sub(self.flip) / MICROS_PER_MINUTE;
+        match self.dense.get_mut(k.saturating_sub(self.first) as usize) {
+            Some(rate) => rate.add(hit),
+            None => minutes.entry(k).or_default().add(hit),
+        }
+    }
+
+    /// Adds the batch's counted minutes to `minutes`.
+    pub(crate) fn finish(self, minutes: &mut BTreeMap<i64, Rate>) {
+        for (offset, rate) in self.dense.iter().enumerate() {
+            if rate.total > 0 {
+                minutes
+                    .entry(self.first + offset as i64)
+                    .or_default()
+                    .merge(rate);
+            }
+        }
     }
 }
 
@@ -216,6 +274,29 @@ impl<'de> Deserialize<'de> for Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rows before the flip are not counted; minutes past the dense cap still are, in the map.
+    #[test]
+    fn minute_rates_count_dense_and_far_minutes() {
+        let flip = 1_000 * MICROS_PER_MINUTE;
+        let far = flip + (1 << 21) * MICROS_PER_MINUTE;
+        let ts = [
+            flip - 1,
+            flip,
+            flip + MICROS_PER_MINUTE - 1,
+            flip + MICROS_PER_MINUTE,
+            far,
+        ];
+        let mut minutes = BTreeMap::from([(1, Rate { hits: 1, total: 1 })]);
+        let mut rates = MinuteRates::new(&ts, flip);
+        for (i, &t) in ts.iter().enumerate() {
+            rates.add(&mut minutes, t, i % 2 == 0);
+        }
+        rates.finish(&mut minutes);
+        let got: Vec<(i64, u64, u64)> =
+            minutes.iter().map(|(k, r)| (*k, r.hits, r.total)).collect();
+        assert_eq!(got, vec![(0, 1, 2), (1, 1, 2), (1 << 21, 1, 1)]);
+    }
 
     #[test]
     fn exact_sum_is_order_independent() {
