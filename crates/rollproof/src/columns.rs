@@ -500,9 +500,9 @@ pub(crate) fn hash_str_128(s: &str) -> u128 {
 mod tests {
     use super::*;
 
-    /// Rows with nulls where `null_at` says (scattered, in blocks, on and off 64-row words), sliced at `offset` so
-    /// the bitmap does not start on a byte: `map_rows` and `update_rows` must agree with `get` row
-    /// by row.
+    /// Rows with nulls where `null_at` says (scattered, in blocks, on and off 64-row words),
+    /// sliced at `offset` so the bitmap does not start on a byte: `map_rows` and `update_rows`
+    /// must agree with `get` row by row.
     fn check(len: usize, offset: usize, null_at: impl Fn(usize) -> bool) {
         let values: Vec<Option<&str>> = (0..len)
             .map(|i| {
