@@ -279,7 +279,8 @@ pub(crate) enum StrCol<'a> {
 }
 
 impl<'a> StrCol<'a> {
-    fn new(arr: &'a dyn Array) -> StrCol<'a> {
+    /// `arr` as ingest makes string columns (panics on another layout).
+    pub(crate) fn new(arr: &'a dyn Array) -> StrCol<'a> {
         if let Some(plain) = arr.as_any().downcast_ref::<StringArray>() {
             return StrCol::Plain(plain);
         }

@@ -572,6 +572,11 @@ impl LookupSpec for KeyLookup {
     const TABLE: Table = Table::Receipts;
     /// Executions listed per sampled key.
     const ITEMS: usize = 5;
+    const KEY: Option<Col> = Some(Col::IdempotencyKey);
+
+    fn is_target(key: &str, targets: &Targets<u128>) -> bool {
+        targets.contains(&hash_str_128(key))
+    }
 
     fn columns(&self, _ctx: &Ctx) -> Vec<Col> {
         Col::of_table(Table::Receipts).collect()

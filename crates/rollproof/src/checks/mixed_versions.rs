@@ -252,6 +252,12 @@ impl LookupSpec for UserLookup {
     const ITEMS: usize = 1;
     // `scan` skips rows whose `set` is 0.
     const AUDITED_ONLY: bool = true;
+    const KEY: Option<Col> = Some(Col::UserId);
+
+    fn is_target(key: &str, targets: &Targets<u64>) -> bool {
+        // As `Rows::user_hashes` hashes it.
+        targets.contains(&crate::columns::hash_str(Some(key)))
+    }
 
     fn columns(&self, ctx: &Ctx) -> Vec<Col> {
         // Without request ids: decoding them again would double the cost of this pass, and the

@@ -621,6 +621,11 @@ impl LookupSpec for RequestLookup {
     const NAME: &'static str = "request_lookup";
     const TABLE: Table = Table::Receipts;
     const ITEMS: usize = 3;
+    const KEY: Option<Col> = Some(Col::RRequestId);
+
+    fn is_target(key: &str, targets: &Targets<u64>) -> bool {
+        targets.contains(&hash_str(Some(key)))
+    }
 
     fn columns(&self, _ctx: &Ctx) -> Vec<Col> {
         Col::of_table(Table::Receipts).collect()

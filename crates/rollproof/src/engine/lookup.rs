@@ -7,12 +7,14 @@
 //! order, whatever the order rows arrive in.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{Kernel, Rows, Stage, States};
 use crate::columns::{Col, Table};
+use crate::ingest::KeyTest;
 use crate::plan::Ctx;
 use crate::stats::{Samples, Targets};
 
@@ -31,6 +33,14 @@ pub(crate) trait LookupSpec: Sync + 'static {
     const ITEMS: usize;
     /// [`crate::engine::Kernel::AUDITED_ONLY`]: `scan` finds nothing in rows not audited.
     const AUDITED_ONLY: bool = false;
+    /// The column `scan` finds rows by, when it finds none whose value there fails
+    /// [`LookupSpec::is_target`]: the pass then reads the other columns only for rows that pass.
+    const KEY: Option<Col> = None;
+
+    /// Whether `key` (a value of [`LookupSpec::KEY`]) hashes, as `scan` hashes it, to a target.
+    fn is_target(_key: &str, _targets: &Targets<Self::Key>) -> bool {
+        true
+    }
 
     fn columns(&self, ctx: &Ctx) -> Vec<Col>;
     /// The keys to look for, from the settled states of the earlier stages.
@@ -125,5 +135,10 @@ impl<L: LookupSpec> Kernel for Lookup<L> {
 
     fn is_idle(&self, state: &LookupState<L>) -> bool {
         state.targets.is_empty()
+    }
+
+    fn key_test(&self, state: &LookupState<L>) -> Option<(Col, KeyTest)> {
+        let targets = state.targets.clone();
+        Some((L::KEY?, Arc::new(move |key| L::is_target(key, &targets))))
     }
 }

@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::columns::{CanonBatch, Col, Table};
+use crate::ingest::KeyTest;
 use crate::plan::{Ctx, Plan};
 
 /// When a kernel runs. Stages run in this order; the passes of one stage run side by side.
@@ -77,6 +78,12 @@ pub(crate) trait Kernel: Sync + 'static {
     /// are all idle is not run.
     fn is_idle(&self, _state: &Self::State) -> bool {
         false
+    }
+    /// A column and a test of its values that every row `update` can learn from passes (a
+    /// look-up's key: is its hash a target?). A pass whose kernels all have one reads the other
+    /// columns only for the rows where some test passes ([`crate::ingest::RowFilter`]).
+    fn key_test(&self, _state: &Self::State) -> Option<(Col, KeyTest)> {
+        None
     }
     /// Whether a state decoded from a partial-state file is one this kernel could have built for
     /// `ctx` (indices in range, sets that exist): a damaged or crafted partial is refused instead
@@ -179,6 +186,7 @@ pub(crate) trait AnyKernel: Sync {
     fn merge(&self, state: &mut (dyn Any + Send + Sync), other: Box<dyn Any + Send + Sync>);
     fn settle(&self, ctx: &Ctx, state: &mut (dyn Any + Send + Sync), prior: &States);
     fn is_idle(&self, state: &(dyn Any + Send + Sync)) -> bool;
+    fn key_test(&self, state: &(dyn Any + Send + Sync)) -> Option<(Col, KeyTest)>;
     // Serialized states are what partial-state files carry between machines.
     /// Encodes a state in its canonical order (see [`Kernel::canonicalize`]).
     fn encode(&self, state: &mut (dyn Any + Send + Sync)) -> Vec<u8>;
@@ -255,6 +263,9 @@ impl<K: Kernel> AnyKernel for K {
     }
     fn is_idle(&self, state: &(dyn Any + Send + Sync)) -> bool {
         Kernel::is_idle(self, typed::<K::State>(state))
+    }
+    fn key_test(&self, state: &(dyn Any + Send + Sync)) -> Option<(Col, KeyTest)> {
+        Kernel::key_test(self, typed::<K::State>(state))
     }
     fn encode(&self, state: &mut (dyn Any + Send + Sync)) -> Vec<u8> {
         let state = typed_mut::<K::State>(state);

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use super::{AnyKernel, Rows, States};
 use crate::columns::{Col, Table};
 use crate::error::{InputError, Problem};
-use crate::ingest::{TablePlan, Unit, UnitCounts};
+use crate::ingest::{RowFilter, TablePlan, Unit, UnitCounts};
 use crate::plan::Ctx;
 use crate::time::Micros;
 
@@ -57,6 +57,20 @@ pub(crate) fn columns(ctx: &Ctx, table: Table, kernels: &[&dyn AnyKernel]) -> Ve
     cols
 }
 
+/// The rows worth reading whole when every kernel of the pass has a key test (look-ups by key):
+/// those where some kernel's key passes its test.
+fn row_filter(
+    kernels: &[&dyn AnyKernel],
+    states: &[Box<dyn Any + Send + Sync>],
+) -> Option<RowFilter> {
+    let keys = kernels
+        .iter()
+        .zip(states)
+        .map(|(k, s)| k.key_test(s.as_ref()))
+        .collect::<Option<Vec<_>>>()?;
+    (!keys.is_empty()).then_some(RowFilter { keys })
+}
+
 /// Folds `units` of `table` into fresh states of `kernels`, collecting the problems of all
 /// units.
 pub(crate) fn run(
@@ -75,9 +89,9 @@ pub(crate) fn run(
         counts: vec![UnitCounts::default(); units.len()],
         problems: Vec::new(),
     };
-    let fold = |acc: &mut Acc, at: usize| {
+    let fold = |acc: &mut Acc, filter: Option<&RowFilter>, at: usize| {
         let unit = &units[at];
-        let read = table.read_unit(*unit, &wanted, |batch| {
+        let read = table.read_unit_filtered(*unit, &wanted, filter, |batch| {
             let rows = Rows::new(ctx, table.table, batch);
             for (kernel, state) in kernels.iter().zip(acc.states.iter_mut()) {
                 kernel.update(ctx, state.as_mut(), &rows);
@@ -99,12 +113,13 @@ pub(crate) fn run(
         .into_par_iter()
         .map(|_| {
             let mut acc = empty();
+            let filter = row_filter(kernels, &acc.states);
             loop {
                 let at = next.fetch_add(1, Ordering::Relaxed);
                 if at >= units.len() {
                     break;
                 }
-                fold(&mut acc, at);
+                fold(&mut acc, filter.as_ref(), at);
             }
             for (kernel, state) in kernels.iter().zip(acc.states.iter_mut()) {
                 kernel.flush(state.as_mut());

@@ -355,6 +355,22 @@ fn first_out_of_i64(arr: &dyn Array) -> Option<(usize, String)> {
         .map(|i| (i, unsigned.value(i).to_string()))
 }
 
+/// The canonical form of the string column `col` read as `arr`, as [`convert`] makes it; `None`
+/// where `convert` would refuse the column (it is then refused when the batch is converted).
+pub(crate) fn str_column(col: Col, arr: &ArrayRef, mapping: &TableMapping) -> Option<ArrayRef> {
+    debug_assert_eq!(col.kind(), Kind::Str);
+    let origin = Origin {
+        file: std::path::Path::new(""),
+        row_offset: 0,
+    };
+    let ctx = Conv {
+        mapping,
+        origin: &origin,
+        rows: None,
+    };
+    convert_column(col, arr, &ctx).ok()
+}
+
 fn convert_column(col: Col, arr: &ArrayRef, ctx: &Conv<'_>) -> Result<ArrayRef, Problem> {
     let dt = arr.data_type();
     let source_name = ctx.mapping.source(col);

@@ -23,17 +23,18 @@ pub(crate) mod source;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{BooleanArray, RecordBatch};
 
-use crate::columns::{CanonBatch, Col, Table};
+use crate::columns::{CanonBatch, Col, StrCol, Table};
 use crate::error::{InputError, Problem};
 use crate::time::Micros;
 use canon::{convert, Origin};
 use location::Location;
 pub use mapping::Mapping;
 pub(crate) use mapping::TableMapping;
-use source::{FileRef, Layout, Source};
+use source::{FileRef, Layout, Source, SourceFilter};
 
 /// Rows per batch: large enough to amortise per-batch work, small enough to stream.
 pub(crate) const BATCH_ROWS: usize = 64 * 1024;
@@ -125,7 +126,19 @@ pub(crate) struct Unit {
     pub(crate) row_offset: u64,
 }
 
-/// What reading one unit counted.
+/// Which rows of a unit a reader may leave out: those where no key column holds a value that
+/// passes its test. It only ever saves work: every row a caller wants must pass, and rows that
+/// pass needlessly are simply read (a source that cannot skip rows reads them all).
+#[derive(Clone)]
+pub(crate) struct RowFilter {
+    /// String columns, each with the test of its canonical values (missing values never pass).
+    pub(crate) keys: Vec<(Col, KeyTest)>,
+}
+
+/// Whether a key (a canonical, non-empty string) may be wanted.
+pub(crate) type KeyTest = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// What reading one unit counted (of a filtered read: of the rows the filter kept).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct UnitCounts {
     pub(crate) rows_read: u64,
@@ -564,6 +577,17 @@ impl TablePlan {
         &self,
         unit: Unit,
         wanted: &[Col],
+        each: impl FnMut(&CanonBatch),
+    ) -> Result<UnitCounts, InputError> {
+        self.read_unit_filtered(unit, wanted, None, each)
+    }
+
+    /// [`TablePlan::read_unit`], leaving out rows that fail `filter` where the source can.
+    pub(crate) fn read_unit_filtered(
+        &self,
+        unit: Unit,
+        wanted: &[Col],
+        filter: Option<&RowFilter>,
         mut each: impl FnMut(&CanonBatch),
     ) -> Result<UnitCounts, InputError> {
         let file = &self.files[unit.file];
@@ -602,17 +626,66 @@ impl TablePlan {
             Ok(())
         };
         let file_ref = file.file_ref();
-        crate::contain::contain(|| {
-            file.source.read(
+        let filter = filter.and_then(|f| self.source_filter(file, f));
+        crate::contain::contain(|| match &filter {
+            Some(filter) => file.source.read_filtered(
+                &file_ref,
+                &file.layout,
+                unit.row_group,
+                &sources,
+                filter,
+                &mut on_batch,
+            ),
+            None => file.source.read(
                 &file_ref,
                 &file.layout,
                 unit.row_group,
                 &sources,
                 &mut on_batch,
-            )
+            ),
         })
         .map_err(|panic| InputError::from(corrupt(&file_ref, &panic)))??;
         Ok(counts)
+    }
+}
+
+impl TablePlan {
+    /// `filter` on the source columns of `file`: each key column's values made canonical as
+    /// [`canon::convert`] makes them, then tested. `None` (read every row) when a key column is
+    /// not in the file.
+    fn source_filter(&self, file: &SourceFile, filter: &RowFilter) -> Option<SourceFilter> {
+        let mut keys = Vec::new();
+        for (col, test) in &filter.keys {
+            let name = self.mapping.source(*col);
+            if !file.columns().iter().any(|c| c == name) {
+                return None;
+            }
+            keys.push((name.to_string(), *col, test.clone()));
+        }
+        let columns = keys.iter().map(|(name, _, _)| name.clone()).collect();
+        let mapping = self.mapping.clone();
+        let test = move |batch: &RecordBatch| {
+            let mut keep = vec![false; batch.num_rows()];
+            for (name, col, test) in &keys {
+                let canonical = batch
+                    .column_by_name(name)
+                    .and_then(|arr| canon::str_column(*col, arr, &mapping));
+                let Some(canonical) = canonical else {
+                    // Left for the conversion of the batch to refuse.
+                    return BooleanArray::from(vec![true; batch.num_rows()]);
+                };
+                let passed =
+                    StrCol::new(canonical.as_ref()).map_rows(|v| v.is_some_and(|v| test(v)));
+                for (k, p) in keep.iter_mut().zip(passed) {
+                    *k |= p;
+                }
+            }
+            BooleanArray::from(keep)
+        };
+        Some(SourceFilter {
+            columns,
+            test: Arc::new(test),
+        })
     }
 }
 
@@ -643,6 +716,139 @@ mod tests {
         .unwrap();
         let problem = file.changed().expect("a longer file is a changed file");
         assert!(problem.found.contains("changed while it was audited"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+    use arrow::array::StringArray;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use ::parquet::arrow::ArrowWriter;
+    use ::parquet::file::properties::WriterProperties;
+
+    /// 10,000 requests of users `u-0` … `u-99` (row `i` is user `i % 100`), except that row 7
+    /// has no user and row 107 an empty one, in two row groups of pages of 500 rows.
+    fn write_requests(dir: &Path) -> PathBuf {
+        let path = dir.join("requests.parquet");
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("ts", DataType::Utf8, false),
+            Field::new("user_id", DataType::Utf8, true),
+            Field::new("status", DataType::Utf8, false),
+        ]));
+        let users: Vec<Option<String>> = (0..10_000)
+            .map(|i| match i {
+                7 => None,
+                107 => Some(String::new()),
+                i => Some(format!("u-{}", i % 100)),
+            })
+            .collect();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from_iter_values((0..10_000).map(|i| {
+                    format!("2026-11-27T10:{:02}:{:02}Z", i / 600, i / 10 % 60)
+                }))),
+                Arc::new(StringArray::from(users)),
+                Arc::new(StringArray::from_iter_values(
+                    (0..10_000).map(|i| format!("{}", 200 + i % 3)),
+                )),
+            ],
+        )
+        .unwrap();
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(5_000))
+            .set_data_page_row_count_limit(500)
+            .set_write_batch_size(500)
+            .set_dictionary_enabled(false)
+            .build();
+        let file = std::fs::File::create(&path).unwrap();
+        let mut w = ArrowWriter::try_new(file, schema, Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        path
+    }
+
+    fn plan_of(path: PathBuf) -> TablePlan {
+        let resolved = Resolved {
+            location: Location::Local(path),
+            display: "requests".into(),
+            source: None,
+        };
+        let mut problems = Vec::new();
+        let plan = plan(
+            Table::Requests,
+            "requests",
+            vec![resolved],
+            &Mapping::default(),
+            &mut problems,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        plan
+    }
+
+    /// (ts, user) of every row read through `filter`.
+    fn read(plan: &TablePlan, filter: Option<&RowFilter>) -> Vec<(i64, Option<String>)> {
+        let mut rows = Vec::new();
+        for unit in plan.units() {
+            plan.read_unit_filtered(unit, &[Col::Ts, Col::UserId, Col::Status], filter, |b| {
+                let users = b.str(Col::UserId).unwrap();
+                for i in 0..b.len() {
+                    rows.push((b.ts()[i], users.get(i).map(str::to_string)));
+                }
+            })
+            .unwrap();
+        }
+        rows
+    }
+
+    #[test]
+    fn a_filtered_parquet_read_keeps_exactly_the_rows_whose_key_passes() {
+        let dir = std::env::temp_dir().join(format!("rollproof-filter-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let plan = plan_of(write_requests(&dir));
+        assert_eq!(plan.units().len(), 2);
+        let all = read(&plan, None);
+        assert_eq!(all.len(), 10_000);
+        // Only values reach the test: neither the missing user nor the empty one.
+        let seen = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+        let tested = seen.clone();
+        let filter = RowFilter {
+            keys: vec![(
+                Col::UserId,
+                Arc::new(move |u: &str| {
+                    tested.lock().unwrap().insert(u.to_string());
+                    u == "u-7" || u == "u-4242"
+                }),
+            )],
+        };
+        let kept = read(&plan, Some(&filter));
+        let want: Vec<_> = all
+            .iter()
+            .filter(|(_, u)| u.as_deref() == Some("u-7"))
+            .cloned()
+            .collect();
+        assert_eq!(want.len(), 98, "rows 7 and 107 have no user");
+        assert_eq!(kept, want);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 100, "u-0 … u-99");
+        assert!(!seen.contains(""));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_filter_on_a_column_the_file_lacks_reads_every_row() {
+        let dir = std::env::temp_dir().join(format!("rollproof-nofilter-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let plan = plan_of(write_requests(&dir));
+        let filter = RowFilter {
+            keys: vec![
+                (Col::UserId, Arc::new(|_: &str| false)),
+                (Col::Region, Arc::new(|_: &str| false)),
+            ],
+        };
+        assert_eq!(read(&plan, Some(&filter)).len(), 10_000);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

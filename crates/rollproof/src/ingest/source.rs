@@ -9,7 +9,7 @@ use std::any::Any;
 use std::io::BufRead;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{BooleanArray, RecordBatch};
 
 use super::location::Location;
 use super::mapping::SpanSelection;
@@ -125,6 +125,15 @@ impl FileRef<'_> {
 /// Streams record batches to the caller; an error ends the read.
 pub(crate) type Sink<'a> = dyn FnMut(RecordBatch) -> Result<(), InputError> + 'a;
 
+/// A test on a few source columns that a row must pass to be worth reading whole: a source that
+/// can decodes the test's columns first and the other columns only for the rows that pass.
+pub(crate) struct SourceFilter {
+    /// The source columns the test reads (all in the file).
+    pub(crate) columns: Vec<String>,
+    /// Per row of a batch of `columns` (in file order, named as in the file): whether to read it.
+    pub(crate) test: Arc<dyn Fn(&RecordBatch) -> BooleanArray + Send + Sync>,
+}
+
 pub(crate) trait Source: Sync {
     /// The format's name in reports and in `format = "…"`.
     fn name(&self) -> &'static str;
@@ -156,6 +165,20 @@ pub(crate) trait Source: Sync {
         wanted: &[&str],
         sink: &mut Sink<'_>,
     ) -> Result<(), InputError>;
+    /// [`Source::read`], where the rows that fail `filter` need not reach `sink` (a row that
+    /// passes must). Sources that cannot skip rows cheaply read them all: a filter only ever
+    /// saves work, it never decides a figure.
+    fn read_filtered(
+        &self,
+        file: &FileRef<'_>,
+        layout: &Layout,
+        row_group: Option<usize>,
+        wanted: &[&str],
+        _filter: &SourceFilter,
+        sink: &mut Sink<'_>,
+    ) -> Result<(), InputError> {
+        self.read(file, layout, row_group, wanted, sink)
+    }
 }
 
 impl std::fmt::Debug for dyn Source {
