@@ -723,10 +723,10 @@ mod tests {
 #[cfg(test)]
 mod filter_tests {
     use super::*;
-    use arrow::array::StringArray;
-    use arrow::datatypes::{DataType, Field, Schema};
     use ::parquet::arrow::ArrowWriter;
     use ::parquet::file::properties::WriterProperties;
+    use arrow::array::StringArray;
+    use arrow::datatypes::{DataType, Field, Schema};
 
     /// 10,000 requests of users `u-0` … `u-99` (row `i` is user `i % 100`), except that row 7
     /// has no user and row 107 an empty one, in two row groups of pages of 500 rows.
