@@ -326,25 +326,8 @@ impl<'a> StrCol<'a> {
                 let null_value = f(None);
                 gather(arr.keys().values(), arr.nulls(), &per_key, null_value)
             }
-            StrCol::Plain(arr) => {
-                let mut out = Vec::with_capacity(arr.len());
-                let null_value = f(None);
-                let mut row = |i: usize| f(Some(arr.value(i)).filter(|s| !s.is_empty()));
-                match arr.nulls().filter(|n| n.null_count() > 0) {
-                    None => out.extend((0..arr.len()).map(row)),
-                    Some(nulls) => {
-                        for_each_run(nulls, |start, end, valid| {
-                            if valid {
-                                out.extend((start..end).map(&mut row));
-                            } else {
-                                out.resize(end, null_value);
-                            }
-                        });
-                    }
-                }
-                out
-            }
-            StrCol::View(_) => (0..self.len()).map(|i| f(self.get(i))).collect(),
+            StrCol::Plain(arr) => map_valid(arr.len(), arr.nulls(), |i| arr.value(i), f),
+            StrCol::View(arr) => map_valid(arr.len(), arr.nulls(), |i| arr.value(i), f),
         }
     }
 
@@ -384,6 +367,7 @@ impl<'a> StrCol<'a> {
         });
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         match self {
             StrCol::Plain(arr) => arr.len(),
@@ -391,6 +375,32 @@ impl<'a> StrCol<'a> {
             StrCol::Dict { arr, .. } => arr.len(),
         }
     }
+}
+
+/// `f` of every row of a column of `len` rows that holds `value(i)` at row `i` where `nulls`
+/// says it is valid: runs of valid rows (a 64-row word of the bitmap at a time) are plain loops.
+fn map_valid<'a, T: Copy>(
+    len: usize,
+    nulls: Option<&NullBuffer>,
+    value: impl Fn(usize) -> &'a str,
+    mut f: impl FnMut(Option<&'a str>) -> T,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(len);
+    let null_value = f(None);
+    let mut row = |i: usize| f(Some(value(i)).filter(|s| !s.is_empty()));
+    match nulls.filter(|n| n.null_count() > 0) {
+        None => out.extend((0..len).map(row)),
+        Some(nulls) => {
+            for_each_run(nulls, |start, end, valid| {
+                if valid {
+                    out.extend((start..end).map(&mut row));
+                } else {
+                    out.resize(end, null_value);
+                }
+            });
+        }
+    }
+    out
 }
 
 /// `f` of every value of a dictionary, by key (missing values as `None`).
@@ -510,14 +520,19 @@ mod tests {
                 if null_at(i) {
                     None
                 } else {
-                    Some(["a", "", "bb", "c"][i % 4])
+                    Some(["a", "", "bb", "a value longer than a view holds"][i % 4])
                 }
             })
             .collect();
         let plain = StringArray::from(values.clone()).slice(offset, len - offset);
+        let view = StringViewArray::from(values.clone()).slice(offset, len - offset);
         let dict: DictionaryArray<Int32Type> = values.iter().copied().collect();
         let dict = dict.slice(offset, len - offset);
-        for arr in [&plain as &dyn Array, &dict as &dyn Array] {
+        for arr in [
+            &plain as &dyn Array,
+            &view as &dyn Array,
+            &dict as &dyn Array,
+        ] {
             let col = StrCol::new(arr);
             let mapped = col.map_rows(|v| v.map(str::len));
             let direct: Vec<_> = (0..col.len()).map(|i| col.get(i).map(str::len)).collect();
