@@ -128,6 +128,84 @@ fn globs_and_several_files_per_table() {
     assert_eq!(rows, requests.len() as u64);
 }
 
+/// The evidence rows of one kind of finding may come from files of different formats: Parquet
+/// hands low-cardinality strings over as dictionaries, CSV and NDJSON as plain strings. Each
+/// evidence file holds the rows of every input file, as many as the single-file demo's.
+#[test]
+fn evidence_gathers_rows_from_files_of_different_formats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = fixture_scenarios()
+        .into_iter()
+        .find(|s| s.name == "demo")
+        .unwrap();
+    let (requests, receipts) = rollproof_gen::generate(&demo);
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    // Every other row in each file, so that every kind of finding draws on both.
+    let formats = [OutFormat::Parquet, OutFormat::CsvGz, OutFormat::Ndjson];
+    for (i, format) in formats.iter().enumerate() {
+        let rows: Vec<_> = requests
+            .iter()
+            .skip(i)
+            .step_by(formats.len())
+            .cloned()
+            .collect();
+        let batch = rollproof_gen::requests_batch(&rows, Naming::Canonical);
+        let path = logs.join(format!("requests-{i}.{}", format.extension()));
+        rollproof_gen::write_batches(&path, *format, &[batch], 1000).unwrap();
+    }
+    let batch = rollproof_gen::receipts_batch(&receipts);
+    let receipts_path = tmp.path().join("receipts.parquet");
+    rollproof_gen::write_batches(&receipts_path, OutFormat::Parquet, &[batch], 1000).unwrap();
+    let incident =
+        rollproof_gen::incident_toml(&demo, "logs/requests-*", Some("receipts.parquet"), None);
+    std::fs::write(tmp.path().join("incident.toml"), incident).unwrap();
+    rollproof_gen::page::write_files(&demo, tmp.path(), Naming::Canonical).unwrap();
+
+    let evidence = |incident: &Path, dir: &Path| -> Vec<(String, u64)> {
+        let dir_arg = dir.to_str().unwrap();
+        let (code, _) = audit_json(incident, &["--evidence-dir", dir_arg]);
+        assert_eq!(code, 1);
+        let index: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("index.json")).unwrap())
+                .unwrap();
+        index["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let name = format!("{}.{}", e["check"].as_str().unwrap(), e["kind"]);
+                let rows = e["rows"].as_u64().unwrap();
+                if let Some(file) = e["file"].as_str() {
+                    let reader =
+                        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                            std::fs::File::open(dir.join(file)).unwrap(),
+                        )
+                        .unwrap()
+                        .build()
+                        .unwrap();
+                    let in_file: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+                    assert_eq!(in_file as u64, rows, "{name}: index and file agree");
+                }
+                (name, rows)
+            })
+            .collect()
+    };
+    let split = evidence(
+        &tmp.path().join("incident.toml"),
+        &tmp.path().join("ev-split"),
+    );
+    let whole = evidence(
+        &crate::util::fixture("demo").join("incident.toml"),
+        &tmp.path().join("ev-whole"),
+    );
+    assert!(
+        split.iter().filter(|(_, rows)| *rows > 0).count() >= 3,
+        "{split:?}"
+    );
+    assert_eq!(split, whole);
+}
+
 /// Renames every input of the demo written as `format` to a name that says nothing about it
 /// (as `access.log` or `spans` do), and rewrites the incident to match.
 fn demo_renamed(dir: &Path, format: OutFormat, names: [&str; 2], explicit: bool) -> Value {
