@@ -1,8 +1,8 @@
 //! The same incident in every input format gives the same verdict and figures.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use rollproof_gen::{fixture_scenarios, write_scenario, Naming, OutFormat};
+use rollproof_gen::{fixture_scenarios, write_scenario, Naming, OutFormat, Request};
 use serde_json::Value;
 
 use crate::util::audit_json;
@@ -64,45 +64,47 @@ fn opentelemetry_names_through_a_mapping_give_identical_checks() {
     }
 }
 
-#[test]
-fn globs_and_several_files_per_table() {
-    let tmp = tempfile::tempdir().unwrap();
+/// Writes the demo into `dir` with its requests in several files, `logs/requests-{i}.{ext}`,
+/// one per part that `split` makes of them (a format and its rows), and the receipts, gold files
+/// and captured state as the fixture has them. Returns the incident's path and the requests.
+fn demo_split(
+    dir: &Path,
+    split: impl Fn(&[Request]) -> Vec<(OutFormat, Vec<Request>)>,
+) -> (PathBuf, Vec<Request>) {
     let demo = fixture_scenarios()
         .into_iter()
         .find(|s| s.name == "demo")
         .unwrap();
     let (requests, receipts) = rollproof_gen::generate(&demo);
-    let logs = tmp.path().join("logs");
+    let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).unwrap();
-    // Three request files in three formats, split at arbitrary rows.
-    let parts = [
-        (0, 2500, OutFormat::Parquet),
-        (2500, 6100, OutFormat::CsvGz),
-        (6100, requests.len(), OutFormat::Ndjson),
-    ];
-    for (i, (a, b, f)) in parts.iter().enumerate() {
-        let batch = rollproof_gen::requests_batch(&requests[*a..*b], Naming::Canonical);
-        rollproof_gen::write_batches(
-            &logs.join(format!("requests-{i}.{}", f.extension())),
-            *f,
-            &[batch],
-            1000,
-        )
-        .unwrap();
+    for (i, (format, rows)) in split(&requests).into_iter().enumerate() {
+        let batch = rollproof_gen::requests_batch(&rows, Naming::Canonical);
+        let path = logs.join(format!("requests-{i}.{}", format.extension()));
+        rollproof_gen::write_batches(&path, format, &[batch], 1000).unwrap();
     }
     let batch = rollproof_gen::receipts_batch(&receipts);
-    rollproof_gen::write_batches(
-        &tmp.path().join("receipts.parquet"),
-        OutFormat::Parquet,
-        &[batch],
-        1000,
-    )
-    .unwrap();
+    let receipts_path = dir.join("receipts.parquet");
+    rollproof_gen::write_batches(&receipts_path, OutFormat::Parquet, &[batch], 1000).unwrap();
     let incident =
         rollproof_gen::incident_toml(&demo, "logs/requests-*", Some("receipts.parquet"), None);
-    std::fs::write(tmp.path().join("incident.toml"), incident).unwrap();
-    rollproof_gen::page::write_files(&demo, tmp.path(), rollproof_gen::Naming::Canonical).unwrap();
-    let (_, split) = audit_json(&tmp.path().join("incident.toml"), &[]);
+    std::fs::write(dir.join("incident.toml"), incident).unwrap();
+    rollproof_gen::page::write_files(&demo, dir, Naming::Canonical).unwrap();
+    (dir.join("incident.toml"), requests)
+}
+
+#[test]
+fn globs_and_several_files_per_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Three request files in three formats, split at arbitrary rows.
+    let (incident, requests) = demo_split(tmp.path(), |requests| {
+        vec![
+            (OutFormat::Parquet, requests[..2500].to_vec()),
+            (OutFormat::CsvGz, requests[2500..6100].to_vec()),
+            (OutFormat::Ndjson, requests[6100..].to_vec()),
+        ]
+    });
+    let (_, split) = audit_json(&incident, &[]);
     let (_, whole) = audit_json(&crate::util::fixture("demo").join("incident.toml"), &[]);
     // Everything but the evidence (which counts files) is the same.
     let without_evidence = |r: &Value| {
@@ -134,34 +136,16 @@ fn globs_and_several_files_per_table() {
 #[test]
 fn evidence_gathers_rows_from_files_of_different_formats() {
     let tmp = tempfile::tempdir().unwrap();
-    let demo = fixture_scenarios()
-        .into_iter()
-        .find(|s| s.name == "demo")
-        .unwrap();
-    let (requests, receipts) = rollproof_gen::generate(&demo);
-    let logs = tmp.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    // Every other row in each file, so that every kind of finding draws on both.
+    // Every third row in each file, so that every kind of finding draws on all three.
     let formats = [OutFormat::Parquet, OutFormat::CsvGz, OutFormat::Ndjson];
-    for (i, format) in formats.iter().enumerate() {
-        let rows: Vec<_> = requests
+    let (incident, _) = demo_split(tmp.path(), |requests| {
+        let every_third = |i: usize| requests.iter().skip(i).step_by(3).cloned().collect();
+        formats
             .iter()
-            .skip(i)
-            .step_by(formats.len())
-            .cloned()
-            .collect();
-        let batch = rollproof_gen::requests_batch(&rows, Naming::Canonical);
-        let path = logs.join(format!("requests-{i}.{}", format.extension()));
-        rollproof_gen::write_batches(&path, *format, &[batch], 1000).unwrap();
-    }
-    let batch = rollproof_gen::receipts_batch(&receipts);
-    let receipts_path = tmp.path().join("receipts.parquet");
-    rollproof_gen::write_batches(&receipts_path, OutFormat::Parquet, &[batch], 1000).unwrap();
-    let incident =
-        rollproof_gen::incident_toml(&demo, "logs/requests-*", Some("receipts.parquet"), None);
-    std::fs::write(tmp.path().join("incident.toml"), incident).unwrap();
-    rollproof_gen::page::write_files(&demo, tmp.path(), Naming::Canonical).unwrap();
-
+            .enumerate()
+            .map(|(i, f)| (*f, every_third(i)))
+            .collect()
+    });
     let evidence = |incident: &Path, dir: &Path| -> Vec<(String, u64)> {
         let dir_arg = dir.to_str().unwrap();
         let (code, _) = audit_json(incident, &["--evidence-dir", dir_arg]);
@@ -191,10 +175,7 @@ fn evidence_gathers_rows_from_files_of_different_formats() {
             })
             .collect()
     };
-    let split = evidence(
-        &tmp.path().join("incident.toml"),
-        &tmp.path().join("ev-split"),
-    );
+    let split = evidence(&incident, &tmp.path().join("ev-split"));
     let whole = evidence(
         &crate::util::fixture("demo").join("incident.toml"),
         &tmp.path().join("ev-whole"),
