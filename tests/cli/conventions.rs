@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::util::{checks, code, fixture, run_env, run_in, stderr, stdout};
+use crate::util::{checks, code, fixture, parquet_rows, run_env, run_in, stderr, stdout};
 
 /// A temp folder with a copy of the demo fixture (so that outputs land beside its inputs).
 fn demo_copy() -> tempfile::TempDir {
@@ -303,21 +303,6 @@ fn man_pages_for_every_subcommand_with_exit_codes() {
     let out = run_in(tmp.path(), &["man", "audti"]);
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("subcommands are"), "{}", stderr(&out));
-}
-
-/// Reads every row count of a Parquet file.
-fn parquet_rows(path: &Path) -> (usize, Vec<String>) {
-    let file = std::fs::File::open(path).unwrap();
-    let reader =
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
-    let columns = reader
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    let rows = reader.build().unwrap().map(|b| b.unwrap().num_rows()).sum();
-    (rows, columns)
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use rollproof_gen::{fixture_scenarios, write_scenario, Naming, OutFormat, Request};
 use serde_json::Value;
 
-use crate::util::audit_json;
+use crate::util::{audit_json, parquet_rows};
 
 fn demo_in(dir: &Path, format: OutFormat, naming: Naming) -> Value {
     let demo = fixture_scenarios()
@@ -161,14 +161,7 @@ fn evidence_gathers_rows_from_files_of_different_formats() {
                 let name = format!("{}.{}", e["check"].as_str().unwrap(), e["kind"]);
                 let rows = e["rows"].as_u64().unwrap();
                 if let Some(file) = e["file"].as_str() {
-                    let reader =
-                        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-                            std::fs::File::open(dir.join(file)).unwrap(),
-                        )
-                        .unwrap()
-                        .build()
-                        .unwrap();
-                    let in_file: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+                    let (in_file, _) = parquet_rows(&dir.join(file));
                     assert_eq!(in_file as u64, rows, "{name}: index and file agree");
                 }
                 (name, rows)

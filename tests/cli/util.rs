@@ -108,6 +108,21 @@ pub fn checks(report: &Value) -> std::collections::BTreeMap<String, Value> {
         .collect()
 }
 
+/// The rows of a Parquet file and its column names.
+pub fn parquet_rows(path: &Path) -> (usize, Vec<String>) {
+    let file = std::fs::File::open(path).unwrap();
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let columns = reader
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let rows = reader.build().unwrap().map(|b| b.unwrap().num_rows()).sum();
+    (rows, columns)
+}
+
 /// Copies a Parquet file with one more column, `payload`: `bytes` of text per row, that no check
 /// reads (for tests of what a reader fetches).
 pub fn widen_parquet(from: &Path, to: &Path, bytes: usize) {
