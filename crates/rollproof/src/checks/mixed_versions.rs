@@ -5,9 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Lever;
 use super::{
-    CheckInfo, CheckResult, CheckSpec, Evidence, Fields, Finish, Metric, Status, ROLLBACK,
+    CheckInfo, CheckResult, CheckSpec, Evidence, Fields, Finish, Lever, Metric, Status, ROLLBACK,
     SAMPLE_CAP,
 };
 use crate::columns::{hash_str, Col, Table};
@@ -15,8 +14,7 @@ use crate::engine::lookup::{Found, Lookup, LookupSpec};
 use crate::engine::{Kernel, Rows, Stage, States};
 use crate::plan::{Ctx, Plan};
 use crate::stats::key_table::KeyTable;
-use crate::stats::Targets;
-use crate::stats::AHEAD;
+use crate::stats::{Targets, AHEAD};
 use crate::time::format_millis;
 
 pub(crate) static CHECK: CheckSpec = CheckSpec {

@@ -10,10 +10,11 @@ mod quantiles;
 mod samples;
 mod strata;
 
-use crate::time::{Micros, MICROS_PER_MINUTE};
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
+
+use crate::time::{Micros, MICROS_PER_MINUTE};
 
 pub(crate) use intervals::Ci;
 pub(crate) use quantiles::Quantiles;
