@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{BooleanArray, RecordBatch};
+use arrow::buffer::BooleanBuffer;
 
 use crate::columns::{CanonBatch, Col, StrCol, Table};
 use crate::error::{InputError, Problem};
@@ -647,9 +648,7 @@ impl TablePlan {
         .map_err(|panic| InputError::from(corrupt(&file_ref, &panic)))??;
         Ok(counts)
     }
-}
 
-impl TablePlan {
     /// `filter` on the source columns of `file`: each key column's values made canonical as
     /// [`canon::convert`] makes them, then tested. `None` (read every row) when a key column is
     /// not in the file.
@@ -680,7 +679,8 @@ impl TablePlan {
                     *k |= p;
                 }
             }
-            BooleanArray::from(keep)
+            // Packed 64 rows a word (`From<Vec<bool>>` sets the bits one row at a time).
+            BooleanArray::new(BooleanBuffer::collect_bool(keep.len(), |i| keep[i]), None)
         };
         Some(SourceFilter {
             columns,
