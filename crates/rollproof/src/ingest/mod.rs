@@ -837,6 +837,74 @@ mod filter_tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// An OTLP span file: (resource user, [(kind, own users, user shown)]) per line.
+    fn write_spans(dir: &Path) -> PathBuf {
+        type Line<'a> = (Option<&'a str>, Vec<(u8, Vec<&'a str>)>);
+        let lines: Vec<Line<'_>> = vec![
+            // The resource's user, replaced by a span's own.
+            (Some("u-7"), vec![(2, vec!["u-1"]), (2, vec![])]),
+            // u-7 only on a client span, which is not a request.
+            (None, vec![(2, vec!["u-2"]), (3, vec!["u-7"])]),
+            // A span's last value of an attribute wins.
+            (None, vec![(2, vec!["u-3"]), (2, vec!["u-7", "u-4"])]),
+            (None, vec![(2, vec!["u-4", "u-7"]), (2, vec!["u-5"])]),
+        ];
+        let attr = |u: &str| format!(r#"{{"key":"enduser.id","value":{{"stringValue":"{u}"}}}}"#);
+        let mut text = String::new();
+        let mut t = 1_795_768_200_000_000_000u64;
+        for (resource, spans) in &lines {
+            let resource: Vec<String> = resource.iter().map(|u| attr(u)).collect();
+            let spans: Vec<String> = spans
+                .iter()
+                .map(|(kind, users)| {
+                    t += 1_000_000;
+                    let own: Vec<String> = users.iter().map(|u| attr(u)).collect();
+                    format!(
+                        r#"{{"kind":{kind},"startTimeUnixNano":"{t}","endTimeUnixNano":"{}","attributes":[{}]}}"#,
+                        t + 5_000_000,
+                        own.join(",")
+                    )
+                })
+                .collect();
+            text.push_str(&format!(
+                r#"{{"resourceSpans":[{{"resource":{{"attributes":[{}]}},"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
+                resource.join(","),
+                spans.join(",")
+            ));
+            text.push('\n');
+        }
+        let path = dir.join("spans.jsonl");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_filtered_otlp_read_keeps_the_lines_where_a_request_passes() {
+        let dir =
+            std::env::temp_dir().join(format!("rollproof-otlp-filter-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let plan = plan_of(write_spans(&dir));
+        let users = |rows: Vec<(i64, Option<String>)>| -> Vec<String> {
+            rows.into_iter()
+                .map(|(_, u)| u.unwrap_or_default())
+                .collect()
+        };
+        let all = users(read(&plan, None));
+        assert_eq!(all, ["u-1", "u-7", "u-2", "u-3", "u-4", "u-7", "u-5"]);
+        let filter = RowFilter {
+            keys: vec![(Col::UserId, Arc::new(|u: &str| u == "u-7"))],
+        };
+        // Whole lines: the first and the last; not the client span's, nor the overridden value's.
+        let kept = users(read(&plan, Some(&filter)));
+        assert_eq!(kept, ["u-1", "u-7", "u-7", "u-5"]);
+        // A filter on a fixed field (`trace_id`, the preset's request id) reads every line.
+        let on_trace = RowFilter {
+            keys: vec![(Col::RequestId, Arc::new(|_: &str| false))],
+        };
+        assert_eq!(read(&plan, Some(&on_trace)).len(), 7);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn a_filter_on_a_column_the_file_lacks_reads_every_row() {
         let dir = std::env::temp_dir().join(format!("rollproof-nofilter-{}", std::process::id()));

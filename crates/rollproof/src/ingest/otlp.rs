@@ -21,7 +21,7 @@ use base64::Engine;
 use serde::Deserialize;
 
 use super::mapping::{SpanSelection, TableMapping, Unit};
-use super::source::{FileRef, Layout, Sink, Source};
+use super::source::{FileRef, Layout, Sink, Source, SourceFilter};
 use super::BATCH_ROWS;
 use crate::columns::{Col, Table};
 use crate::error::{InputError, Problem};
@@ -247,33 +247,157 @@ impl Source for Otlp {
         wanted: &[&str],
         sink: &mut Sink<'_>,
     ) -> Result<(), InputError> {
-        // Lines are parsed a group at a time on the worker threads (a large span file is one
-        // unit: without this, one thread would parse it all), then pushed in file order.
-        use rayon::prelude::*;
-        let mut batch = BatchBuilder::new(wanted);
-        for_each_group(file, &mut |group: Vec<(u64, String)>| {
-            let parsed: Vec<Result<Vec<Row<'_>>, Problem>> = group
-                .par_iter()
-                .map(|(n, line)| {
-                    let request: Request<'_> = parse_line(file, *n, line)?;
-                    Ok(rows_of(request, file.spans, wanted))
-                })
-                .collect();
-            for rows in parsed {
-                for row in rows? {
-                    batch.push(row);
-                    if batch.len() >= BATCH_ROWS {
-                        sink(batch.finish())?;
+        read_lines(file, wanted, None, sink)
+    }
+
+    /// Each line's filter columns are read first, through the model `inspect` uses (values kept
+    /// unparsed); a line is parsed whole only when one of its rows passes, and then all of its
+    /// rows are pushed. A sample look-up (the rows of a few users) so parses most lines once
+    /// cheaply instead of whole. Only attribute columns can be tested this way: a filter on a
+    /// fixed field (`trace_id`, …) reads every line.
+    fn read_filtered(
+        &self,
+        file: &FileRef<'_>,
+        _layout: &Layout,
+        _row_group: Option<usize>,
+        wanted: &[&str],
+        filter: &SourceFilter,
+        sink: &mut Sink<'_>,
+    ) -> Result<(), InputError> {
+        let fixed =
+            |c: &String| SPAN_FIELDS.contains(&c.as_str()) || LOG_FIELDS.contains(&c.as_str());
+        let filter = (!filter.columns.iter().any(fixed)).then_some(filter);
+        read_lines(file, wanted, filter, sink)
+    }
+}
+
+/// Streams the rows of a file's lines, the `wanted` columns, in file order, leaving out the lines
+/// none of whose rows passes `filter`. Lines are parsed a group at a time on the worker threads (a
+/// large span file is one unit: without this, one thread would parse it all).
+fn read_lines(
+    file: &FileRef<'_>,
+    wanted: &[&str],
+    filter: Option<&SourceFilter>,
+    sink: &mut Sink<'_>,
+) -> Result<(), InputError> {
+    use rayon::prelude::*;
+    let mut batch = BatchBuilder::new(wanted);
+    for_each_group(file, &mut |group: Vec<(u64, String)>| {
+        let parsed: Vec<Result<Vec<Row<'_>>, Problem>> = group
+            .par_iter()
+            .map(|(n, line)| {
+                if let Some(filter) = filter {
+                    if !line_passes(file, *n, line, filter)? {
+                        return Ok(Vec::new());
                     }
                 }
+                let request: Request<'_> = parse_line(file, *n, line)?;
+                Ok(rows_of(request, file.spans, wanted))
+            })
+            .collect();
+        for rows in parsed {
+            for row in rows? {
+                batch.push(row);
+                if batch.len() >= BATCH_ROWS {
+                    sink(batch.finish())?;
+                }
             }
-            Ok::<(), InputError>(())
-        })?;
-        if batch.len() > 0 {
-            sink(batch.finish())?;
         }
-        Ok(())
+        Ok::<(), InputError>(())
+    })?;
+    if batch.len() > 0 {
+        sink(batch.finish())?;
     }
+    Ok(())
+}
+
+/// Whether a row of the line passes `filter`, whose columns are all attributes: their values per
+/// row as [`rows_of`] makes them (the resource's, then the row's own), tested as one batch. A value
+/// that does not parse passes, so that the whole parse reports it.
+fn line_passes(
+    file: &FileRef<'_>,
+    n: u64,
+    line: &str,
+    filter: &SourceFilter,
+) -> Result<bool, Problem> {
+    let request: keys::Request<'_> = parse_line(file, n, line)?;
+    let mut columns: Vec<StringBuilder> = filter
+        .columns
+        .iter()
+        .map(|_| StringBuilder::new())
+        .collect();
+    let mut rows = 0;
+    let mut unparsed = false;
+    // Per filter column, the value of a row: the resource's, replaced by the row's own.
+    let mut values = |resource: &[keys::Key<'_>], own: &[keys::Key<'_>]| {
+        for (name, column) in filter.columns.iter().zip(columns.iter_mut()) {
+            // As `rows_of` has it: the last of the row's own, else the first of the resource's.
+            let kv = own
+                .iter()
+                .rev()
+                .find(|kv| kv.key == name.as_str())
+                .or_else(|| resource.iter().find(|kv| kv.key == name.as_str()));
+            let value = kv.map(|kv| match kv.value {
+                None => Some(String::new()),
+                Some(raw) => serde_json::from_str::<AnyValue<'_>>(raw.get())
+                    .ok()
+                    .map(|v| v.to_text()),
+            });
+            match value {
+                None => column.append_null(),
+                Some(Some(text)) => column.append_value(text),
+                Some(None) => {
+                    unparsed = true;
+                    column.append_null();
+                }
+            }
+        }
+        rows += 1;
+    };
+    for rl in &request.resource_logs {
+        let resource = rl.resource.as_ref().map_or(&[][..], |r| &r.attributes);
+        for sl in rl.scope_logs.iter().chain(&rl.instrumentation_library_logs) {
+            for record in &sl.log_records {
+                values(resource, &record.attributes);
+            }
+        }
+    }
+    if request.resource_logs.is_empty() {
+        for rs in &request.resource_spans {
+            let resource = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes);
+            for ss in rs
+                .scope_spans
+                .iter()
+                .chain(&rs.instrumentation_library_spans)
+            {
+                let selected = ss
+                    .spans
+                    .iter()
+                    .filter(|s| selected(s.parent_span_id.as_deref(), s.kind.as_ref(), file.spans));
+                for span in selected {
+                    values(resource, &span.attributes);
+                }
+            }
+        }
+    }
+    if unparsed {
+        return Ok(true);
+    }
+    if rows == 0 {
+        return Ok(false);
+    }
+    let fields: Vec<Field> = filter
+        .columns
+        .iter()
+        .map(|c| Field::new(c, DataType::Utf8, true))
+        .collect();
+    let arrays: Vec<ArrayRef> = columns
+        .iter_mut()
+        .map(|c| Arc::new(c.finish()) as ArrayRef)
+        .collect();
+    let batch =
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).expect("columns of one length");
+    Ok((filter.test)(&batch).true_count() > 0)
 }
 
 /// Calls `each` with the file's non-blank lines, numbered, a group at a time, streaming the file:
@@ -567,11 +691,14 @@ impl<'w> BatchBuilder<'w> {
     }
 }
 
-/// The model `inspect` reads: attribute names and what selects a span, every value skipped.
+/// The model `inspect` and the filtered read parse: attribute names and what selects a span or
+/// record; every attribute's value is kept as its JSON text, unparsed (`RawValue`), and the rest
+/// is skipped.
 mod keys {
     use std::borrow::Cow;
 
     use serde::Deserialize;
+    use serde_json::value::RawValue;
 
     #[derive(Deserialize, Default)]
     #[serde(default)]
@@ -593,6 +720,8 @@ mod keys {
     pub(super) struct Key<'a> {
         #[serde(borrow)]
         pub(super) key: Cow<'a, str>,
+        #[serde(borrow, default)]
+        pub(super) value: Option<&'a RawValue>,
     }
 
     #[derive(Deserialize, Default)]
