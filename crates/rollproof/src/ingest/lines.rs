@@ -63,10 +63,11 @@ impl<R: BufRead> BufRead for LineGuard<R> {
 
     fn consume(&mut self, amt: usize) {
         if let Ok(buf) = self.inner.fill_buf() {
+            // Vectorised searches: a byte-at-a-time scan here was 4% of reading an OTLP file.
             let seen = &buf[..amt.min(buf.len())];
-            match seen.iter().rposition(|b| *b == b'\n') {
+            match memchr::memrchr(b'\n', seen) {
                 Some(last) => {
-                    self.lines += seen.iter().filter(|b| **b == b'\n').count() as u64;
+                    self.lines += memchr::memchr_iter(b'\n', seen).count() as u64;
                     self.current = (seen.len() - last - 1) as u64;
                 }
                 None => self.current += seen.len() as u64,
