@@ -113,6 +113,34 @@ fn unparseable_value_names_the_row() {
     );
 }
 
+/// One OTLP export request (collector spelling) of one SERVER span with `attributes`.
+fn otlp_line(attributes: &str) -> String {
+    format!(
+        r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"d269b633813fc60c","kind":2,"startTimeUnixNano":"1795767600000000000","endTimeUnixNano":"1795767600010000000","attributes":[{attributes}]}}]}}]}}]}}"#
+    ) + "\n"
+}
+
+#[test]
+fn a_malformed_otlp_value_is_an_error_only_where_it_is_read() {
+    let incident = INCIDENT
+        .replace("requests.csv", "spans.jsonl")
+        .replace("[cache]\nnamespace = \"ns:{build_id}\"\n", "");
+    // `service.version` is the preset's `build_id`: its value is read, and `{}` is no integer.
+    let mapped = otlp_line(r#"{"key":"service.version","value":{"intValue":{}}}"#);
+    assert_input_error(
+        "otlp_malformed_mapped_value",
+        &incident,
+        &[("spans.jsonl", mapped.as_bytes())],
+        &["spans.jsonl", "line 1", "attribute `service.version`"],
+    );
+    // An attribute no column maps is never parsed: the same value there is no error.
+    let unmapped = otlp_line(
+        r#"{"key":"service.version","value":{"stringValue":"b-1041"}},{"key":"x.unmapped","value":{"intValue":{}}}"#,
+    );
+    let (code, _, err, _tmp) = audit(&incident, &[("spans.jsonl", unmapped.as_bytes())]);
+    assert_ne!(code, 2, "an unmapped attribute's value is not read: {err}");
+}
+
 #[test]
 fn unparseable_timestamp() {
     let csv = format!("{HEADER}27/11/2026 10:16,r-1,eu,u-1,b-1041,ns:b-1041,true,200,10.5\n");

@@ -19,6 +19,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use base64::Engine;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use super::mapping::{SpanSelection, TableMapping, Unit};
 use super::source::{FileRef, Layout, Sink, Source, SourceFilter};
@@ -292,7 +293,10 @@ fn read_lines(
                     }
                 }
                 let request: Request<'_> = parse_line(file, *n, line)?;
-                Ok(rows_of(request, file.spans, wanted))
+                rows_of(request, file.spans, wanted).map_err(|e| {
+                    file.problem(format!("line {n}: {e}"))
+                        .location(format!("line {n}"))
+                })
             })
             .collect();
         for rows in parsed {
@@ -337,12 +341,7 @@ fn line_passes(
                 .rev()
                 .find(|kv| kv.key == name.as_str())
                 .or_else(|| resource.iter().find(|kv| kv.key == name.as_str()));
-            let value = kv.map(|kv| match kv.value {
-                None => Some(String::new()),
-                Some(raw) => serde_json::from_str::<AnyValue<'_>>(raw.get())
-                    .ok()
-                    .map(|v| v.to_text()),
-            });
+            let value = kv.map(|kv| value_text(kv.value).ok());
             match value {
                 None => column.append_null(),
                 Some(Some(text)) => column.append_value(text),
@@ -477,47 +476,78 @@ struct Row<'a> {
     status_code: Option<i64>,
     body: Option<String>,
     severity_text: Option<Cow<'a, str>>,
-    attributes: Vec<(Cow<'a, str>, String)>,
+    attributes: Attributes<'a>,
 }
+
+/// Attributes by name, their values as text.
+type Attributes<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
 
 /// Whether a span (its parent and kind) is a request, as `[otlp] spans` says.
 fn selected(parent: Option<&str>, kind: Option<&SpanKind<'_>>, spans: SpanSelection) -> bool {
     match spans {
         SpanSelection::All => true,
         SpanSelection::Root => parent.is_none_or(str::is_empty),
-        SpanSelection::Server => kind.is_some_and(SpanKind::is_server),
+        SpanSelection::Server => kind.is_some_and(IntOrText::is_server),
     }
 }
 
-/// The rows of one export request; only the `wanted` attributes are kept.
-fn rows_of<'a>(request: Request<'a>, spans: SpanSelection, wanted: &[&str]) -> Vec<Row<'a>> {
+/// The text of an attribute's value (none: the empty text), parsed from its JSON here: only the
+/// values of wanted attributes are parsed, and a malformed one fails only when it is wanted.
+fn value_text<'a>(value: Option<&'a RawValue>) -> Result<Cow<'a, str>, serde_json::Error> {
+    match value {
+        None => Ok(Cow::Borrowed("")),
+        Some(raw) => Ok(serde_json::from_str::<AnyValue<'a>>(raw.get())?.into_text()),
+    }
+}
+
+/// The text of a wanted attribute's value, or what is wrong with it.
+fn attribute_text<'a>(kv: &keys::Key<'a>) -> Result<Cow<'a, str>, String> {
+    value_text(kv.value).map_err(|e| {
+        // The position serde gives is within the value, not the line: left out.
+        let reason = e.to_string();
+        let at = format!(" at line {} column {}", e.line(), e.column());
+        let reason = reason.strip_suffix(&at).unwrap_or(&reason);
+        format!("the value of attribute `{}`: {reason}", kv.key)
+    })
+}
+
+/// The rows of one export request; only the `wanted` attributes are kept (and their values
+/// parsed). An error names the attribute whose value is malformed.
+fn rows_of<'a>(
+    request: Request<'a>,
+    spans: SpanSelection,
+    wanted: &[&str],
+) -> Result<Vec<Row<'a>>, String> {
     let keep = |k: &str| wanted.contains(&k);
     // The wanted attributes of a resource, as text, once per resource.
-    let resource_text = |resource: Vec<KeyValue<'a>>| -> Vec<(Cow<'a, str>, String)> {
+    let resource_text = |resource: Vec<keys::Key<'a>>| -> Result<Attributes<'a>, String> {
         resource
             .into_iter()
             .filter(|kv| keep(&kv.key))
-            .map(|kv| (kv.key, kv.value.map(|v| v.to_text()).unwrap_or_default()))
+            .map(|kv| {
+                let text = attribute_text(&kv)?;
+                Ok((kv.key, text))
+            })
             .collect()
     };
-    let attributes = |resource: &[(Cow<'a, str>, String)], own: Vec<KeyValue<'a>>| {
-        let mut out: Vec<(Cow<'a, str>, String)> = resource.to_vec();
+    let attributes = |resource: &[(Cow<'a, str>, Cow<'a, str>)], own: Vec<keys::Key<'a>>| {
+        let mut out: Attributes<'a> = resource.to_vec();
         for kv in own {
             if !keep(&kv.key) {
                 continue;
             }
-            let value = kv.value.map(|v| v.to_text()).unwrap_or_default();
+            let value = attribute_text(&kv)?;
             match out.iter_mut().find(|(k, _)| *k == kv.key) {
                 Some(slot) => slot.1 = value,
                 None => out.push((kv.key, value)),
             }
         }
-        out
+        Ok::<_, String>(out)
     };
     let mut rows = Vec::new();
     if !request.resource_logs.is_empty() {
         for rl in request.resource_logs {
-            let resource = resource_text(rl.resource.map(|r| r.attributes).unwrap_or_default());
+            let resource = resource_text(rl.resource.map(|r| r.attributes).unwrap_or_default())?;
             for sl in rl
                 .scope_logs
                 .into_iter()
@@ -536,17 +566,17 @@ fn rows_of<'a>(request: Request<'a>, spans: SpanSelection, wanted: &[&str]) -> V
                         name: None,
                         duration_ms: None,
                         status_code: None,
-                        body: record.body.map(|b| b.to_text()),
+                        body: record.body.map(|b| b.into_text().into_owned()),
                         severity_text: record.severity_text,
-                        attributes: attributes(&resource, record.attributes),
+                        attributes: attributes(&resource, record.attributes)?,
                     });
                 }
             }
         }
-        return rows;
+        return Ok(rows);
     }
     for rs in request.resource_spans {
-        let resource = resource_text(rs.resource.map(|r| r.attributes).unwrap_or_default());
+        let resource = resource_text(rs.resource.map(|r| r.attributes).unwrap_or_default())?;
         for ss in rs
             .scope_spans
             .into_iter()
@@ -567,15 +597,15 @@ fn rows_of<'a>(request: Request<'a>, spans: SpanSelection, wanted: &[&str]) -> V
                         (Some(s), Some(e)) => Some(e.saturating_sub(s) as f64 / 1e6),
                         _ => None,
                     },
-                    status_code: span.status.and_then(|s| s.code).map(|c| c.value()),
+                    status_code: span.status.and_then(|s| s.code).map(|c| c.status_code()),
                     body: None,
                     severity_text: None,
-                    attributes: attributes(&resource, span.attributes),
+                    attributes: attributes(&resource, span.attributes)?,
                 });
             }
         }
     }
-    rows
+    Ok(rows)
 }
 
 /// A trace or span id as lower-case hex: the Collector writes hex, `MessageToJson` base64.
@@ -642,7 +672,7 @@ impl<'w> BatchBuilder<'w> {
                     .attributes
                     .iter()
                     .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.as_str()),
+                    .map(|(_, v)| v.as_ref()),
             };
             builder.append_option(value);
         }
@@ -693,7 +723,8 @@ impl<'w> BatchBuilder<'w> {
 
 /// The model `inspect` and the filtered read parse: attribute names and what selects a span or
 /// record; every attribute's value is kept as its JSON text, unparsed (`RawValue`), and the rest
-/// is skipped.
+/// is skipped. The whole model's attributes are [`keys::Key`]s too: a value is parsed only when
+/// its attribute is wanted ([`value_text`]).
 mod keys {
     use std::borrow::Cow;
 
@@ -802,7 +833,7 @@ struct Request<'a> {
 #[serde(default)]
 struct Resource<'a> {
     #[serde(borrow)]
-    attributes: Vec<KeyValue<'a>>,
+    attributes: Vec<keys::Key<'a>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -845,7 +876,7 @@ struct Span<'a> {
     #[serde(borrow, alias = "end_time_unix_nano", rename = "endTimeUnixNano")]
     end_time_unix_nano: Option<Nanos<'a>>,
     #[serde(borrow)]
-    attributes: Vec<KeyValue<'a>>,
+    attributes: Vec<keys::Key<'a>>,
     #[serde(borrow)]
     status: Option<Status<'a>>,
 }
@@ -894,19 +925,11 @@ struct LogRecord<'a> {
     severity_text: Option<Cow<'a, str>>,
     body: Option<AnyValue<'a>>,
     #[serde(borrow)]
-    attributes: Vec<KeyValue<'a>>,
+    attributes: Vec<keys::Key<'a>>,
     #[serde(borrow, alias = "trace_id", rename = "traceId")]
     trace_id: Option<Cow<'a, str>>,
     #[serde(borrow, alias = "span_id", rename = "spanId")]
     span_id: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize, Clone)]
-struct KeyValue<'a> {
-    #[serde(borrow)]
-    key: Cow<'a, str>,
-    #[serde(default)]
-    value: Option<AnyValue<'a>>,
 }
 
 /// An attribute value; arrays and key-value lists become their JSON text.
@@ -929,7 +952,15 @@ struct AnyValue<'a> {
     kvlist_value: Option<serde_json::Value>,
 }
 
-impl AnyValue<'_> {
+impl<'a> AnyValue<'a> {
+    /// The value as text: a string value stays borrowed from the line when it can.
+    fn into_text(self) -> Cow<'a, str> {
+        if let Some(s) = self.string_value {
+            return s;
+        }
+        Cow::Owned(self.to_text())
+    }
+
     fn to_text(&self) -> String {
         if let Some(s) = &self.string_value {
             return s.to_string();
@@ -1001,59 +1032,78 @@ fn simplify_any(v: &serde_json::Value) -> serde_json::Value {
     Value::Null
 }
 
-/// A 64-bit integer as OTLP/JSON writes it: a JSON string (proto3 JSON) or a number.
-#[derive(Deserialize, Clone)]
-#[serde(untagged)]
-enum Nanos<'a> {
-    Text(#[serde(borrow)] Cow<'a, str>),
+/// A 64-bit integer or an enum as OTLP/JSON writes it: a JSON number, or a string (proto3 JSON
+/// writes 64-bit integers as decimal strings, enums by name). Read by a visitor of its own rather
+/// than as an untagged enum, which buffers every value before it tries the variants (a third of
+/// the cost of a span's fields) and, when none fits, says only that nothing matched.
+#[derive(Clone)]
+enum IntOrText<'a> {
+    Text(Cow<'a, str>),
     Number(i64),
     Unsigned(u64),
 }
 
-impl Nanos<'_> {
+/// A time in nanoseconds since the epoch.
+type Nanos<'a> = IntOrText<'a>;
+/// A span kind: an integer (2 is SERVER) or its enum name.
+type SpanKind<'a> = IntOrText<'a>;
+/// A status code: an integer (0 unset, 1 ok, 2 error) or its enum name.
+type StatusCode<'a> = IntOrText<'a>;
+
+impl<'de: 'a, 'a> Deserialize<'de> for IntOrText<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = IntOrText<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an integer, as a number or a string, or an enum name")
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Self::Value, E> {
+                Ok(IntOrText::Number(n))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Self::Value, E> {
+                Ok(i64::try_from(n).map_or(IntOrText::Unsigned(n), IntOrText::Number))
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(IntOrText::Text(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(IntOrText::Text(Cow::Owned(s.to_string())))
+            }
+        }
+        d.deserialize_any(Visitor(std::marker::PhantomData))
+    }
+}
+
+impl IntOrText<'_> {
+    /// The integer (a time, or an `intValue`); `None` when the text is not one.
     fn value(&self) -> Option<i64> {
         match self {
-            Nanos::Text(s) => s.parse().ok(),
-            Nanos::Number(n) => Some(*n),
-            Nanos::Unsigned(n) => i64::try_from(*n).ok(),
+            IntOrText::Text(s) => s.parse().ok(),
+            IntOrText::Number(n) => Some(*n),
+            IntOrText::Unsigned(n) => i64::try_from(*n).ok(),
         }
     }
-}
 
-/// A span kind: an integer (2 is SERVER) or its enum name.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum SpanKind<'a> {
-    Number(i64),
-    Name(#[serde(borrow)] Cow<'a, str>),
-}
-
-impl SpanKind<'_> {
+    /// As a span kind: whether it is SERVER.
     fn is_server(&self) -> bool {
         match self {
-            SpanKind::Number(n) => *n == 2,
-            SpanKind::Name(s) => s == "SPAN_KIND_SERVER" || s == "SERVER",
+            IntOrText::Number(n) => *n == 2,
+            IntOrText::Text(s) => s == "SPAN_KIND_SERVER" || s == "SERVER",
+            IntOrText::Unsigned(_) => false,
         }
     }
-}
 
-/// A status code: an integer (0 unset, 1 ok, 2 error) or its enum name.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum StatusCode<'a> {
-    Number(i64),
-    Name(#[serde(borrow)] Cow<'a, str>),
-}
-
-impl StatusCode<'_> {
-    fn value(&self) -> i64 {
+    /// As a status code: 0 unset, 1 ok, 2 error.
+    fn status_code(&self) -> i64 {
         match self {
-            StatusCode::Number(n) => *n,
-            StatusCode::Name(s) => match s.as_ref() {
+            IntOrText::Number(n) => *n,
+            IntOrText::Text(s) => match s.as_ref() {
                 "STATUS_CODE_OK" | "OK" => 1,
                 "STATUS_CODE_ERROR" | "ERROR" => 2,
                 _ => 0,
             },
+            IntOrText::Unsigned(_) => 0,
         }
     }
 }
