@@ -185,31 +185,11 @@ impl Source for Otlp {
                     }
                 }
             };
-            for rl in &request.resource_logs {
-                add(rl.resource.as_ref().map_or(&[], |r| &r.attributes));
-                for sl in rl.scope_logs.iter().chain(&rl.instrumentation_library_logs) {
-                    sl.log_records.iter().for_each(|r| add(&r.attributes));
-                }
-            }
-            for rs in &request.resource_spans {
-                let mut any = false;
-                for ss in rs
-                    .scope_spans
-                    .iter()
-                    .chain(&rs.instrumentation_library_spans)
-                {
-                    let requests = ss.spans.iter().filter(|s| {
-                        selected(s.parent_span_id.as_deref(), s.kind.as_ref(), file.spans)
-                    });
-                    for span in requests {
-                        add(&span.attributes);
-                        any = true;
-                    }
-                }
-                if any {
-                    add(rs.resource.as_ref().map_or(&[], |r| &r.attributes));
-                }
-            }
+            // The names of the rows `rows_of` makes: their own, and their resource's.
+            request.for_each_row(file.spans, |resource, own| {
+                add(resource);
+                add(own);
+            });
             Ok((!request.resource_logs.is_empty(), found))
         };
         for_each_group(file, &mut |group: Vec<(u64, String)>| {
@@ -353,32 +333,7 @@ fn line_passes(
         }
         rows += 1;
     };
-    for rl in &request.resource_logs {
-        let resource = rl.resource.as_ref().map_or(&[][..], |r| &r.attributes);
-        for sl in rl.scope_logs.iter().chain(&rl.instrumentation_library_logs) {
-            for record in &sl.log_records {
-                values(resource, &record.attributes);
-            }
-        }
-    }
-    if request.resource_logs.is_empty() {
-        for rs in &request.resource_spans {
-            let resource = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes);
-            for ss in rs
-                .scope_spans
-                .iter()
-                .chain(&rs.instrumentation_library_spans)
-            {
-                let selected = ss
-                    .spans
-                    .iter()
-                    .filter(|s| selected(s.parent_span_id.as_deref(), s.kind.as_ref(), file.spans));
-                for span in selected {
-                    values(resource, &span.attributes);
-                }
-            }
-        }
-    }
+    request.for_each_row(file.spans, &mut values);
     if unparsed {
         return Ok(true);
     }
@@ -731,6 +686,8 @@ mod keys {
     use serde::Deserialize;
     use serde_json::value::RawValue;
 
+    use super::SpanSelection;
+
     #[derive(Deserialize, Default)]
     #[serde(default)]
     pub(super) struct Request<'a> {
@@ -738,6 +695,45 @@ mod keys {
         pub(super) resource_spans: Vec<ResourceSpans<'a>>,
         #[serde(borrow, alias = "resource_logs", rename = "resourceLogs")]
         pub(super) resource_logs: Vec<ResourceLogs<'a>>,
+    }
+
+    impl<'a> Request<'a> {
+        /// Calls `f(resource attributes, own attributes)` for every row [`super::rows_of`]
+        /// makes of the request, in its order: each log record when there are logs, else each
+        /// span that `spans` selects.
+        pub(super) fn for_each_row(
+            &self,
+            spans: SpanSelection,
+            mut f: impl FnMut(&[Key<'a>], &[Key<'a>]),
+        ) {
+            fn attributes<'r, 'a>(r: &'r Option<Resource<'a>>) -> &'r [Key<'a>] {
+                r.as_ref().map_or(&[], |r| &r.attributes)
+            }
+            if !self.resource_logs.is_empty() {
+                for rl in &self.resource_logs {
+                    let resource = attributes(&rl.resource);
+                    for sl in rl.scope_logs.iter().chain(&rl.instrumentation_library_logs) {
+                        sl.log_records
+                            .iter()
+                            .for_each(|r| f(resource, &r.attributes));
+                    }
+                }
+                return;
+            }
+            for rs in &self.resource_spans {
+                let resource = attributes(&rs.resource);
+                for ss in rs
+                    .scope_spans
+                    .iter()
+                    .chain(&rs.instrumentation_library_spans)
+                {
+                    let rows = ss.spans.iter().filter(|s| {
+                        super::selected(s.parent_span_id.as_deref(), s.kind.as_ref(), spans)
+                    });
+                    rows.for_each(|s| f(resource, &s.attributes));
+                }
+            }
+        }
     }
 
     #[derive(Deserialize, Default)]
