@@ -273,10 +273,7 @@ fn read_lines(
                     }
                 }
                 let request: Request<'_> = parse_line(file, *n, line)?;
-                rows_of(request, file.spans, wanted).map_err(|e| {
-                    file.problem(format!("line {n}: {e}"))
-                        .location(format!("line {n}"))
-                })
+                rows_of(request, file.spans, wanted).map_err(|e| line_problem(file, *n, e))
             })
             .collect();
         for rows in parsed {
@@ -414,10 +411,13 @@ fn parse_line<'a, T: Deserialize<'a>>(
     n: u64,
     line: &'a str,
 ) -> Result<T, Problem> {
-    serde_json::from_str(line).map_err(|e| {
-        file.problem(format!("line {n}: {e}"))
-            .location(format!("line {n}"))
-    })
+    serde_json::from_str(line).map_err(|e| line_problem(file, n, e))
+}
+
+/// What is wrong with line `n` of `file`.
+fn line_problem(file: &FileRef<'_>, n: u64, reason: impl std::fmt::Display) -> Problem {
+    file.problem(format!("line {n}: {reason}"))
+        .location(format!("line {n}"))
 }
 
 /// One row: the fixed fields and the attributes (resource attributes first, so that the span's
@@ -929,7 +929,7 @@ struct LogRecord<'a> {
 }
 
 /// An attribute value; arrays and key-value lists become their JSON text.
-#[derive(Deserialize, Clone, Default)]
+#[derive(Deserialize, Default)]
 #[serde(default)]
 struct AnyValue<'a> {
     #[serde(borrow, alias = "string_value", rename = "stringValue")]
@@ -1032,11 +1032,11 @@ fn simplify_any(v: &serde_json::Value) -> serde_json::Value {
 /// writes 64-bit integers as decimal strings, enums by name). Read by a visitor of its own rather
 /// than as an untagged enum, which buffers every value before it tries the variants (a third of
 /// the cost of a span's fields) and, when none fits, says only that nothing matched.
-#[derive(Clone)]
 enum IntOrText<'a> {
     Text(Cow<'a, str>),
     Number(i64),
-    Unsigned(u64),
+    /// A number past `i64::MAX`: no time, kind or status code.
+    TooLarge,
 }
 
 /// A time in nanoseconds since the epoch.
@@ -1058,7 +1058,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for IntOrText<'a> {
                 Ok(IntOrText::Number(n))
             }
             fn visit_u64<E>(self, n: u64) -> Result<Self::Value, E> {
-                Ok(i64::try_from(n).map_or(IntOrText::Unsigned(n), IntOrText::Number))
+                Ok(i64::try_from(n).map_or(IntOrText::TooLarge, IntOrText::Number))
             }
             fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
                 Ok(IntOrText::Text(Cow::Borrowed(s)))
@@ -1077,7 +1077,7 @@ impl IntOrText<'_> {
         match self {
             IntOrText::Text(s) => s.parse().ok(),
             IntOrText::Number(n) => Some(*n),
-            IntOrText::Unsigned(n) => i64::try_from(*n).ok(),
+            IntOrText::TooLarge => None,
         }
     }
 
@@ -1086,7 +1086,7 @@ impl IntOrText<'_> {
         match self {
             IntOrText::Number(n) => *n == 2,
             IntOrText::Text(s) => s == "SPAN_KIND_SERVER" || s == "SERVER",
-            IntOrText::Unsigned(_) => false,
+            IntOrText::TooLarge => false,
         }
     }
 
@@ -1099,7 +1099,7 @@ impl IntOrText<'_> {
                 "STATUS_CODE_ERROR" | "ERROR" => 2,
                 _ => 0,
             },
-            IntOrText::Unsigned(_) => 0,
+            IntOrText::TooLarge => 0,
         }
     }
 }
