@@ -1,8 +1,11 @@
 //! Arrow IPC: the file format (`ARROW1` magic, random access) and the stream format.
 
+use std::fs::File;
 use std::io::BufReader;
 
+use arrow::error::ArrowError;
 use arrow::ipc::reader::{FileReader, StreamReader};
+use arrow::record_batch::RecordBatchReader;
 
 use super::source::{FileRef, Layout, Sink, Source};
 use crate::error::{InputError, Problem};
@@ -15,9 +18,6 @@ pub(crate) static ARROW_FILE: ArrowFile = ArrowFile;
 pub(crate) struct ArrowStream;
 pub(crate) static ARROW_STREAM: ArrowStream = ArrowStream;
 
-/// An IPC read error as a problem; compressed buffers (pyarrow's Feather default is LZ4) get
-/// their own message: rollproof does not decompress them, because a buffer declares its
-/// decompressed size and the reader allocates it before it can be checked.
 /// Every block the footer lists (dictionaries, record batches) must lie inside the file: the
 /// reader allocates a block's declared length before reading it, so a corrupt footer could make it
 /// ask for gigabytes for a file of kilobytes.
@@ -88,7 +88,10 @@ fn corrupt(file: &FileRef<'_>, found: String) -> Problem {
     .hint(HINT)
 }
 
-fn problem(file: &FileRef<'_>, e: arrow::error::ArrowError) -> Problem {
+/// An IPC read error as a problem; compressed buffers (pyarrow's Feather default is LZ4) get
+/// their own message: rollproof does not decompress them, because a buffer declares its
+/// decompressed size and the reader allocates it before it can be checked.
+fn problem(file: &FileRef<'_>, e: ArrowError) -> Problem {
     let message = e.to_string();
     for codec in ["lz4", "zstd"] {
         if message.contains(&format!("{codec} IPC decompression")) {
@@ -103,8 +106,39 @@ fn problem(file: &FileRef<'_>, e: arrow::error::ArrowError) -> Problem {
     file.problem(message)
 }
 
-fn columns(schema: &arrow::datatypes::Schema) -> Vec<String> {
-    schema.fields().iter().map(|f| f.name().clone()).collect()
+/// How either format's reader is made over an open file, projected (all columns when `None`).
+type Open<R> = fn(BufReader<File>, Option<Vec<usize>>) -> Result<R, ArrowError>;
+
+/// The columns of the file, as the schema of the reader `open` makes.
+fn layout<R: RecordBatchReader>(file: &FileRef<'_>, open: Open<R>) -> Result<Layout, Problem> {
+    let reader = open(BufReader::new(file.location.open()?), None).map_err(|e| problem(file, e))?;
+    Ok(Layout {
+        columns: reader
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect(),
+        row_groups: Vec::new(),
+        detail: None,
+    })
+}
+
+/// Every batch of the file, the `wanted` columns, through the reader `open` makes.
+fn read_batches<R: RecordBatchReader>(
+    file: &FileRef<'_>,
+    layout: &Layout,
+    wanted: &[&str],
+    sink: &mut Sink<'_>,
+    open: Open<R>,
+) -> Result<(), InputError> {
+    let projection = super::projection(&layout.columns, wanted);
+    let reader = open(BufReader::new(file.location.open()?), Some(projection))
+        .map_err(|e| problem(file, e))?;
+    for batch in reader {
+        sink(batch.map_err(|e| problem(file, e))?)?;
+    }
+    Ok(())
 }
 
 impl Source for ArrowFile {
@@ -130,13 +164,7 @@ impl Source for ArrowFile {
 
     fn inspect(&self, file: &FileRef<'_>) -> Result<Layout, Problem> {
         check_blocks(file)?;
-        let reader = FileReader::try_new(BufReader::new(file.location.open()?), None)
-            .map_err(|e| problem(file, e))?;
-        Ok(Layout {
-            columns: columns(&reader.schema()),
-            row_groups: Vec::new(),
-            detail: None,
-        })
+        layout(file, FileReader::try_new)
     }
 
     fn read(
@@ -147,13 +175,7 @@ impl Source for ArrowFile {
         wanted: &[&str],
         sink: &mut Sink<'_>,
     ) -> Result<(), InputError> {
-        let projection = super::projection(&layout.columns, wanted);
-        let reader = FileReader::try_new(BufReader::new(file.location.open()?), Some(projection))
-            .map_err(|e| problem(file, e))?;
-        for batch in reader {
-            sink(batch.map_err(|e| problem(file, e))?)?;
-        }
-        Ok(())
+        read_batches(file, layout, wanted, sink, FileReader::try_new)
     }
 }
 
@@ -180,13 +202,7 @@ impl Source for ArrowStream {
     }
 
     fn inspect(&self, file: &FileRef<'_>) -> Result<Layout, Problem> {
-        let reader = StreamReader::try_new(BufReader::new(file.location.open()?), None)
-            .map_err(|e| problem(file, e))?;
-        Ok(Layout {
-            columns: columns(&reader.schema()),
-            row_groups: Vec::new(),
-            detail: None,
-        })
+        layout(file, StreamReader::try_new)
     }
 
     fn read(
@@ -197,12 +213,6 @@ impl Source for ArrowStream {
         wanted: &[&str],
         sink: &mut Sink<'_>,
     ) -> Result<(), InputError> {
-        let projection = super::projection(&layout.columns, wanted);
-        let reader = StreamReader::try_new(BufReader::new(file.location.open()?), Some(projection))
-            .map_err(|e| problem(file, e))?;
-        for batch in reader {
-            sink(batch.map_err(|e| problem(file, e))?)?;
-        }
-        Ok(())
+        read_batches(file, layout, wanted, sink, StreamReader::try_new)
     }
 }
