@@ -41,7 +41,8 @@ if [ "${PLAIN:-0}" = 1 ]; then
   fi
   data="$plain"
 fi
-# The decode floor: the same inputs read through rollproof's ingest, no check (benches/floor.rs).
+# The decode floor: the columns the audit's first pass reads, through rollproof's ingest, no check
+# (crates/rollproof/benches/floor.rs).
 floor_bin=$(cargo bench -p rollproof --features bench --bench floor --no-run --message-format=json 2>/dev/null \
   | python3 -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("target", {}).get("name") == "floor" and m.get("executable")][-1])')
 

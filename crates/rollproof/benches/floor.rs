@@ -1,6 +1,6 @@
-//! The decode floor: what reading an incident's inputs costs before any check runs. The
-//! end-to-end script (`benches/compare.sh`) runs it next to the audit to report rollproof's CPU as
-//! a multiple of its own decode.
+//! The decode floor: what reading the columns the audit's first pass reads costs before any check
+//! runs (`rollproof::bench::decode_floor`). The end-to-end script (`benches/compare.sh`) runs it
+//! next to the audit to report rollproof's CPU as a multiple of its own decode.
 //!
 //!   cargo bench -p rollproof --features bench --bench floor -- bench-data/10m/incident.toml
 

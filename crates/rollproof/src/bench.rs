@@ -162,19 +162,27 @@ pub fn compute_intervals(x: &IntervalInputs) -> f64 {
     acc
 }
 
-/// The decode floor of an incident: every unit of both tables read through rollproof's own ingest
-/// (projection, dictionary columns, canonical batches) on the rayon pool, and nothing else — no
-/// kernel, no hashing, no second pass. Returns the rows decoded.
+/// The decode floor of an incident: what the audit must decode at least once, and nothing else.
+/// Every unit of both tables read through rollproof's own ingest (projection, dictionary
+/// columns, canonical batches) on the rayon pool, each table projected to the columns its
+/// first pass reads (the row classes' and its kernels', as `engine::pass::columns` chooses
+/// them): no kernel, no hashing, no second pass. Returns the rows decoded.
 pub fn decode_floor(path: &Path) -> u64 {
     use rayon::prelude::*;
     let incident = Incident::load(path).expect("a valid bench incident");
-    let (_ctx, tables) =
+    let (ctx, tables) =
         audit::prepare(&incident, &InputOverrides::default(), true).expect("readable bench inputs");
+    let kernels = audit::kernels_of(&ctx);
     [Table::Requests, Table::Receipts]
         .into_iter()
         .filter_map(|table| tables.get(table).map(|plan| (table, plan)))
         .map(|(table, plan)| {
-            let wanted: Vec<Col> = Col::of_table(table).collect();
+            let first_pass: Vec<&dyn AnyKernel> = kernels
+                .iter()
+                .copied()
+                .filter(|k| k.table() == table && k.stage() != Stage::Samples)
+                .collect();
+            let wanted = crate::engine::pass::columns(&ctx, table, &first_pass);
             plan.units()
                 .into_par_iter()
                 .map(|unit| {
