@@ -167,7 +167,10 @@ pub(crate) fn finish_audit(
         .and_then(Metric::as_count);
     let impact = states
         .try_get::<checks::impact::ImpactKernel>()
-        .and_then(|s| s.report(ctx, recovery_minutes));
+        .and_then(|s| {
+            let users = states.try_get::<checks::users::UsersKernel>();
+            s.report(ctx, users, recovery_minutes)
+        });
     let evidence = if options.evidence {
         collect_evidence(ctx, tables, &states, &results)?
     } else {
@@ -906,6 +909,8 @@ pub(crate) fn kernels_of(ctx: &Ctx) -> Vec<&'static dyn AnyKernel> {
     }
     if ctx.plan.mode() == Mode::Rollback {
         kernels.push(&checks::impact::IMPACT);
+        // The impact section's user counts live in the users table `mixed_versions` shares.
+        kernels.push(&checks::users::USERS);
     }
     for check in checks::of_mode(ctx.plan.mode()) {
         for &k in check.kernels {

@@ -3,18 +3,15 @@
 //! The kernel — users whose audited requests carry more than one distinct value — is shared with
 //! `sticky_routing`, where the value is the arm instead of the tuple of expected pins.
 
-use serde::{Deserialize, Serialize};
-
+use super::users::{UsersKernel, USERS};
 use super::{
     CheckInfo, CheckResult, CheckSpec, Evidence, Fields, Finish, Lever, Metric, Status, ROLLBACK,
-    SAMPLE_CAP,
 };
-use crate::columns::{hash_str, Col, Table};
+use crate::columns::{Col, Table};
 use crate::engine::lookup::{Found, Lookup, LookupSpec};
-use crate::engine::{Kernel, Rows, Stage, States};
+use crate::engine::{Rows, States};
 use crate::plan::{Ctx, Plan};
-use crate::stats::key_table::KeyTable;
-use crate::stats::{Targets, AHEAD};
+use crate::stats::Targets;
 use crate::time::format_millis;
 
 pub(crate) static CHECK: CheckSpec = CheckSpec {
@@ -59,48 +56,6 @@ pub(crate) static INFO: CheckInfo = CheckInfo {
     lever: Some(|_| Some(Lever::AliasIndexBack)),
 };
 
-/// A user's one value so far, or `MIXED` (16 bytes a user with the key).
-const MIXED: u64 = u64::MAX;
-
-/// Users → the one value seen so far, or `MIXED`.
-#[derive(Default, Serialize, Deserialize)]
-pub(crate) struct State {
-    users: KeyTable<u64>,
-    requests_without_user: u64,
-    /// Users with one value, counted and dropped by [`Kernel::compact`] once their key range
-    /// was complete (only the mixed users stay: the checks read nothing else of a user).
-    single_users: u64,
-}
-
-/// Notes that user `u` saw `value`: the first value stays until another one makes the user `MIXED`.
-#[inline]
-fn note(users: &mut KeyTable<u64>, u: u64, value: u64) {
-    match users.entry(u) {
-        (e, true) => *e = value,
-        (e, false) if *e != value => *e = MIXED,
-        _ => {}
-    }
-}
-
-/// The value a row contributes: the hash of its tuple of expected pins (rollback) or its arm.
-fn row_values(ctx: &Ctx, rows: &Rows<'_>) -> Vec<u64> {
-    match &ctx.plan {
-        Plan::Canary(_) => rows.set.iter().map(|&s| s as u64).collect(),
-        Plan::Rollback(_) => {
-            let mut values = vec![0xcbf2_9ce4_8422_2325u64; rows.len()];
-            for col in ctx.plan.pins_named() {
-                let Some(arr) = rows.batch.str(col) else {
-                    continue;
-                };
-                arr.update_rows(&mut values, hash_str, |v, h| {
-                    *v = (v.rotate_left(23) ^ h).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                });
-            }
-            values
-        }
-    }
-}
-
 /// Why the kernel cannot run, if it cannot.
 pub(crate) fn skip_reason(ctx: &Ctx) -> Option<String> {
     if !ctx.has(Col::UserId) {
@@ -120,120 +75,8 @@ pub(crate) fn mixed_users_requests(ctx: &Ctx, states: &States, rows: &Rows<'_>) 
     };
     let state = states.get::<UsersKernel>();
     (0..n)
-        .map(|i| rows.set[i] != 0 && users[i].is_some_and(|u| state.users.get(u) == Some(&MIXED)))
+        .map(|i| rows.set[i] != 0 && users[i].is_some_and(|u| state.is_mixed(u)))
         .collect()
-}
-
-/// The distinct values (pin tuples, or arms) each user's audited requests carried.
-pub(crate) struct UsersKernel;
-pub(crate) static USERS: UsersKernel = UsersKernel;
-
-impl Kernel for UsersKernel {
-    type State = State;
-    const NAME: &'static str = "users";
-    const TABLE: Table = Table::Requests;
-    const STAGE: Stage = Stage::Requests;
-
-    fn columns(&self, ctx: &Ctx) -> Vec<Col> {
-        let mut cols = vec![Col::UserId];
-        cols.extend(ctx.plan.pins_named());
-        cols
-    }
-
-    fn init(&self, _ctx: &Ctx, _prior: &States) -> State {
-        State::default()
-    }
-
-    fn update(&self, ctx: &Ctx, state: &mut State, rows: &Rows<'_>) {
-        if skip_reason(ctx).is_some() {
-            return;
-        }
-        let user_hashes = rows.user_hashes().expect("projected");
-        let values = row_values(ctx, rows);
-        // Rows come in no order of their users: ask for a later row's slot ahead of its turn,
-        // so that the cache misses of a table larger than the cache overlap.
-        for i in (0..rows.len()).filter(|i| rows.set[*i] != 0) {
-            if let Some(Some(later)) = user_hashes.get(i + AHEAD) {
-                state.users.prefetch(*later);
-            }
-            let Some(u) = user_hashes[i] else {
-                state.requests_without_user += 1;
-                continue;
-            };
-            note(&mut state.users, u, values[i].min(MIXED - 1));
-        }
-    }
-
-    fn merge(&self, state: &mut State, mut other: State) {
-        state.requests_without_user += other.requests_without_user;
-        // Saturating: a crafted partial may carry any count (honest ones cannot get near).
-        state.single_users = state.single_users.saturating_add(other.single_users);
-        // Fold the smaller map into the larger.
-        if other.users.len() > state.users.len() {
-            std::mem::swap(&mut state.users, &mut other.users);
-        }
-        for (u, e) in other.users {
-            note(&mut state.users, u, e);
-        }
-    }
-
-    const KEYED: bool = true;
-
-    fn take_range(&self, state: &mut State, range: usize, ranges: usize) -> Option<State> {
-        Some(State {
-            users: state.users.take_range(range, ranges),
-            ..State::default()
-        })
-    }
-
-    fn split_ranges(&self, state: &mut State, ranges: usize) -> Option<Vec<State>> {
-        Some(
-            state
-                .users
-                .split_ranges(ranges)
-                .into_iter()
-                .map(|users| State {
-                    users,
-                    ..State::default()
-                })
-                .collect(),
-        )
-    }
-
-    fn compact(&self, _ctx: &Ctx, state: &mut State) {
-        let before = state.users.len();
-        state.users.retain(|_, e| *e == MIXED);
-        state.single_users = state
-            .single_users
-            .saturating_add((before - state.users.len()) as u64);
-    }
-}
-
-impl State {
-    pub(crate) fn users_checked(&self) -> u64 {
-        (self.users.len() as u64).saturating_add(self.single_users)
-    }
-
-    pub(crate) fn users_mixed(&self) -> u64 {
-        self.users.values().filter(|e| **e == MIXED).count() as u64
-    }
-
-    /// The mixed users to show as samples: the smallest hashes, so the choice is deterministic.
-    fn sample_targets(&self) -> Vec<u64> {
-        let mut mixed: Vec<u64> = self
-            .users
-            .iter()
-            .filter(|(_, e)| **e == MIXED)
-            .map(|(u, _)| u)
-            .collect();
-        mixed.sort_unstable();
-        mixed.truncate(SAMPLE_CAP);
-        mixed
-    }
-
-    pub(crate) fn requests_without_user(&self) -> u64 {
-        self.requests_without_user
-    }
 }
 
 /// The requests of the sampled mixed users, to show what they saw: per user and value shown,

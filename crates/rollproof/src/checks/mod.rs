@@ -29,6 +29,7 @@ pub(crate) mod reconciliation;
 pub(crate) mod rows;
 pub(crate) mod series;
 pub(crate) mod sticky_routing;
+pub(crate) mod users;
 pub(crate) mod writer_freeze;
 
 use std::collections::BTreeMap;

@@ -2,7 +2,8 @@
 //!
 //! Same kernel as `mixed_versions`, with the arm as the value.
 
-use super::mixed_versions::{skip_reason, user_samples, UsersKernel, USERS, USER_LOOKUP};
+use super::mixed_versions::{skip_reason, user_samples, USER_LOOKUP};
+use super::users::{UsersKernel, USERS};
 use super::{CheckInfo, CheckResult, CheckSpec, Finish, Metric, Status, CANARY};
 
 pub(crate) static CHECK: CheckSpec = CheckSpec {

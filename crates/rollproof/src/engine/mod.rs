@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::columns::{CanonBatch, Col, Table};
 use crate::ingest::KeyTest;
-use crate::plan::{Ctx, Plan};
+use crate::plan::{Ctx, Plan, Rollback};
 
 /// When a kernel runs. Stages run in this order; the passes of one stage run side by side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -373,6 +373,8 @@ pub(crate) struct Rows<'a> {
     pub(crate) other_arm: u64,
     /// The hash of each row's `user_id`, computed once for the kernels that key on users.
     user_hashes: std::cell::OnceCell<Option<Vec<Option<u64>>>>,
+    /// Rollback: whether each row is off-pin, computed once for the kernels that need it.
+    off_pin: std::cell::OnceCell<Vec<bool>>,
 }
 
 impl<'a> Rows<'a> {
@@ -396,6 +398,7 @@ impl<'a> Rows<'a> {
                 side: Vec::new(),
                 other_arm: 0,
                 user_hashes: Default::default(),
+                off_pin: Default::default(),
             };
         }
         let ts = batch.ts();
@@ -428,6 +431,7 @@ impl<'a> Rows<'a> {
                     .collect(),
                 other_arm: 0,
                 user_hashes: Default::default(),
+                off_pin: Default::default(),
             },
             Plan::Canary(c) => {
                 let arms: Vec<u8> = match batch.str(Col::Arm) {
@@ -457,6 +461,7 @@ impl<'a> Rows<'a> {
                     set,
                     other_arm,
                     user_hashes: Default::default(),
+                    off_pin: Default::default(),
                 }
             }
         }
@@ -474,5 +479,25 @@ impl<'a> Rows<'a> {
                 Some(users.map_rows(|u| u.map(|u| crate::columns::hash_str(Some(u)))))
             })
             .as_deref()
+    }
+
+    /// Per row, whether it carries a value other than the expected one for a pin of the first
+    /// expected set of `r` (a missing value is not off-pin: that is the `pins` check's business).
+    /// `r` must be the plan these rows were classed for.
+    pub(crate) fn off_pin(&self, r: &Rollback) -> &[bool] {
+        self.off_pin.get_or_init(|| {
+            let mut off_pin = vec![false; self.len()];
+            for (col, want) in &r.pins[0].pins {
+                let Some(arr) = self.batch.str(*col) else {
+                    continue;
+                };
+                arr.update_rows(
+                    &mut off_pin,
+                    |v| v.is_some_and(|v| v != want.as_str()),
+                    |o, x| *o |= x,
+                );
+            }
+            off_pin
+        })
     }
 }

@@ -1,5 +1,5 @@
 //! A growable map from 64-bit key hashes to small `Copy` values, for the per-key states that
-//! grow with users (the impact section, `mixed_versions`).
+//! grow with users (the users table that `mixed_versions` and the impact section share).
 //!
 //! Why not a `HashMap`: a per-row update into a map of hundreds of thousands of keys misses the
 //! cache on nearly every row, and in a general-purpose map a look-up touches two places (control
@@ -15,12 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{prefetch, AHEAD};
-
-/// How many `(key, value)` updates a kernel collects before it applies them with
-/// [`KeyTable::apply`]: 4 MiB per state of 16-byte items. A quarter of a million items among the
-/// hundreds of thousands of keys of a table sweep it nearly line by line.
-pub(crate) const PENDING_KEYS: usize = 1 << 18;
+use super::prefetch;
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct KeyTable<V> {
@@ -83,79 +78,6 @@ impl<V: Copy + Default> KeyTable<V> {
         }
     }
 
-    /// Calls `f(value, item)` with the entry of every `(key, item)` of `items`
-    /// (inserted as `V::default()` when absent) and empties `items`: what [`KeyTable::entry`]
-    /// would do one item at a time, but in the order of the keys' slots when the items are dense
-    /// enough among the slots for that to pay (below, in their own order). Rows arrive in no order
-    /// of their keys, and in a table of hundreds of thousands of keys nearly every look-up then
-    /// misses the cache; in slot order consecutive look-ups land on the same or the next cache
-    /// lines, which the processor fetches ahead. The order is a counting sort on the top bits of
-    /// the slot (one pass to count, one to place), cheap next to a miss per row. The more items
-    /// at once, the closer they land: callers collect them over many batches
-    /// ([`crate::engine::Kernel::flush`]). `f` must not depend on the order of the items (every
-    /// caller's update is commutative).
-    pub(crate) fn apply<T: Copy + Default>(
-        &mut self,
-        items: &mut Vec<(u64, T)>,
-        mut f: impl FnMut(&mut V, T),
-    ) {
-        // Below this, the table or the batch is small enough that order does not matter.
-        const FEW: usize = 1024;
-        // Slot order pays when consecutive items then land on the same or the next cache lines
-        // (16-byte slots: at most 8 slots apart); fewer items among more slots (a table past the
-        // last-level cache: a 100M-request audit's users) land lines apart whatever the order,
-        // and sorting is then pure cost. Either way the look-ups ask for their slots ahead.
-        if items.len() < FEW || self.slots.len() < 16 * FEW || items.len() * 8 < self.slots.len() {
-            self.apply_in_order(items, &mut f);
-            items.clear();
-            return;
-        }
-        // About one bucket per item: each bucket is then a few cache lines of the table.
-        let bits = (usize::BITS - items.len().leading_zeros()).clamp(10, 16);
-        let bucket = |key: u64| (key.wrapping_mul(SPREAD) >> (64 - bits)) as usize;
-        let mut starts = vec![0u32; (1 << bits) + 1];
-        for &(key, _) in items.iter() {
-            starts[bucket(key) + 1] += 1;
-        }
-        for b in 1..starts.len() {
-            starts[b] += starts[b - 1];
-        }
-        let mut sorted = vec![(0u64, T::default()); items.len()];
-        for (key, item) in items.drain(..) {
-            let at = &mut starts[bucket(key)];
-            sorted[*at as usize] = (key, item);
-            *at += 1;
-        }
-        self.apply_in_order(&sorted, &mut f);
-    }
-
-    /// [`KeyTable::apply`]'s look-ups, in the order of `items`, each slot asked for
-    /// [`AHEAD`] items before its turn.
-    fn apply_in_order<T: Copy>(&mut self, items: &[(u64, T)], f: &mut impl FnMut(&mut V, T)) {
-        for (i, &(key, item)) in items.iter().enumerate() {
-            if let Some(&(later, _)) = items.get(i + AHEAD) {
-                self.prefetch(later);
-            }
-            f(self.entry(key).0, item);
-        }
-    }
-
-    /// Before up to `more` items are pushed to `pending`: applies it ([`KeyTable::apply`]) when
-    /// they would not fit in [`PENDING_KEYS`], and sizes it once, so that it never grows past.
-    pub(crate) fn make_room<T: Copy + Default>(
-        &mut self,
-        pending: &mut Vec<(u64, T)>,
-        more: usize,
-        f: impl FnMut(&mut V, T),
-    ) {
-        if !pending.is_empty() && pending.len() + more > PENDING_KEYS {
-            self.apply(pending, f);
-        }
-        if pending.capacity() == 0 {
-            pending.reserve_exact(PENDING_KEYS.max(more));
-        }
-    }
-
     /// Asks the processor to bring `key`'s home slot into the cache, ahead of a look-up.
     #[inline]
     pub(crate) fn prefetch(&self, key: u64) {
@@ -214,14 +136,6 @@ impl<V: Copy + Default> KeyTable<V> {
 
     pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
         self.iter().map(|(_, v)| v)
-    }
-
-    /// Keeps the entries for which `keep` is true.
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(u64, &V) -> bool) {
-        *self = std::mem::take(self)
-            .into_iter()
-            .filter(|(k, v)| keep(*k, v))
-            .collect();
     }
 
     /// Moves every entry into the table of its key range (`crate::engine::range_of`), in one pass.
@@ -329,7 +243,7 @@ mod tests {
         expected.sort_unstable();
         assert_eq!(entries, expected);
 
-        table.retain(|k, _| k % 3 == 0);
+        table = table.into_iter().filter(|(k, _)| k % 3 == 0).collect();
         map.retain(|k, _| k % 3 == 0);
         assert_eq!(table.len(), map.len());
         let parts = table.clone().split_ranges(5);
@@ -345,40 +259,6 @@ mod tests {
                 assert_eq!(rest.get(k), None);
             }
         }
-    }
-
-    /// `apply` leaves the table as `entry` one item at a time does, for a commutative
-    /// update, whether the batch is small (applied in order), large (applied in slot order,
-    /// growing the table midway) or few items among many slots (in order again).
-    #[test]
-    fn apply_is_entry_in_another_order() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut one_by_one: KeyTable<u64> = KeyTable::default();
-        let mut batched: KeyTable<u64> = KeyTable::default();
-        for batch in [10, 5_000, 70_000, 3, 100_000, 2_000] {
-            let mut items: Vec<(u64, u64)> = (0..batch)
-                .map(|i| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    // Keys repeat within and across batches; key 0 too.
-                    let key = if i % 1000 == 0 { 0 } else { x % 120_000 };
-                    (key, x >> 60)
-                })
-                .collect();
-            for &(k, v) in &items {
-                *one_by_one.entry(k).0 |= 1 << v;
-            }
-            batched.apply(&mut items, |e, v| *e |= 1 << v);
-            assert!(items.is_empty());
-        }
-        assert_eq!(one_by_one.len(), batched.len());
-        let sorted = |t: KeyTable<u64>| {
-            let mut v: Vec<(u64, u64)> = t.into_iter().collect();
-            v.sort_unstable();
-            v
-        };
-        assert_eq!(sorted(one_by_one), sorted(batched));
     }
 
     /// Serialized in key order: the bytes do not depend on the order of insertion.
