@@ -23,11 +23,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::error_recovery::is_error;
-use super::users::{self, fixed_windows, minute, settling, BASELINE, POST, SETTLING};
+use super::users::{self, fixed_windows, minute, rollback, settling, BASELINE, POST, SETTLING};
 use crate::columns::{Col, Table};
 use crate::engine::{Kernel, Rows, Stage, States};
 use crate::incident::Window;
-use crate::plan::{Ctx, Plan, Rollback};
+use crate::plan::{Ctx, Rollback};
 use crate::report::Instant;
 use crate::time::MICROS_PER_MINUTE;
 
@@ -74,13 +74,6 @@ pub(crate) struct State {
 
 pub(crate) struct ImpactKernel;
 pub(crate) static IMPACT: ImpactKernel = ImpactKernel;
-
-fn rollback(ctx: &Ctx) -> Option<&Rollback> {
-    match &ctx.plan {
-        Plan::Rollback(r) => Some(r),
-        Plan::Canary(_) => None,
-    }
-}
 
 impl Kernel for ImpactKernel {
     type State = State;

@@ -94,7 +94,8 @@ fn row_values(ctx: &Ctx, rows: &Rows<'_>) -> Vec<u64> {
     }
 }
 
-fn rollback(ctx: &Ctx) -> Option<&Rollback> {
+/// The rollback plan, if the audit is one.
+pub(crate) fn rollback(ctx: &Ctx) -> Option<&Rollback> {
     match &ctx.plan {
         Plan::Rollback(r) => Some(r),
         Plan::Canary(_) => None,
