@@ -62,6 +62,20 @@ impl Rollback {
             .copied()
             .unwrap_or(self.flip_at)
     }
+
+    /// The settling window: from the flip to the start of the post window.
+    pub(crate) fn settling(&self) -> Window {
+        Window {
+            start: self.flip_at,
+            end: self.post.start.max(self.flip_at),
+        }
+    }
+
+    /// Flip-aligned minute of `t`: minute k is [flip_at + k min, flip_at + (k+1) min).
+    #[inline]
+    pub(crate) fn minute(&self, t: Micros) -> i64 {
+        (t.saturating_sub(self.flip_at)).div_euclid(MICROS_PER_MINUTE)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -129,6 +143,13 @@ impl Plan {
     pub(crate) fn freeze(&self) -> Option<Window> {
         match self {
             Plan::Rollback(r) => r.freeze,
+            Plan::Canary(_) => None,
+        }
+    }
+
+    pub(crate) fn rollback(&self) -> Option<&Rollback> {
+        match self {
+            Plan::Rollback(r) => Some(r),
             Plan::Canary(_) => None,
         }
     }

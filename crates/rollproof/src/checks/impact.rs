@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::error_recovery::is_error;
-use super::users::{self, fixed_windows, minute, rollback, settling, BASELINE, POST, SETTLING};
+use super::users;
 use crate::columns::{Col, Table};
 use crate::engine::{Kernel, Rows, Stage, States};
 use crate::incident::Window;
@@ -36,6 +36,17 @@ const DENSE_MINUTES: i64 = 7 * 24 * 60;
 
 /// An off-pin share that makes a minute degraded.
 pub(crate) const OFF_PIN_SHARE: f64 = 0.05;
+
+/// The fixed windows of the impact section (their bounds are known before the pass), as indices
+/// into [`fixed_windows`].
+pub(crate) const BASELINE: usize = 0;
+pub(crate) const SETTLING: usize = 1;
+pub(crate) const POST: usize = 2;
+
+/// The fixed windows, in the order of [`BASELINE`], [`SETTLING`], [`POST`].
+pub(crate) fn fixed_windows(r: &Rollback) -> [Window; 3] {
+    [r.baseline, r.settling(), r.post]
+}
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 struct Counts {
@@ -92,7 +103,7 @@ impl Kernel for ImpactKernel {
     }
 
     fn update(&self, ctx: &Ctx, state: &mut State, rows: &Rows<'_>) {
-        let Some(r) = rollback(ctx) else { return };
+        let Some(r) = ctx.plan.rollback() else { return };
         state.update(r, rows);
     }
 
@@ -125,8 +136,8 @@ impl State {
         if lo > hi {
             return;
         }
-        let first = minute(r, lo);
-        let span = minute(r, hi).saturating_sub(first).saturating_add(1);
+        let first = r.minute(lo);
+        let span = r.minute(hi).saturating_sub(first).saturating_add(1);
         let mut dense = vec![Counts::default(); span.clamp(0, DENSE_MINUTES) as usize];
         for i in 0..n {
             let t = ts[i];
@@ -140,7 +151,7 @@ impl State {
                 off_pin: off_pin[i] as u64,
                 affected: affected as u64,
             };
-            let k = minute(r, t);
+            let k = r.minute(t);
             match dense.get_mut(k.saturating_sub(first) as usize) {
                 Some(c) => c.add(&row),
                 None => self.minutes.entry(k).or_default().add(&row),
@@ -166,7 +177,7 @@ impl State {
         recovery_minutes: Option<u64>,
     ) -> Option<crate::report::Impact> {
         let users = users.filter(|u| u.has_users());
-        let r = rollback(ctx)?;
+        let r = ctx.plan.rollback()?;
         let error_max = ctx.thresholds.error_rate_max;
         let degraded = |c: &Counts| {
             c.requests > 0
@@ -236,7 +247,7 @@ impl State {
                 users,
             ));
         }
-        let s = settling(r);
+        let s = r.settling();
         if s.end > s.start {
             windows.push(window(
                 "settling",

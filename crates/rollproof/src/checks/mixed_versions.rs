@@ -1,7 +1,9 @@
 //! `mixed_versions`: no user sees more than one version tuple after the flip.
 //!
-//! The kernel — users whose audited requests carry more than one distinct value — is shared with
-//! `sticky_routing`, where the value is the arm instead of the tuple of expected pins.
+//! Its figures come from the users table (`users.rs`): each user's one value, or mixed. Here the
+//! value is the tuple of expected pins; `sticky_routing` reads the same table, where the value is
+//! the arm. This file adds the check's figures, its samples (a look-up of the mixed users'
+//! requests) and its evidence.
 
 use super::users::{UsersKernel, USERS};
 use super::{

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::error_recovery::is_error;
+use super::impact::fixed_windows;
 use super::mixed_versions::skip_reason;
 use super::SAMPLE_CAP;
 use crate::columns::{hash_str, Col, Table};
@@ -26,7 +27,6 @@ use crate::engine::{Kernel, Rows, Stage};
 use crate::plan::{Ctx, Plan, Rollback};
 use crate::stats::key_table::KeyTable;
 use crate::stats::AHEAD;
-use crate::time::{Micros, MICROS_PER_MINUTE};
 
 /// No value: the user had no audited request (only the impact section's windows saw them).
 const NONE: u64 = 0;
@@ -94,38 +94,6 @@ fn row_values(ctx: &Ctx, rows: &Rows<'_>) -> Vec<u64> {
     }
 }
 
-/// The rollback plan, if the audit is one.
-pub(crate) fn rollback(ctx: &Ctx) -> Option<&Rollback> {
-    match &ctx.plan {
-        Plan::Rollback(r) => Some(r),
-        Plan::Canary(_) => None,
-    }
-}
-
-/// The fixed windows of the impact section (their bounds are known before the pass).
-pub(crate) const BASELINE: usize = 0;
-pub(crate) const SETTLING: usize = 1;
-pub(crate) const POST: usize = 2;
-
-/// The fixed windows, in the order of [`BASELINE`], [`SETTLING`], [`POST`].
-pub(crate) fn fixed_windows(r: &Rollback) -> [crate::incident::Window; 3] {
-    [r.baseline, settling(r), r.post]
-}
-
-/// The settling window: from the flip to the start of the post window.
-pub(crate) fn settling(r: &Rollback) -> crate::incident::Window {
-    crate::incident::Window {
-        start: r.flip_at,
-        end: r.post.start.max(r.flip_at),
-    }
-}
-
-/// Flip-aligned minute of `t`: minute k is [flip_at + k min, flip_at + (k+1) min).
-#[inline]
-pub(crate) fn minute(r: &Rollback, t: Micros) -> i64 {
-    (t.saturating_sub(r.flip_at)).div_euclid(MICROS_PER_MINUTE)
-}
-
 /// Whether each row is affected: off-pin ([`Rows::off_pin`]) or a user-visible error.
 pub(crate) fn affected(r: &Rollback, rows: &Rows<'_>) -> Vec<bool> {
     let off_pin = rows.off_pin(r);
@@ -149,7 +117,7 @@ impl Kernel for UsersKernel {
     fn columns(&self, ctx: &Ctx) -> Vec<Col> {
         let mut cols = vec![Col::UserId];
         cols.extend(ctx.plan.pins_named());
-        if rollback(ctx).is_some() {
+        if ctx.plan.rollback().is_some() {
             cols.push(Col::Status);
         }
         cols
@@ -164,18 +132,18 @@ impl Kernel for UsersKernel {
             return;
         };
         let values = skip_reason(ctx).is_none().then(|| row_values(ctx, rows));
-        let r = rollback(ctx);
+        let r = ctx.plan.rollback();
         state.has_users |= r.is_some();
-        let affected = r.map(|r| affected(r, rows));
+        // Rollback: what the impact section needs of each row.
+        let impact = r.map(|r| (r, fixed_windows(r), affected(r, rows)));
         let ts = rows.batch.ts();
-        let windows = r.map(fixed_windows);
         for i in 0..rows.len() {
             let value = match &values {
                 Some(v) if rows.set[i] != 0 => v[i],
                 _ => NONE,
             };
-            let mark = match (r, &windows, &affected) {
-                (Some(r), Some(windows), Some(affected)) => {
+            let mark = match &impact {
+                Some((r, windows, affected)) => {
                     let t = ts[i];
                     let in_windows = windows
                         .iter()
@@ -183,12 +151,12 @@ impl Kernel for UsersKernel {
                         .fold(0u8, |bits, (w, win)| bits | (win.contains(t) as u8) << w);
                     let before_flip = t >= r.baseline.end && t < r.flip_at;
                     if in_windows != 0 || before_flip {
-                        Packed::request(in_windows, affected[i], before_flip, minute(r, t))
+                        Packed::request(in_windows, affected[i], before_flip, r.minute(t))
                     } else {
                         Packed::default()
                     }
                 }
-                _ => Packed::default(),
+                None => Packed::default(),
             };
             if value == NONE && mark.0 == 0 {
                 continue;
@@ -302,7 +270,7 @@ impl State {
         self.has_users
     }
 
-    /// Users with requests, and with affected requests, in fixed window `w` ([`BASELINE`]...).
+    /// Users with requests, and with affected requests, in fixed window `w` ([`super::impact::BASELINE`]...).
     pub(crate) fn in_window(&self, w: usize) -> (u64, u64) {
         let bit = 1u8 << w;
         let (mut all, mut hit) = (0u64, 0u64);
