@@ -74,7 +74,7 @@ impl Rollback {
     /// Flip-aligned minute of `t`: minute k is [flip_at + k min, flip_at + (k+1) min).
     #[inline]
     pub(crate) fn minute(&self, t: Micros) -> i64 {
-        (t.saturating_sub(self.flip_at)).div_euclid(MICROS_PER_MINUTE)
+        crate::time::minute_since(t, self.flip_at)
     }
 }
 

@@ -8,6 +8,13 @@ pub(crate) type Micros = i64;
 pub(crate) const MICROS_PER_SECOND: i64 = 1_000_000;
 pub(crate) const MICROS_PER_MINUTE: i64 = 60 * MICROS_PER_SECOND;
 
+/// The minute of `t` counted from `origin`: minute k is [origin + k min, origin + (k+1) min),
+/// negative before `origin`.
+#[inline]
+pub(crate) fn minute_since(t: Micros, origin: Micros) -> i64 {
+    t.saturating_sub(origin).div_euclid(MICROS_PER_MINUTE)
+}
+
 /// Instants are accepted within ±10,000 years of 1970 (10,000 Gregorian years of 31,556,952 s):
 /// far beyond any log, and far enough inside i64 microseconds that durations between two
 /// accepted instants never overflow.

@@ -153,7 +153,7 @@ impl Kernel for BackpressureKernel {
             state.max_ts = Some(state.max_ts.map_or(hi, |m| m.max(hi)));
         }
         if let Some(status) = batch.int(Col::Status) {
-            let mut minutes = MinuteRates::new(ts, flip);
+            let mut minutes = MinuteRates::after_flip(ts, flip);
             for i in 0..batch.len() {
                 if !status.is_valid(i) || !(100..=599).contains(&status.value(i)) {
                     continue;

@@ -156,7 +156,10 @@ impl State {
         };
         let values = status.values();
         let ts = batch.ts();
-        let mut minutes = ctx.plan.flip_at().map(|flip| MinuteRates::new(ts, flip));
+        let mut minutes = ctx
+            .plan
+            .flip_at()
+            .map(|flip| MinuteRates::after_flip(ts, flip));
         for i in 0..batch.len() {
             if status.is_null(i) {
                 self.status_missing += 1;

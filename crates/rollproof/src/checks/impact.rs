@@ -29,10 +29,8 @@ use crate::engine::{Kernel, Rows, Stage, States};
 use crate::incident::Window;
 use crate::plan::{Ctx, Rollback};
 use crate::report::Instant;
-use crate::time::MICROS_PER_MINUTE;
-
-/// The most minutes one batch counts densely (a week); the rest go to the map.
-const DENSE_MINUTES: i64 = 7 * 24 * 60;
+use crate::stats::{DenseMinutes, Tally};
+use crate::time::{Micros, MICROS_PER_MINUTE};
 
 /// An off-pin share that makes a minute degraded.
 pub(crate) const OFF_PIN_SHARE: f64 = 0.05;
@@ -55,6 +53,15 @@ struct Counts {
     errors: u64,
     off_pin: u64,
     affected: u64,
+}
+
+impl Tally for Counts {
+    fn merge_from(&mut self, other: &Counts) {
+        self.add(other);
+    }
+    fn is_empty(&self) -> bool {
+        self.requests == 0
+    }
 }
 
 impl Counts {
@@ -127,18 +134,7 @@ impl State {
         let status = batch.int(Col::Status);
         self.has_status |= status.is_some();
         let windows = fixed_windows(r);
-        // Minutes of one batch are few: count them densely, then merge into the map. The dense
-        // array is capped (a batch may span millennia: hostile or corrupt timestamps); minutes
-        // past the cap go to the map directly.
-        let (lo, hi) = ts
-            .iter()
-            .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
-        if lo > hi {
-            return;
-        }
-        let first = r.minute(lo);
-        let span = r.minute(hi).saturating_sub(first).saturating_add(1);
-        let mut dense = vec![Counts::default(); span.clamp(0, DENSE_MINUTES) as usize];
+        let mut dense = DenseMinutes::new(ts, r.flip_at, Micros::MIN);
         for i in 0..n {
             let t = ts[i];
             let error = status.is_some_and(|s| s.is_valid(i) && is_error(s.value(i)));
@@ -151,10 +147,8 @@ impl State {
                 off_pin: off_pin[i] as u64,
                 affected: affected as u64,
             };
-            let k = r.minute(t);
-            match dense.get_mut(k.saturating_sub(first) as usize) {
-                Some(c) => c.add(&row),
-                None => self.minutes.entry(k).or_default().add(&row),
+            if let Some(c) = dense.at(&mut self.minutes, t) {
+                c.add(&row);
             }
             for (w, window) in windows.iter().enumerate() {
                 if window.contains(t) {
@@ -162,11 +156,7 @@ impl State {
                 }
             }
         }
-        for (j, c) in dense.into_iter().enumerate() {
-            if c.requests > 0 {
-                self.minutes.entry(first + j as i64).or_default().add(&c);
-            }
-        }
+        dense.finish(&mut self.minutes);
     }
 
     /// The report's `impact` section; `recovery_minutes` from `error_recovery`.

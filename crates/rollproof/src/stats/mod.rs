@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::time::{Micros, MICROS_PER_MINUTE};
+use crate::time::Micros;
 
 pub(crate) use intervals::Ci;
 pub(crate) use quantiles::Quantiles;
@@ -64,60 +64,109 @@ impl ExactSum {
     }
 }
 
-/// One batch's per-minute [`Rate`]s after a flip, counted densely (a batch's minutes are few:
-/// a tree look-up per row cost more than the rest of the row), then added to a map of minutes
-/// since the flip. Minute k is [flip + k min, flip + (k+1) min). At most 2^20 minutes are
-/// dense (a batch may span millennia: hostile or corrupt timestamps); later ones go to the map
-/// directly.
-pub(crate) struct MinuteRates {
-    flip: Micros,
-    first: i64,
-    dense: Vec<Rate>,
+/// What [`DenseMinutes`] counts per minute: a tally that merges, and knows when it counted
+/// nothing (such minutes are not added to the map).
+pub(crate) trait Tally: Default + Clone {
+    fn merge_from(&mut self, other: &Self);
+    fn is_empty(&self) -> bool;
 }
 
-impl MinuteRates {
-    /// For a batch with timestamps `ts`; rows before `flip` are not counted.
-    pub(crate) fn new(ts: &[Micros], flip: Micros) -> MinuteRates {
+/// The most minutes one batch counts densely (a week); the rest go to the map directly.
+const DENSE_MINUTES: i64 = 7 * 24 * 60;
+
+/// One batch's per-minute tallies, counted densely (a batch's minutes are few: a tree look-up
+/// per row cost more than the rest of the row), then added to a map of flip-aligned minutes.
+/// Minute k is [flip + k min, flip + (k+1) min), negative before the flip. At most
+/// [`DENSE_MINUTES`] are dense (a batch may span millennia: hostile or corrupt timestamps);
+/// minutes past them go to the map directly.
+pub(crate) struct DenseMinutes<T> {
+    flip: Micros,
+    /// Rows before this instant are not counted.
+    from: Micros,
+    first: i64,
+    dense: Vec<T>,
+}
+
+impl<T: Tally> DenseMinutes<T> {
+    /// For a batch with timestamps `ts`, minutes aligned to `flip`; rows before `from` are not
+    /// counted (`Micros::MIN`: every row).
+    pub(crate) fn new(ts: &[Micros], flip: Micros, from: Micros) -> DenseMinutes<T> {
         let (lo, hi) = ts
             .iter()
-            .filter(|&&t| t >= flip)
+            .filter(|&&t| t >= from)
             .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
         let (first, dense) = if lo <= hi {
-            let first = lo.saturating_sub(flip) / MICROS_PER_MINUTE;
-            let last = hi.saturating_sub(flip) / MICROS_PER_MINUTE;
-            (
-                first,
-                vec![Rate::default(); (last - first + 1).min(1 << 20) as usize],
-            )
+            let first = crate::time::minute_since(lo, flip);
+            let span = crate::time::minute_since(hi, flip)
+                .saturating_sub(first)
+                .saturating_add(1);
+            (first, vec![T::default(); span.min(DENSE_MINUTES) as usize])
         } else {
             (0, Vec::new())
         };
-        MinuteRates { flip, first, dense }
+        DenseMinutes {
+            flip,
+            from,
+            first,
+            dense,
+        }
+    }
+
+    /// The tally of the minute of a row at `t` (`None` before `from`).
+    #[inline]
+    pub(crate) fn at<'a>(
+        &'a mut self,
+        minutes: &'a mut BTreeMap<i64, T>,
+        t: Micros,
+    ) -> Option<&'a mut T> {
+        if t < self.from {
+            return None;
+        }
+        let k = crate::time::minute_since(t, self.flip);
+        Some(
+            match self.dense.get_mut(k.saturating_sub(self.first) as usize) {
+                Some(tally) => tally,
+                None => minutes.entry(k).or_default(),
+            },
+        )
+    }
+
+    /// Adds the batch's counted minutes to `minutes`.
+    pub(crate) fn finish(self, minutes: &mut BTreeMap<i64, T>) {
+        for (offset, tally) in self.dense.iter().enumerate() {
+            if !tally.is_empty() {
+                minutes
+                    .entry(self.first + offset as i64)
+                    .or_default()
+                    .merge_from(tally);
+            }
+        }
+    }
+}
+
+/// Per-minute [`Rate`]s after a flip (rows before it are not counted).
+pub(crate) type MinuteRates = DenseMinutes<Rate>;
+
+impl MinuteRates {
+    pub(crate) fn after_flip(ts: &[Micros], flip: Micros) -> MinuteRates {
+        DenseMinutes::new(ts, flip, flip)
     }
 
     /// Counts a row at `t` (ignored before the flip).
     #[inline]
     pub(crate) fn add(&mut self, minutes: &mut BTreeMap<i64, Rate>, t: Micros, hit: bool) {
-        if t < self.flip {
-            return;
-        }
-        let k = t.saturating_sub(self.flip) / MICROS_PER_MINUTE;
-        match self.dense.get_mut(k.saturating_sub(self.first) as usize) {
-            Some(rate) => rate.add(hit),
-            None => minutes.entry(k).or_default().add(hit),
+        if let Some(rate) = self.at(minutes, t) {
+            rate.add(hit);
         }
     }
+}
 
-    /// Adds the batch's counted minutes to `minutes`.
-    pub(crate) fn finish(self, minutes: &mut BTreeMap<i64, Rate>) {
-        for (offset, rate) in self.dense.iter().enumerate() {
-            if rate.total > 0 {
-                minutes
-                    .entry(self.first + offset as i64)
-                    .or_default()
-                    .merge(rate);
-            }
-        }
+impl Tally for Rate {
+    fn merge_from(&mut self, other: &Rate) {
+        self.merge(other);
+    }
+    fn is_empty(&self) -> bool {
+        self.total == 0
     }
 }
 
@@ -285,6 +334,7 @@ impl<'de> Deserialize<'de> for Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::MICROS_PER_MINUTE;
 
     /// Rows before the flip are not counted; minutes past the dense cap still are, in the map.
     #[test]
@@ -299,7 +349,7 @@ mod tests {
             far,
         ];
         let mut minutes = BTreeMap::from([(1, Rate { hits: 1, total: 1 })]);
-        let mut rates = MinuteRates::new(&ts, flip);
+        let mut rates = MinuteRates::after_flip(&ts, flip);
         for (i, &t) in ts.iter().enumerate() {
             rates.add(&mut minutes, t, i % 2 == 0);
         }
@@ -307,6 +357,31 @@ mod tests {
         let got: Vec<(i64, u64, u64)> =
             minutes.iter().map(|(k, r)| (*k, r.hits, r.total)).collect();
         assert_eq!(got, vec![(0, 1, 2), (1, 1, 2), (1 << 21, 1, 1)]);
+    }
+
+    /// Counting every row: minutes before the flip are negative (floored, not truncated toward
+    /// zero), and a batch spanning more than the dense cap still counts its far minutes.
+    #[test]
+    fn dense_minutes_count_before_the_flip() {
+        let flip = 1_000 * MICROS_PER_MINUTE;
+        let ts = [
+            flip - 2 * MICROS_PER_MINUTE,
+            flip - 1,
+            flip - 1,
+            flip,
+            flip - (DENSE_MINUTES + 5) * MICROS_PER_MINUTE,
+        ];
+        let mut minutes = BTreeMap::new();
+        let mut dense = DenseMinutes::<Rate>::new(&ts, flip, Micros::MIN);
+        for &t in &ts {
+            dense
+                .at(&mut minutes, t)
+                .expect("every row counts")
+                .add(true);
+        }
+        dense.finish(&mut minutes);
+        let got: Vec<(i64, u64)> = minutes.iter().map(|(k, r)| (*k, r.total)).collect();
+        assert_eq!(got, vec![(-DENSE_MINUTES - 5, 1), (-2, 1), (-1, 2), (0, 1)]);
     }
 
     #[test]
