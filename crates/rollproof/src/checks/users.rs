@@ -22,7 +22,7 @@ use super::error_recovery::is_error;
 use super::impact::fixed_windows;
 use super::mixed_versions::skip_reason;
 use super::SAMPLE_CAP;
-use crate::columns::{hash_str, Col, Table};
+use crate::columns::{Col, Table};
 use crate::engine::{Kernel, Rows, Stage};
 use crate::plan::{Ctx, Plan, Rollback};
 use crate::stats::key_table::KeyTable;
@@ -76,21 +76,11 @@ pub(crate) struct State {
 fn row_values(ctx: &Ctx, rows: &Rows<'_>) -> Vec<u64> {
     match &ctx.plan {
         Plan::Canary(_) => rows.set.iter().map(|&s| s as u64).collect(),
-        Plan::Rollback(_) => {
-            let mut values = vec![0xcbf2_9ce4_8422_2325u64; rows.len()];
-            for col in ctx.plan.pins_named() {
-                let Some(arr) = rows.batch.str(col) else {
-                    continue;
-                };
-                arr.update_rows(&mut values, hash_str, |v, h| {
-                    *v = (v.rotate_left(23) ^ h).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                });
-            }
-            for v in &mut values {
-                *v = (*v).clamp(NONE + 1, MIXED - 1);
-            }
-            values
-        }
+        Plan::Rollback(r) => rows
+            .pin_tuples(r)
+            .iter()
+            .map(|&v| v.clamp(NONE + 1, MIXED - 1))
+            .collect(),
     }
 }
 

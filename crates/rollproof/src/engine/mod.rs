@@ -361,6 +361,15 @@ pub(crate) const SIDE_NONE: u8 = 0;
 pub(crate) const SIDE_BASELINE: u8 = 1;
 pub(crate) const SIDE_SUBJECT: u8 = 2;
 
+/// The start of [`Rows::pin_tuples`]' fold (FNV-1a's offset basis).
+const TUPLE_SEED: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// What [`Rows::off_pin`] and [`Rows::pin_tuples`] return, computed together.
+struct PinRows {
+    off_pin: Vec<bool>,
+    tuple: Vec<u64>,
+}
+
 /// One batch as the kernels see it: the canonical columns, and for the requests the row classes,
 /// computed once per batch for every kernel (the only place where the two modes differ).
 pub(crate) struct Rows<'a> {
@@ -373,8 +382,9 @@ pub(crate) struct Rows<'a> {
     pub(crate) other_arm: u64,
     /// The hash of each row's `user_id`, computed once for the kernels that key on users.
     user_hashes: std::cell::OnceCell<Option<Vec<Option<u64>>>>,
-    /// Rollback: whether each row is off-pin, computed once for the kernels that need it.
-    off_pin: std::cell::OnceCell<Vec<bool>>,
+    /// Rollback: each row's off-pin flag and tuple of expected pins, computed once (in one walk
+    /// of the pin columns) for the kernels that need them.
+    pins: std::cell::OnceCell<PinRows>,
 }
 
 impl<'a> Rows<'a> {
@@ -398,7 +408,7 @@ impl<'a> Rows<'a> {
                 side: Vec::new(),
                 other_arm: 0,
                 user_hashes: Default::default(),
-                off_pin: Default::default(),
+                pins: Default::default(),
             };
         }
         let ts = batch.ts();
@@ -431,7 +441,7 @@ impl<'a> Rows<'a> {
                     .collect(),
                 other_arm: 0,
                 user_hashes: Default::default(),
-                off_pin: Default::default(),
+                pins: Default::default(),
             },
             Plan::Canary(c) => {
                 let arms: Vec<u8> = match batch.str(Col::Arm) {
@@ -461,7 +471,7 @@ impl<'a> Rows<'a> {
                     set,
                     other_arm,
                     user_hashes: Default::default(),
-                    off_pin: Default::default(),
+                    pins: Default::default(),
                 }
             }
         }
@@ -485,19 +495,39 @@ impl<'a> Rows<'a> {
     /// expected set of `r` (a missing value is not off-pin: that is the `pins` check's business).
     /// `r` must be the plan these rows were classed for.
     pub(crate) fn off_pin(&self, r: &Rollback) -> &[bool] {
-        self.off_pin.get_or_init(|| {
-            let mut off_pin = vec![false; self.len()];
-            for (col, want) in &r.pins[0].pins {
+        &self.pin_rows(r).off_pin
+    }
+
+    /// Per row, a hash of the values (missing is a value) of the expected pins' columns that the
+    /// batch has, in column order: equal tuples hash equal. `r` as for [`Rows::off_pin`].
+    pub(crate) fn pin_tuples(&self, r: &Rollback) -> &[u64] {
+        &self.pin_rows(r).tuple
+    }
+
+    fn pin_rows(&self, r: &Rollback) -> &PinRows {
+        self.pins.get_or_init(|| {
+            let mut pins: Vec<&(Col, String)> = r.pins[0].pins.iter().collect();
+            pins.sort_by_key(|(col, _)| *col);
+            pins.dedup_by_key(|(col, _)| *col);
+            let mut acc = vec![(TUPLE_SEED, false); self.len()];
+            for (col, want) in pins {
                 let Some(arr) = self.batch.str(*col) else {
                     continue;
                 };
                 arr.update_rows(
-                    &mut off_pin,
-                    |v| v.is_some_and(|v| v != want.as_str()),
-                    |o, x| *o |= x,
+                    &mut acc,
+                    |v| {
+                        let off = v.is_some_and(|v| v != want.as_str());
+                        (crate::columns::hash_str(v), off)
+                    },
+                    |(tuple, off), (h, o)| {
+                        *tuple = (tuple.rotate_left(23) ^ h).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                        *off |= o;
+                    },
                 );
             }
-            off_pin
+            let (tuple, off_pin) = acc.into_iter().unzip();
+            PinRows { off_pin, tuple }
         })
     }
 }
