@@ -1,7 +1,7 @@
 //! rollproof: audit a rollback (or gate a canary) from request logs and side-effect receipts.
 //!
 //! The library behind the `rollproof` command line (and the Python package): load an
-//! [`Incident`], run [`audit`], render the [`Report`] in any [`Format`]. See ARCHITECTURE.md for
+//! [`Incident`], run [`audit()`], render the [`Report`] in any [`Format`]. See ARCHITECTURE.md for
 //! the code map and the invariants.
 //!
 //! ```no_run

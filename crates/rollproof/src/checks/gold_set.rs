@@ -406,7 +406,7 @@ fn samples(ctx: &Ctx, run: &GoldSide, base: &GoldSide) -> Vec<Fields> {
         .collect()
 }
 
-/// The run's rows (one per question) with a pin of [expected_pins] different or missing; pins
+/// The run's rows (one per question) with a pin of `[expected_pins]` different or missing; pins
 /// the gold files do not carry at all cannot be compared and are left out.
 fn pin_violations(ctx: &Ctx, run: &GoldSide) -> u64 {
     let expected = &ctx.plan.pin_sets()[0].pins;

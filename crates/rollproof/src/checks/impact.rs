@@ -8,7 +8,7 @@
 //! - Minutes are aligned to the flip: minute k is [flip_at + k min, flip_at + (k+1) min), k < 0
 //!   before the flip.
 //! - An *off-pin* request carries a value other than the expected one for a pin of
-//!   [expected_pins] (a missing value is not counted: it is the `pins` check's business). An
+//!   `[expected_pins]` (a missing value is not counted: it is the `pins` check's business). An
 //!   *affected* request is off-pin or a user-visible error (status ≥ 500 or 429).
 //! - A *degraded* minute has requests and an error rate over `error_rate_max` or an off-pin share
 //!   of at least [`OFF_PIN_SHARE`].

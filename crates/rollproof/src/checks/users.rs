@@ -260,7 +260,8 @@ impl State {
         self.has_users
     }
 
-    /// Users with requests, and with affected requests, in fixed window `w` ([`super::impact::BASELINE`]...).
+    /// Users with requests, and with affected requests, in fixed window `w`
+    /// ([`super::impact::BASELINE`]...).
     pub(crate) fn in_window(&self, w: usize) -> (u64, u64) {
         let bit = 1u8 << w;
         let (mut all, mut hit) = (0u64, 0u64);
