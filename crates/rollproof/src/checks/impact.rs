@@ -174,7 +174,7 @@ impl State {
                 && (c.error_rate().is_some_and(|e| e > error_max)
                     || c.off_pin_share().is_some_and(|s| s >= OFF_PIN_SHARE))
         };
-        let search_from = (r.baseline.end - r.flip_at).div_euclid(MICROS_PER_MINUTE);
+        let search_from = r.minute(r.baseline.end);
         // Minutes wholly inside [baseline end, flip): the first may straddle the baseline's end.
         let before: Vec<(i64, &Counts)> = self
             .minutes

@@ -4,9 +4,10 @@
 //! Why not a `HashMap`: a per-row update into a map of hundreds of thousands of keys misses the
 //! cache on nearly every row, and in a general-purpose map a look-up touches two places (control
 //! bytes, then the bucket). Here a key and its value share one slot, so a look-up is one cache
-//! line (two for a slot that straddles a line, which the prefetch asks for together). (Measured on the 10M benchmark: 5% less CPU for the whole audit.) Where a table outgrows
-//! the last-level cache (5M users in the 100M benchmark) every look-up still misses; callers ask
-//! for the slots of later items ahead ([`KeyTable::prefetch`]) so that the misses overlap.
+//! line (two for a slot that straddles a line, which the prefetch asks for together). (Measured
+//! on the 10M benchmark: 5% less CPU for the whole audit.) Where a table outgrows the last-level
+//! cache (5M users in the 100M benchmark) every look-up still misses; callers ask for the slots
+//! of later items ahead ([`KeyTable::prefetch`]) so that the misses overlap.
 //!
 //! Open addressing with linear probing, at most 3/4 full and grown by half; key
 //! 0 marks an empty slot, so the key 0 itself is kept aside. Iteration order is the slots' order:
