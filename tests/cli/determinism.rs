@@ -256,6 +256,19 @@ fn sample_look_ups_skip_the_row_groups_before_the_flip() {
         .filter(|g| g.last().unwrap().ts >= earliest_flip)
         .count() as u64;
     let timings = stderr(&out);
+    if cfg!(target_os = "linux") {
+        // Each phase line ends with the CPU used so far, which never goes down.
+        let cpu: Vec<f64> = timings
+            .lines()
+            .filter(|l| l.starts_with("timing:"))
+            .map(|l| {
+                let at = l.rfind("CPU ").unwrap_or_else(|| panic!("no CPU in {l}"));
+                l[at + 4..].trim_end_matches(" s)").parse().unwrap()
+            })
+            .collect();
+        assert!(cpu.len() >= 3, "{timings}");
+        assert!(cpu.windows(2).all(|w| w[0] <= w[1]), "{timings}");
+    }
     assert_eq!(units_read(&timings, "requests pass", "requests"), total);
     assert_eq!(
         units_read(&timings, "sample look-ups", "requests"),

@@ -1206,8 +1206,10 @@ fn totals(plan: &TablePlan, counts: &[UnitCounts]) -> TableTotals {
     }
 }
 
-/// The resident memory now and at its peak so far, where the system tells (Linux).
-fn memory() -> String {
+/// The resident memory now and at its peak so far, and the CPU time (user + system, every
+/// thread) used so far, as far as the system tells (Linux: `/proc/self/status` and
+/// `/proc/self/stat`, whose CPU times are in the fixed 1/100 s ticks of its user interface).
+fn resources() -> String {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
         status
@@ -1216,9 +1218,24 @@ fn memory() -> String {
             .and_then(|v| v.trim().strip_suffix(" kB"))
             .and_then(|v| v.trim().parse::<u64>().ok())
     };
-    match (field("VmRSS:"), field("VmHWM:")) {
-        (Some(now), Some(peak)) => format!("  (RSS {} MiB, peak {} MiB)", now >> 10, peak >> 10),
-        _ => String::new(),
+    let mut parts = Vec::new();
+    if let (Some(now), Some(peak)) = (field("VmRSS:"), field("VmHWM:")) {
+        parts.push(format!("RSS {} MiB, peak {} MiB", now >> 10, peak >> 10));
+    }
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces: utime and
+    // stime are the file's 14th and 15th fields, the 12th and 13th of these.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
+    if let (Some(user), Some(system)) = (ticks(11), ticks(12)) {
+        parts.push(format!("CPU {:.2} s", (user + system) as f64 / 100.0));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("  ({})", parts.join(", "))
     }
 }
 
@@ -1244,7 +1261,7 @@ impl Timings {
                 std::io::stderr(),
                 "timing: {:>8.3} s  {phase}{}",
                 self.start.elapsed().as_secs_f64(),
-                memory()
+                resources()
             );
         }
     }
