@@ -441,6 +441,7 @@ pub(crate) fn prepare_sharded(
         statistics: incident.statistics,
         captured_state: tables.captured.is_some(),
         sharded,
+        first_pass_samples: std::env::var_os("ROLLPROOF_NO_SAMPLE_CAPTURE").is_none(),
     };
     Ok((ctx, tables))
 }

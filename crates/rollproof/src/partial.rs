@@ -24,7 +24,7 @@ use crate::error::{InputError, Problem};
 
 pub(crate) const MAGIC: &[u8; 10] = b"RPPARTIAL\n";
 /// Bumped whenever the body or any kernel state changes shape. 2: key-range sections.
-pub(crate) const FORMAT_VERSION: u32 = 3;
+pub(crate) const FORMAT_VERSION: u32 = 4;
 
 /// The most key ranges a partial or a merge may use.
 pub const MAX_KEY_PARTITIONS: usize = 65_536;

@@ -242,6 +242,9 @@ pub(crate) struct Ctx {
     /// The tables are folded on several machines: a kernel cannot count on an earlier stage's
     /// states (the requests of one shard, the receipts of another) while it folds.
     pub(crate) sharded: bool,
+    /// The mixed users' samples may come from the first pass (`users::Captured`) instead of a
+    /// look-up; `ROLLPROOF_NO_SAMPLE_CAPTURE` turns this off, to compare the two.
+    pub(crate) first_pass_samples: bool,
 }
 
 impl Ctx {

@@ -114,7 +114,13 @@ impl LookupSpec for UserLookup {
         if skip_reason(ctx).is_some() {
             return Vec::new();
         }
-        prior.get::<UsersKernel>().sample_targets()
+        let users = prior.get::<UsersKernel>();
+        let targets = users.sample_targets();
+        if ctx.first_pass_samples && users.captured(&targets).is_some() {
+            // The first pass kept these users' samples.
+            return Vec::new();
+        }
+        targets
     }
 
     fn scan(
@@ -137,26 +143,7 @@ impl LookupSpec for UserLookup {
                 continue;
             };
             let u = user.get(i).expect("a user hash has a user");
-            let shown = match &ctx.plan {
-                Plan::Canary(_) => ctx.plan.set_label(rows.set[i] as usize - 1),
-                Plan::Rollback(r) => {
-                    // Only the pins that differ from the expected set: the part that matters.
-                    let differing: Vec<String> = r.pins[0]
-                        .pins
-                        .iter()
-                        .filter_map(|(c, want)| {
-                            let got = batch.str(*c)?.get(i);
-                            (got != Some(want.as_str()))
-                                .then(|| format!("{}={}", c.name(), got.unwrap_or("∅")))
-                        })
-                        .collect();
-                    if differing.is_empty() {
-                        "expected pins".to_string()
-                    } else {
-                        differing.join(" ")
-                    }
-                }
-            };
+            let shown = shown(ctx, rows, i);
             let id = request_id
                 .as_ref()
                 .and_then(|c| c.get(i))
@@ -167,26 +154,75 @@ impl LookupSpec for UserLookup {
     }
 }
 
+/// What a sample shows of audited row `i`'s value: its arm (canary), or the expected pins it
+/// differs in (rollback).
+pub(crate) fn shown(ctx: &Ctx, rows: &Rows<'_>, i: usize) -> String {
+    match &ctx.plan {
+        Plan::Canary(_) => ctx.plan.set_label(rows.set[i] as usize - 1),
+        Plan::Rollback(r) => {
+            // Only the pins that differ from the expected set: the part that matters.
+            let differing: Vec<String> = r.pins[0]
+                .pins
+                .iter()
+                .filter_map(|(c, want)| {
+                    let got = rows.batch.str(*c)?.get(i);
+                    (got != Some(want.as_str()))
+                        .then(|| format!("{}={}", c.name(), got.unwrap_or("∅")))
+                })
+                .collect();
+            if differing.is_empty() {
+                "expected pins".to_string()
+            } else {
+                differing.join(" ")
+            }
+        }
+    }
+}
+
 /// One sample per user, ordered by user id: the distinct values with their first request.
-pub(crate) fn user_samples(states: &States) -> Vec<Fields> {
+pub(crate) fn user_samples(ctx: &Ctx, states: &States) -> Vec<Fields> {
     let Some(lookup) = states.try_get::<Lookup<UserLookup>>() else {
         return Vec::new();
     };
     // (user, [(first ts, request id, value shown)]) per user.
-    type Seen<'a> = Vec<(i64, &'a String, &'a String)>;
-    let mut users: Vec<(&String, Seen<'_>)> = lookup
-        .found
-        .values()
-        .map(|found| {
-            let mut seen: Vec<(i64, &String, &String)> = found
-                .groups
-                .iter()
-                .filter_map(|(shown, first)| first.items().first().map(|(ts, id)| (*ts, id, shown)))
-                .collect();
-            seen.sort();
-            (&found.text, seen)
-        })
-        .collect();
+    type Seen = Vec<(i64, String, String)>;
+    let users_state = states.get::<UsersKernel>();
+    let targets = users_state.sample_targets();
+    let captured = users_state
+        .captured(&targets)
+        .filter(|_| ctx.first_pass_samples);
+    let mut users: Vec<(String, Seen)> = match captured {
+        // The look-up does not read request ids (see `UserLookup::columns`), nor does this.
+        Some(captured) => captured
+            .into_iter()
+            .map(|(text, first)| {
+                let mut seen: Seen = first
+                    .into_iter()
+                    .map(|(shown, ts)| (ts, String::new(), shown))
+                    .collect();
+                seen.sort();
+                (text.to_string(), seen)
+            })
+            .collect(),
+        None => lookup
+            .found
+            .values()
+            .map(|found| {
+                let mut seen: Seen = found
+                    .groups
+                    .iter()
+                    .filter_map(|(shown, first)| {
+                        first
+                            .items()
+                            .first()
+                            .map(|(ts, id)| (*ts, id.clone(), shown.clone()))
+                    })
+                    .collect();
+                seen.sort();
+                (found.text.clone(), seen)
+            })
+            .collect(),
+    };
     users.sort();
     users
         .into_iter()
@@ -243,6 +279,6 @@ fn finish(f: &Finish<'_>) -> CheckResult {
         )
         .cells(format!("{mixed} users mixed"), "", "0 users mixed (warn)")
         .sample_size(checked.to_string());
-    result.samples = user_samples(f.states);
+    result.samples = user_samples(f.ctx, f.states);
     result
 }

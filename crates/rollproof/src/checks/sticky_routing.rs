@@ -91,6 +91,6 @@ fn finish(f: &Finish<'_>) -> CheckResult {
         )
         .cells(format!("{both} users on both arms"), "", "0 (warn)")
         .sample_size(checked.to_string());
-    result.samples = user_samples(f.states);
+    result.samples = user_samples(f.ctx, f.states);
     result
 }

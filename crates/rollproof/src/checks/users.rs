@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 
 use super::error_recovery::is_error;
 use super::impact::fixed_windows;
-use super::mixed_versions::skip_reason;
+use super::mixed_versions::{shown, skip_reason};
 use super::SAMPLE_CAP;
 use crate::columns::{Col, Table};
 use crate::engine::{Kernel, Rows, Stage};
@@ -69,6 +69,9 @@ pub(crate) struct State {
     has_users: bool,
     /// What [`Kernel::compact`] keeps of the marks of a complete key range.
     compacted: CompactUsers,
+    /// The samples of the users with the smallest hashes, kept in this pass so that the
+    /// look-up of the mixed users' requests can usually be skipped.
+    captured: Captured,
 }
 
 /// The value a row contributes to `mixed_versions`: the hash of its tuple of expected pins
@@ -127,6 +130,7 @@ impl Kernel for UsersKernel {
         // Rollback: what the impact section needs of each row.
         let impact = r.map(|r| (r, fixed_windows(r), affected(r, rows)));
         let ts = rows.batch.ts();
+        let user_ids = rows.batch.str(Col::UserId);
         for i in 0..rows.len() {
             let value = match &values {
                 Some(v) if rows.set[i] != 0 => v[i],
@@ -157,7 +161,14 @@ impl Kernel for UsersKernel {
                 state.users.prefetch(*later);
             }
             match user_hashes[i] {
-                Some(u) => state.users.entry(u).0.merge(User { value, mark }),
+                Some(u) => {
+                    state.users.entry(u).0.merge(User { value, mark });
+                    if value != NONE && u <= state.captured.upto {
+                        let user = user_ids.as_ref().and_then(|c| c.get(i)).unwrap_or("");
+                        let shown = || shown(ctx, rows, i);
+                        state.captured.add(u, user, value, ts[i], shown);
+                    }
+                }
                 None => state.requests_without_user += (value != NONE) as u64,
             }
         }
@@ -169,6 +180,7 @@ impl Kernel for UsersKernel {
         state.single_users = state.single_users.saturating_add(other.single_users);
         state.has_users |= other.has_users;
         state.compacted.merge(std::mem::take(&mut other.compacted));
+        state.captured.merge(std::mem::take(&mut other.captured));
         // Fold the smaller table into the larger.
         if other.users.len() > state.users.len() {
             std::mem::swap(&mut state.users, &mut other.users);
@@ -251,6 +263,22 @@ impl State {
         mixed
     }
 
+    /// The first pass's samples of `targets` (sorted), when it kept every audited request of
+    /// each: per user, its id as written and per value shown its earliest `ts`.
+    pub(crate) fn captured(&self, targets: &[u64]) -> Option<Vec<(&str, UserSamples)>> {
+        let last = *targets.last()?;
+        if last > self.captured.upto {
+            return None;
+        }
+        targets
+            .iter()
+            .map(|u| {
+                let user = self.captured.users.get(u)?;
+                Some((user.text.as_str(), self.captured.samples(user)))
+            })
+            .collect()
+    }
+
     pub(crate) fn requests_without_user(&self) -> u64 {
         self.requests_without_user
     }
@@ -291,6 +319,148 @@ impl State {
             all.saturating_add(CompactUsers::since(&self.compacted.last, k)),
             hit.saturating_add(CompactUsers::since(&self.compacted.last_affected, k)),
         ))
+    }
+}
+
+/// Per value shown, the earliest audited request's `ts`: a captured user's samples.
+pub(crate) type UserSamples = Vec<(String, i64)>;
+
+/// Users whose samples [`Captured`] keeps at most.
+const CAPTURED_USERS: usize = 1 << 14;
+
+/// The samples of the mixed users, kept in the first pass for the users with the smallest hashes.
+///
+/// The samples shown are those of the mixed users with the smallest hashes, and which users are
+/// mixed is only known once every row was read: so the first pass keeps, for the
+/// [`CAPTURED_USERS`] users with the smallest hashes, what the look-up would find of them (their
+/// id as written, and per value shown the earliest audited request). When the sampled users are
+/// all among them, the look-up of the requests is not needed (it decodes `user_id` again in every
+/// unit after the flip: 5% of the audit's CPU at 100M requests, net of keeping this); otherwise
+/// (mixed users rarer than about one in 2,000) it runs as before. The two give the same samples
+/// (tested both ways), so which one ran never shows in a report.
+///
+/// Invariant: every user whose hash is at most `upto` has all its audited rows folded in. A
+/// user is dropped only when the map outgrows its cap, the one with the largest hash, and `upto`
+/// then falls below that hash, so no later row of it is kept. What is kept is the same whatever
+/// the order of rows and merges (the cap's smallest hashes; `upto` just below the next one), so
+/// partials stay byte-identical for any thread count.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Captured {
+    upto: u64,
+    users: BTreeMap<u64, CapturedUser>,
+    /// What a sample shows of each row value met (a handful), by value: built once, not per row.
+    shown: BTreeMap<u64, String>,
+}
+
+impl Default for Captured {
+    fn default() -> Captured {
+        Captured {
+            upto: u64::MAX,
+            users: BTreeMap::new(),
+            shown: BTreeMap::new(),
+        }
+    }
+}
+
+/// One user's samples, as the look-up of the mixed users' requests finds them.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct CapturedUser {
+    /// The user id as written (the smallest spelling seen).
+    text: String,
+    /// A second hash of `text` (0: not computed yet): rows whose user id has the same hash and
+    /// this one too are taken to spell it alike, without reading `text` (a cache miss per row).
+    #[serde(skip)]
+    check: u64,
+    /// Per row value (sorted), the earliest audited request's `ts`.
+    first: Vec<(u64, i64)>,
+}
+
+/// [`CapturedUser::check`]: a hash of a user id other than `hash_str`'s, never 0.
+fn second_hash(user: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(user.as_bytes(), 0x5eed).max(1)
+}
+
+impl CapturedUser {
+    fn merge(&mut self, other: CapturedUser) {
+        if other.text < self.text {
+            self.text = other.text;
+            self.check = 0;
+        }
+        for (value, ts) in other.first {
+            self.seen(value, ts);
+        }
+    }
+
+    #[inline]
+    fn seen(&mut self, value: u64, ts: i64) {
+        match self.first.binary_search_by_key(&value, |&(v, _)| v) {
+            Ok(j) => self.first[j].1 = self.first[j].1.min(ts),
+            Err(j) => self.first.insert(j, (value, ts)),
+        }
+    }
+}
+
+impl Captured {
+    /// Folds an audited request of user `u` (hash at most `upto`, id `user`) at `ts`, whose value
+    /// is `value`; `shown` is what a sample shows of that value.
+    #[inline(never)]
+    fn add(&mut self, u: u64, user: &str, value: u64, ts: i64, shown: impl FnOnce() -> String) {
+        self.shown.entry(value).or_insert_with(shown);
+        let check = second_hash(user);
+        let entry = self.users.entry(u).or_insert_with(|| CapturedUser {
+            text: user.to_string(),
+            check,
+            first: Vec::new(),
+        });
+        if entry.check == 0 {
+            entry.check = second_hash(&entry.text);
+        }
+        if check != entry.check && user < entry.text.as_str() {
+            entry.text = user.to_string();
+            entry.check = check;
+        }
+        entry.seen(value, ts);
+        self.cap();
+    }
+
+    fn merge(&mut self, other: Captured) {
+        self.upto = self.upto.min(other.upto);
+        let upto = self.upto;
+        self.users.retain(|&u, _| u <= upto);
+        for (u, user) in other.users.into_iter().filter(|&(u, _)| u <= upto) {
+            match self.users.entry(u) {
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(user);
+                }
+                std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().merge(user),
+            }
+        }
+        self.shown.extend(other.shown);
+        self.cap();
+    }
+
+    /// Drops the users with the largest hashes past the cap, and every later row of theirs.
+    fn cap(&mut self) {
+        while self.users.len() > CAPTURED_USERS {
+            if let Some((u, _)) = self.users.pop_last() {
+                self.upto = u.saturating_sub(1);
+            }
+        }
+    }
+
+    /// `user`'s samples: per value shown, the earliest `ts`. Two values can show alike (a pin
+    /// missing, and one spelt `∅`), as in the look-up, which groups by what is shown.
+    fn samples(&self, user: &CapturedUser) -> UserSamples {
+        let mut by_shown: BTreeMap<&str, i64> = BTreeMap::new();
+        for &(value, ts) in &user.first {
+            let shown = self.shown.get(&value).map_or("", String::as_str);
+            let first = by_shown.entry(shown).or_insert(ts);
+            *first = (*first).min(ts);
+        }
+        by_shown
+            .into_iter()
+            .map(|(s, ts)| (s.to_string(), ts))
+            .collect()
     }
 }
 
@@ -470,7 +640,114 @@ impl CompactUsers {
 
 #[cfg(test)]
 mod tests {
-    use super::{Packed, User, UserMark, MAX_DISTANCE, MIXED, NONE};
+    use super::{
+        Captured, Packed, State, User, UserMark, CAPTURED_USERS, MAX_DISTANCE, MIXED, NONE,
+    };
+
+    /// Rows of more users than the capture keeps: (user hash, user id, value, ts).
+    fn capture_rows() -> Vec<(u64, String, u64, i64)> {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let users: Vec<u64> = (0..CAPTURED_USERS * 3).map(|_| next()).collect();
+        (0..CAPTURED_USERS * 12)
+            .map(|_| {
+                let u = users[(next() % users.len() as u64) as usize];
+                (
+                    u,
+                    format!("u-{u:x}"),
+                    1 + next() % 3,
+                    (next() % 1_000_000) as i64,
+                )
+            })
+            .collect()
+    }
+
+    fn fold(rows: &[(u64, String, u64, i64)]) -> Captured {
+        let mut c = Captured::default();
+        for (u, user, value, ts) in rows {
+            if *u <= c.upto {
+                c.add(*u, user, *value, *ts, || format!("value {value}"));
+            }
+        }
+        c
+    }
+
+    /// The capture keeps the users with the smallest hashes, each with every one of its rows,
+    /// and `upto` just below the next user: the same bytes whatever the order of rows and
+    /// merges (partials must not depend on the thread count).
+    #[test]
+    fn the_capture_keeps_the_smallest_users_whole_in_any_order() {
+        let rows = capture_rows();
+        let one = fold(&rows);
+        let mut users: Vec<u64> = rows.iter().map(|r| r.0).collect();
+        users.sort_unstable();
+        users.dedup();
+        assert!(users.len() > CAPTURED_USERS);
+        assert_eq!(one.upto, users[CAPTURED_USERS] - 1);
+        assert!(one
+            .users
+            .keys()
+            .copied()
+            .eq(users[..CAPTURED_USERS].iter().copied()));
+        let mut first: std::collections::BTreeMap<(u64, u64), i64> = Default::default();
+        for (u, _, value, ts) in &rows {
+            let f = first.entry((*u, *value)).or_insert(*ts);
+            *f = (*f).min(*ts);
+        }
+        for (u, kept) in &one.users {
+            let want: Vec<(u64, i64)> = first
+                .range((*u, 0)..=(*u, u64::MAX))
+                .map(|(&(_, v), &ts)| (v, ts))
+                .collect();
+            assert_eq!(kept.first, want);
+            assert_eq!(kept.text, format!("u-{u:x}"));
+        }
+        let bytes = |c: &Captured| postcard::to_allocvec(c).unwrap();
+        // Three workers taking every third row, merged in two orders; and reversed rows.
+        let part = |k: usize| {
+            let mine: Vec<_> = rows.iter().skip(k).step_by(3).cloned().collect();
+            fold(&mine)
+        };
+        let mut a = part(0);
+        a.merge(part(1));
+        a.merge(part(2));
+        let mut b = part(2);
+        let mut c = part(1);
+        c.merge(part(0));
+        b.merge(c);
+        let reversed: Vec<_> = rows.iter().rev().cloned().collect();
+        for other in [a, b, fold(&reversed)] {
+            assert!(bytes(&other) == bytes(&one));
+        }
+    }
+
+    /// Samples come from the capture only when every sampled user is at most `upto`.
+    #[test]
+    fn captured_samples_need_every_target_kept_whole() {
+        let rows = capture_rows();
+        let mut state = State {
+            captured: fold(&rows),
+            ..State::default()
+        };
+        let kept: Vec<u64> = state.captured.users.keys().copied().take(3).collect();
+        let samples = state.captured(&kept).expect("kept whole");
+        assert_eq!(samples.len(), 3);
+        assert!(samples[0]
+            .1
+            .iter()
+            .all(|(shown, _)| shown.starts_with("value ")));
+        let beyond = state.captured.upto + 1;
+        assert!(state.captured(&[kept[0], beyond]).is_none());
+        assert!(state.captured(&[]).is_none());
+        // A user at most `upto` but absent (no audited request) is not a sample.
+        state.captured.users.remove(&kept[1]);
+        assert!(state.captured(&kept).is_none());
+    }
 
     /// Packed marks of requests merge as plain `UserMark`s would, and serialize as them.
     #[test]
