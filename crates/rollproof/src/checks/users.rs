@@ -335,9 +335,10 @@ const CAPTURED_USERS: usize = 1 << 14;
 /// [`CAPTURED_USERS`] users with the smallest hashes, what the look-up would find of them (their
 /// id as written, and per value shown the earliest audited request). When the sampled users are
 /// all among them, the look-up of the requests is not needed (it decodes `user_id` again in every
-/// unit after the flip: 5% of the audit's CPU at 100M requests, net of keeping this); otherwise
-/// (mixed users rarer than about one in 2,000) it runs as before. The two give the same samples
-/// (tested both ways), so which one ran never shows in a report.
+/// unit after the flip: about 3% of the audit's CPU at 10M and 100M requests, net of keeping
+/// this; see BENCHMARKS.md); otherwise (mixed users rarer than about one in 2,000) it runs as
+/// before. The two give the same samples (tested both ways), so which one ran never shows in a
+/// report.
 ///
 /// Invariant: every user whose hash is at most `upto` has all its audited rows folded in. A
 /// user is dropped only when the map outgrows its cap, the one with the largest hash, and `upto`
