@@ -186,11 +186,14 @@ pub(crate) fn user_samples(ctx: &Ctx, states: &States) -> Vec<Fields> {
     };
     // (user, [(first ts, request id, value shown)]) per user.
     type Seen = Vec<(i64, String, String)>;
-    let users_state = states.get::<UsersKernel>();
-    let targets = users_state.sample_targets();
-    let captured = users_state
-        .captured(&targets)
-        .filter(|_| ctx.first_pass_samples);
+    // Nothing found: either no user is mixed, or the look-up had no targets because the first
+    // pass kept them (`UserLookup::targets` decides it; the targets are only listed again here).
+    let captured = if lookup.found.is_empty() && ctx.first_pass_samples {
+        let users_state = states.get::<UsersKernel>();
+        users_state.captured(&users_state.sample_targets())
+    } else {
+        None
+    };
     let mut users: Vec<(String, Seen)> = match captured {
         // The look-up does not read request ids (see `UserLookup::columns`), nor does this.
         Some(captured) => captured
