@@ -116,7 +116,7 @@ impl LookupSpec for UserLookup {
         }
         let users = prior.get::<UsersKernel>();
         let targets = users.sample_targets();
-        if ctx.first_pass_samples && users.captured(&targets).is_some() {
+        if ctx.first_pass_samples && users.keeps_whole(&targets) {
             // The first pass kept these users' samples.
             return Vec::new();
         }

@@ -263,20 +263,27 @@ impl State {
         mixed
     }
 
-    /// The first pass's samples of `targets` (sorted), when it kept every audited request of
-    /// each: per user, its id as written and per value shown its earliest `ts`.
+    /// Whether the first pass kept every audited request of each of `targets` (sorted, not
+    /// empty): a user at most `upto` that it holds.
+    pub(crate) fn keeps_whole(&self, targets: &[u64]) -> bool {
+        targets
+            .last()
+            .is_some_and(|&last| last <= self.captured.upto)
+            && targets.iter().all(|u| self.captured.users.contains_key(u))
+    }
+
+    /// The first pass's samples of `targets` (sorted), when it kept them whole
+    /// ([`State::keeps_whole`]): per user, its id as written and per value shown its earliest `ts`.
     pub(crate) fn captured(&self, targets: &[u64]) -> Option<Vec<(&str, UserSamples)>> {
-        let last = *targets.last()?;
-        if last > self.captured.upto {
+        if !self.keeps_whole(targets) {
             return None;
         }
-        targets
-            .iter()
-            .map(|u| {
-                let user = self.captured.users.get(u)?;
-                Some((user.text.as_str(), self.captured.samples(user)))
-            })
-            .collect()
+        let users = targets.iter().filter_map(|u| self.captured.users.get(u));
+        Some(
+            users
+                .map(|user| (user.text.as_str(), self.captured.samples(user)))
+                .collect(),
+        )
     }
 
     pub(crate) fn requests_without_user(&self) -> u64 {
