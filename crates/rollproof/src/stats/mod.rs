@@ -245,8 +245,9 @@ pub(crate) const AHEAD: usize = 16;
 /// other processors none at all). For look-ups into tables past the cache (`key_table`,
 /// `hash_index`): asked for a few look-ups ahead, their misses overlap.
 ///
-/// The one `unsafe` block of the workspace (its lints deny `unsafe_code` elsewhere): Rust has no
-/// stable safe prefetch, and a plain read ahead would make the processor wait for it.
+/// The one `unsafe` block of the shipped code (its lints deny `unsafe_code` elsewhere; the floor
+/// benchmark has the other): Rust has no stable safe prefetch, and a plain read ahead would make
+/// the processor wait for it.
 #[inline]
 #[allow(unsafe_code)]
 pub(crate) fn prefetch<T>(slots: &[T], i: usize) {
