@@ -8,7 +8,7 @@
 use arrow::array::Array;
 use serde::{Deserialize, Serialize};
 
-use crate::columns::{Col, Table};
+use crate::columns::{Col, StrCol, Table};
 use std::collections::BTreeMap;
 
 use super::error_recovery::is_error;
@@ -278,13 +278,56 @@ impl Kernel for SeriesKernel {
     }
 }
 
+/// Each row's region ([`super::region_of`]'s name) as an index into the batch's distinct names:
+/// found once per dictionary value (once per run of equal values for plain strings) instead of
+/// a string comparison and a map look-up per row.
+struct RegionSlots<'a> {
+    names: Vec<&'a str>,
+    slots: Vec<u32>,
+}
+
+impl<'a> RegionSlots<'a> {
+    fn of(region: Option<&StrCol<'a>>, rows: usize) -> RegionSlots<'a> {
+        let Some(region) = region else {
+            return RegionSlots {
+                names: vec![super::region_of(None, 0)],
+                slots: vec![0; rows],
+            };
+        };
+        let mut names: Vec<&'a str> = Vec::new();
+        let mut last: Option<(&'a str, u32)> = None;
+        let slots = region.map_rows(|v| {
+            // As `region_of`: a missing or empty value is the region `unknown`.
+            let name = v.filter(|s| !s.is_empty()).unwrap_or("unknown");
+            match last {
+                Some((l, slot)) if l == name => slot,
+                _ => {
+                    let slot = match names.iter().position(|k| *k == name) {
+                        Some(p) => p as u32,
+                        None => {
+                            names.push(name);
+                            (names.len() - 1) as u32
+                        }
+                    };
+                    last = Some((name, slot));
+                    slot
+                }
+            }
+        });
+        RegionSlots { names, slots }
+    }
+}
+
 impl State {
     fn update(&mut self, ctx: &Ctx, rows: &Rows<'_>) {
-        if ctx.series {
-            self.update_regions(ctx, rows);
+        if !ctx.series {
+            return;
         }
-        let Some(r) = range(ctx) else { return };
         let batch = rows.batch;
+        let region = batch.str(Col::Region);
+        let regions = RegionSlots::of(region.as_ref(), batch.len());
+        self.update_regions(ctx, rows, &regions);
+        let Some(r) = range(ctx) else { return };
         let canary = matches!(ctx.plan, Plan::Canary(_));
         if self.sides.is_empty() {
             self.first = (r.start - r.origin).div_euclid(r.bucket);
@@ -357,21 +400,34 @@ impl State {
         let breaker = batch
             .str(Col::BreakerState)
             .map(|b| b.map_rows(super::backpressure::breaker));
-        if any_pin && !canary {
-            if let Some(region) = batch.str(Col::Region) {
-                let len = self.sides[0].len();
-                for i in 0..n {
-                    let Some(k) = index[i] else { continue };
-                    let name = super::region_of(Some(&region), i);
-                    let cells = match self.region_pins.get_mut(name) {
-                        Some(c) => c,
-                        None => self
-                            .region_pins
-                            .entry(name.to_string())
-                            .or_insert_with(|| vec![(0, 0); len]),
-                    };
-                    cells[k].0 += 1;
-                    cells[k].1 += pins_ok[i] as u64;
+        if any_pin && !canary && region.is_some() {
+            let len = self.sides[0].len();
+            // Per region of this batch, created by its first row in the chart (a region with
+            // none gets no entry).
+            let mut cells: Vec<Vec<(u64, u64)>> = vec![Vec::new(); regions.names.len()];
+            for i in 0..n {
+                let Some(k) = index[i] else { continue };
+                let c = &mut cells[regions.slots[i] as usize];
+                if c.is_empty() {
+                    c.resize(len, (0, 0));
+                }
+                c[k].0 += 1;
+                c[k].1 += pins_ok[i] as u64;
+            }
+            for (name, c) in regions.names.iter().zip(cells) {
+                if c.is_empty() {
+                    continue;
+                }
+                let mine = match self.region_pins.get_mut(*name) {
+                    Some(m) => m,
+                    None => self
+                        .region_pins
+                        .entry(name.to_string())
+                        .or_insert_with(|| vec![(0, 0); len]),
+                };
+                for (m, t) in mine.iter_mut().zip(c) {
+                    m.0 += t.0;
+                    m.1 += t.1;
                 }
             }
         }
@@ -428,16 +484,13 @@ impl State {
 
     /// Per region, the two sides: rollback [baseline window, after the flip], canary [baseline
     /// arm, canary arm].
-    fn update_regions(&mut self, ctx: &Ctx, rows: &Rows<'_>) {
+    fn update_regions(&mut self, ctx: &Ctx, rows: &Rows<'_>, regions: &RegionSlots<'_>) {
         let batch = rows.batch;
-        let region = batch.str(Col::Region);
         let status = batch.int(Col::Status);
         let latency = batch.float(Col::LatencyMs);
         let canary = matches!(ctx.plan, Plan::Canary(_));
-        // Regions of one batch are few: look each up once per run of equal values.
-        let mut last: Option<(&str, usize)> = None;
-        let mut keys: Vec<String> = Vec::new();
-        let mut cells: Vec<[RegionCell; 2]> = Vec::new();
+        // Per region of this batch; only a region with a counted row gets an entry.
+        let mut cells: Vec<Option<[RegionCell; 2]>> = vec![None; regions.names.len()];
         for i in 0..batch.len() {
             let side = if canary {
                 match rows.side[i] {
@@ -452,23 +505,8 @@ impl State {
             } else {
                 continue;
             };
-            let name = super::region_of(region.as_ref(), i);
-            let slot = match last {
-                Some((l, slot)) if l == name => slot,
-                _ => {
-                    let slot = match keys.iter().position(|k| k == name) {
-                        Some(p) => p,
-                        None => {
-                            keys.push(name.to_string());
-                            cells.push(Default::default());
-                            keys.len() - 1
-                        }
-                    };
-                    last = Some((name, slot));
-                    slot
-                }
-            };
-            let c = &mut cells[slot][side];
+            let c =
+                &mut cells[regions.slots[i] as usize].get_or_insert_with(Default::default)[side];
             c.requests += 1;
             if let Some(s) = status.filter(|s| s.is_valid(i)) {
                 c.with_status += 1;
@@ -480,8 +518,12 @@ impl State {
                     .record(l.values()[i]);
             }
         }
-        for (k, c) in keys.into_iter().zip(cells) {
-            let mine = self.regions.entry(k).or_default();
+        for (name, c) in regions.names.iter().zip(cells) {
+            let Some(c) = c else { continue };
+            let mine = match self.regions.get_mut(*name) {
+                Some(m) => m,
+                None => self.regions.entry(name.to_string()).or_default(),
+            };
             for (m, t) in mine.iter_mut().zip(c) {
                 m.merge(t);
             }
@@ -564,5 +606,51 @@ impl State {
                     .collect(),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{DictionaryArray, StringArray};
+    use arrow::datatypes::Int32Type;
+
+    /// The region of each row as `region_of` names it, through the slots.
+    fn named<'a>(r: &RegionSlots<'a>) -> Vec<&'a str> {
+        r.slots.iter().map(|&s| r.names[s as usize]).collect()
+    }
+
+    #[test]
+    fn region_slots_name_rows_as_region_of_does() {
+        let values = [
+            Some("eu"),
+            Some("eu"),
+            None,
+            Some("us"),
+            Some(""),
+            Some("eu"),
+            Some("us"),
+        ];
+        let plain = StringArray::from(values.to_vec());
+        let dict: DictionaryArray<Int32Type> = values.iter().copied().collect();
+        for arr in [&plain as &dyn Array, &dict as &dyn Array] {
+            let col = StrCol::new(arr);
+            let slots = RegionSlots::of(Some(&col), values.len());
+            let expected: Vec<&str> = (0..values.len())
+                .map(|i| super::super::region_of(Some(&col), i))
+                .collect();
+            assert_eq!(named(&slots), expected);
+            assert_eq!(
+                expected,
+                ["eu", "eu", "unknown", "us", "unknown", "eu", "us"]
+            );
+            // One name per distinct region.
+            let mut names = slots.names.clone();
+            names.sort_unstable();
+            names.dedup();
+            assert_eq!(names.len(), slots.names.len());
+        }
+        let none = RegionSlots::of(None, 3);
+        assert_eq!(named(&none), ["all", "all", "all"]);
     }
 }
