@@ -278,9 +278,10 @@ impl Kernel for SeriesKernel {
     }
 }
 
-/// Each row's region ([`super::region_of`]'s name) as an index into the batch's distinct names:
-/// found once per dictionary value (once per run of equal values for plain strings) instead of
-/// a string comparison and a map look-up per row.
+/// Each row's region ([`super::region_of`]'s name) as an index into the batch's distinct names.
+/// For a dictionary column it is found once per dictionary value; for plain strings, by one
+/// comparison with the previous row's region (and a scan of the few names when it differs).
+/// Either way the per-row loops index per-batch cells instead of looking a name up in a map.
 struct RegionSlots<'a> {
     names: Vec<&'a str>,
     slots: Vec<u32>,
