@@ -8,13 +8,13 @@
 use arrow::array::Array;
 use serde::{Deserialize, Serialize};
 
-use crate::columns::{Col, StrCol, Table};
+use crate::columns::{Col, Table};
 use std::collections::BTreeMap;
 
 use super::error_recovery::is_error;
 use crate::engine::{Kernel, Rows, Stage, States, SIDE_BASELINE, SIDE_SUBJECT};
 use crate::plan::{Ctx, Plan};
-use crate::stats::{ExactSum, Quantiles};
+use crate::stats::{intern, ExactSum, Quantiles};
 use crate::time::{Micros, MICROS_PER_MINUTE};
 
 /// Per-bucket figures around the flip (rollback), or over the window per arm (canary); and
@@ -278,47 +278,6 @@ impl Kernel for SeriesKernel {
     }
 }
 
-/// Each row's region ([`super::region_of`]'s name) as an index into the batch's distinct names.
-/// For a dictionary column it is found once per dictionary value; for plain strings, by one
-/// comparison with the previous row's region (and a scan of the few names when it differs).
-/// Either way the per-row loops index per-batch cells instead of looking a name up in a map.
-struct RegionSlots<'a> {
-    names: Vec<&'a str>,
-    slots: Vec<u32>,
-}
-
-impl<'a> RegionSlots<'a> {
-    fn of(region: Option<&StrCol<'a>>, rows: usize) -> RegionSlots<'a> {
-        let Some(region) = region else {
-            return RegionSlots {
-                names: vec![super::region_of(None, 0)],
-                slots: vec![0; rows],
-            };
-        };
-        let mut names: Vec<&'a str> = Vec::new();
-        let mut last: Option<(&'a str, u32)> = None;
-        let slots = region.map_rows(|v| {
-            // As `region_of`: a missing or empty value is the region `unknown`.
-            let name = v.filter(|s| !s.is_empty()).unwrap_or("unknown");
-            match last {
-                Some((l, slot)) if l == name => slot,
-                _ => {
-                    let slot = match names.iter().position(|k| *k == name) {
-                        Some(p) => p as u32,
-                        None => {
-                            names.push(name);
-                            (names.len() - 1) as u32
-                        }
-                    };
-                    last = Some((name, slot));
-                    slot
-                }
-            }
-        });
-        RegionSlots { names, slots }
-    }
-}
-
 impl State {
     fn update(&mut self, ctx: &Ctx, rows: &Rows<'_>) {
         if !ctx.series {
@@ -326,8 +285,11 @@ impl State {
         }
         let batch = rows.batch;
         let region = batch.str(Col::Region);
-        let regions = RegionSlots::of(region.as_ref(), batch.len());
-        self.update_regions(ctx, rows, &regions);
+        // Each row's region (`region_of`'s name) as an index into the batch's distinct names,
+        // found once per dictionary value: the loops below index per-batch cells by it instead
+        // of comparing names per row.
+        let (region_ids, regions) = intern(region.as_ref(), batch.len(), "unknown", "all");
+        self.update_regions(ctx, rows, &region_ids, &regions);
         let Some(r) = range(ctx) else { return };
         let canary = matches!(ctx.plan, Plan::Canary(_));
         if self.sides.is_empty() {
@@ -405,17 +367,17 @@ impl State {
             let len = self.sides[0].len();
             // Per region of this batch, created by its first row in the chart (a region with
             // none gets no entry).
-            let mut cells: Vec<Vec<(u64, u64)>> = vec![Vec::new(); regions.names.len()];
+            let mut cells: Vec<Vec<(u64, u64)>> = vec![Vec::new(); regions.len()];
             for i in 0..n {
                 let Some(k) = index[i] else { continue };
-                let c = &mut cells[regions.slots[i] as usize];
+                let c = &mut cells[region_ids[i] as usize];
                 if c.is_empty() {
                     c.resize(len, (0, 0));
                 }
                 c[k].0 += 1;
                 c[k].1 += pins_ok[i] as u64;
             }
-            for (name, c) in regions.names.iter().zip(cells) {
+            for (name, c) in regions.iter().zip(cells) {
                 if c.is_empty() {
                     continue;
                 }
@@ -485,13 +447,13 @@ impl State {
 
     /// Per region, the two sides: rollback [baseline window, after the flip], canary [baseline
     /// arm, canary arm].
-    fn update_regions(&mut self, ctx: &Ctx, rows: &Rows<'_>, regions: &RegionSlots<'_>) {
+    fn update_regions(&mut self, ctx: &Ctx, rows: &Rows<'_>, region_ids: &[u32], regions: &[&str]) {
         let batch = rows.batch;
         let status = batch.int(Col::Status);
         let latency = batch.float(Col::LatencyMs);
         let canary = matches!(ctx.plan, Plan::Canary(_));
         // Per region of this batch; only a region with a counted row gets an entry.
-        let mut cells: Vec<Option<[RegionCell; 2]>> = vec![None; regions.names.len()];
+        let mut cells: Vec<Option<[RegionCell; 2]>> = vec![None; regions.len()];
         for i in 0..batch.len() {
             let side = if canary {
                 match rows.side[i] {
@@ -506,8 +468,7 @@ impl State {
             } else {
                 continue;
             };
-            let c =
-                &mut cells[regions.slots[i] as usize].get_or_insert_with(Default::default)[side];
+            let c = &mut cells[region_ids[i] as usize].get_or_insert_with(Default::default)[side];
             c.requests += 1;
             if let Some(s) = status.filter(|s| s.is_valid(i)) {
                 c.with_status += 1;
@@ -519,7 +480,7 @@ impl State {
                     .record(l.values()[i]);
             }
         }
-        for (name, c) in regions.names.iter().zip(cells) {
+        for (name, c) in regions.iter().zip(cells) {
             let Some(c) = c else { continue };
             let mine = match self.regions.get_mut(*name) {
                 Some(m) => m,
@@ -607,51 +568,5 @@ impl State {
                     .collect(),
             })
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use arrow::array::{DictionaryArray, StringArray};
-    use arrow::datatypes::Int32Type;
-
-    /// The region of each row as `region_of` names it, through the slots.
-    fn named<'a>(r: &RegionSlots<'a>) -> Vec<&'a str> {
-        r.slots.iter().map(|&s| r.names[s as usize]).collect()
-    }
-
-    #[test]
-    fn region_slots_name_rows_as_region_of_does() {
-        let values = [
-            Some("eu"),
-            Some("eu"),
-            None,
-            Some("us"),
-            Some(""),
-            Some("eu"),
-            Some("us"),
-        ];
-        let plain = StringArray::from(values.to_vec());
-        let dict: DictionaryArray<Int32Type> = values.iter().copied().collect();
-        for arr in [&plain as &dyn Array, &dict as &dyn Array] {
-            let col = StrCol::new(arr);
-            let slots = RegionSlots::of(Some(&col), values.len());
-            let expected: Vec<&str> = (0..values.len())
-                .map(|i| super::super::region_of(Some(&col), i))
-                .collect();
-            assert_eq!(named(&slots), expected);
-            assert_eq!(
-                expected,
-                ["eu", "eu", "unknown", "us", "unknown", "eu", "us"]
-            );
-            // One name per distinct region.
-            let mut names = slots.names.clone();
-            names.sort_unstable();
-            names.dedup();
-            assert_eq!(names.len(), slots.names.len());
-        }
-        let none = RegionSlots::of(None, 3);
-        assert_eq!(named(&none), ["all", "all", "all"]);
     }
 }
