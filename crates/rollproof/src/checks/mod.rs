@@ -576,11 +576,66 @@ impl CheckResult {
 
 pub(crate) use crate::words::{count, num, pct};
 
+/// The region breakdowns name a row whose region is null or empty.
+pub(crate) const REGION_MISSING: &str = "unknown";
+/// The one region breakdowns show when the logs have no region column.
+pub(crate) const REGION_ABSENT: &str = "all";
+
 /// Region of row `i` for breakdowns: `all` when the logs have no region, `unknown` when missing.
 #[inline]
 pub(crate) fn region_of<'a>(region: Option<&crate::columns::StrCol<'a>>, i: usize) -> &'a str {
     match region {
-        None => "all",
-        Some(r) => r.get(i).unwrap_or("unknown"),
+        None => REGION_ABSENT,
+        Some(r) => r.get(i).unwrap_or(REGION_MISSING),
+    }
+}
+
+/// Every row's region as [`region_of`] names it, as an id into the batch's distinct names
+/// (found once per dictionary value), for kernels that count into per-region cells.
+pub(crate) fn region_ids<'a>(
+    region: Option<&crate::columns::StrCol<'a>>,
+    rows: usize,
+) -> (Vec<u32>, Vec<&'a str>) {
+    crate::stats::intern(region, rows, REGION_MISSING, REGION_ABSENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `region_ids` names each row's region as `region_of` does (the pins and series kernels
+    /// rely on it), plain or dictionary-encoded, with null and empty values.
+    #[test]
+    fn region_ids_name_rows_as_region_of_does() {
+        use crate::columns::StrCol;
+        use arrow::array::{Array, DictionaryArray, StringArray};
+        use arrow::datatypes::Int32Type;
+        let values = [
+            Some("eu"),
+            Some("eu"),
+            None,
+            Some("us"),
+            Some(""),
+            Some("eu"),
+            Some("us"),
+        ];
+        let plain = StringArray::from(values.to_vec());
+        let dict: DictionaryArray<Int32Type> = values.iter().copied().collect();
+        for arr in [&plain as &dyn Array, &dict as &dyn Array] {
+            let col = StrCol::new(arr);
+            let (ids, names) = region_ids(Some(&col), values.len());
+            let named: Vec<&str> = ids.iter().map(|&i| names[i as usize]).collect();
+            let expected: Vec<&str> = (0..values.len())
+                .map(|i| region_of(Some(&col), i))
+                .collect();
+            assert_eq!(named, expected);
+            assert_eq!(named, ["eu", "eu", "unknown", "us", "unknown", "eu", "us"]);
+            let mut distinct = names.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            assert_eq!(distinct.len(), names.len(), "one id per name");
+        }
+        let (ids, names) = region_ids(None, 3);
+        assert_eq!((ids, names), (vec![0, 0, 0], vec!["all"]));
     }
 }

@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 use super::rows::ROWS;
 use super::Lever;
 use super::{
-    CheckInfo, CheckResult, CheckSpec, Evidence, Fields, Finish, Metric, Status, BOTH, SAMPLE_CAP,
+    region_ids, CheckInfo, CheckResult, CheckSpec, Evidence, Fields, Finish, Metric, Status, BOTH,
+    SAMPLE_CAP,
 };
 use crate::columns::{Col, Table, PIN_COLUMNS};
 use crate::engine::{Kernel, Rows, Stage, States};
 use crate::plan::{Ctx, Mode, Plan};
-use crate::stats::{intern, Counts, Keyed, SampleKey, Strata};
+use crate::stats::{Counts, Keyed, SampleKey, Strata};
 
 pub(crate) static CHECK: CheckSpec = CheckSpec {
     info: &INFO,
@@ -254,12 +255,7 @@ impl State {
         }
         let batch = rows.batch;
         let (wrong, absent) = violations(ctx, &self.checked_pins, rows);
-        let (region_ids, regions) = intern(
-            batch.str(Col::Region).as_ref(),
-            batch.len(),
-            "unknown",
-            "all",
-        );
+        let (region_ids, regions) = region_ids(batch.str(Col::Region).as_ref(), batch.len());
         let mut checked_by_region = vec![0u64; regions.len()];
         let request_id = batch.str(Col::RequestId);
         let ts = batch.ts();

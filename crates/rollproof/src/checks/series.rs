@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use super::error_recovery::is_error;
 use crate::engine::{Kernel, Rows, Stage, States, SIDE_BASELINE, SIDE_SUBJECT};
 use crate::plan::{Ctx, Plan};
-use crate::stats::{intern, ExactSum, Quantiles};
+use crate::stats::{ExactSum, Quantiles};
 use crate::time::{Micros, MICROS_PER_MINUTE};
 
 /// Per-bucket figures around the flip (rollback), or over the window per arm (canary); and
@@ -288,7 +288,7 @@ impl State {
         // Each row's region (`region_of`'s name) as an index into the batch's distinct names,
         // found once per dictionary value: the loops below index per-batch cells by it instead
         // of comparing names per row.
-        let (region_ids, regions) = intern(region.as_ref(), batch.len(), "unknown", "all");
+        let (region_ids, regions) = super::region_ids(region.as_ref(), batch.len());
         self.update_regions(ctx, rows, &region_ids, &regions);
         let Some(r) = range(ctx) else { return };
         let canary = matches!(ctx.plan, Plan::Canary(_));

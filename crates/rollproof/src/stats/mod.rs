@@ -337,42 +337,6 @@ mod tests {
     use super::*;
     use crate::time::MICROS_PER_MINUTE;
 
-    /// `intern` with `unknown` and `all` names each row's region as `checks::region_of` does
-    /// (the pins and series kernels rely on it), plain or dictionary-encoded.
-    #[test]
-    fn intern_names_rows_as_region_of_does() {
-        use crate::columns::StrCol;
-        use arrow::array::{Array, DictionaryArray, StringArray};
-        use arrow::datatypes::Int32Type;
-        let values = [
-            Some("eu"),
-            Some("eu"),
-            None,
-            Some("us"),
-            Some(""),
-            Some("eu"),
-            Some("us"),
-        ];
-        let plain = StringArray::from(values.to_vec());
-        let dict: DictionaryArray<Int32Type> = values.iter().copied().collect();
-        for arr in [&plain as &dyn Array, &dict as &dyn Array] {
-            let col = StrCol::new(arr);
-            let (ids, names) = intern(Some(&col), values.len(), "unknown", "all");
-            let named: Vec<&str> = ids.iter().map(|&i| names[i as usize]).collect();
-            let expected: Vec<&str> = (0..values.len())
-                .map(|i| crate::checks::region_of(Some(&col), i))
-                .collect();
-            assert_eq!(named, expected);
-            assert_eq!(named, ["eu", "eu", "unknown", "us", "unknown", "eu", "us"]);
-            let mut distinct = names.clone();
-            distinct.sort_unstable();
-            distinct.dedup();
-            assert_eq!(distinct.len(), names.len(), "one id per name");
-        }
-        let (ids, names) = intern(None, 3, "unknown", "all");
-        assert_eq!((ids, names), (vec![0, 0, 0], vec!["all"]));
-    }
-
     /// Rows before the flip are not counted; minutes past the dense cap still are, in the map.
     #[test]
     fn minute_rates_count_dense_and_far_minutes() {
