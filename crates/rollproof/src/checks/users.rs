@@ -185,9 +185,7 @@ impl Kernel for UsersKernel {
         if other.users.len() > state.users.len() {
             std::mem::swap(&mut state.users, &mut other.users);
         }
-        for (u, e) in other.users {
-            state.users.entry(u).0.merge(e);
-        }
+        state.users.merge_from(other.users, User::merge);
     }
 
     const KEYED: bool = true;
@@ -215,22 +213,26 @@ impl Kernel for UsersKernel {
 
     fn compact(&self, _ctx: &Ctx, state: &mut State) {
         let mut single = 0u64;
-        let mut kept = KeyTable::default();
+        let mut mixed = Vec::new();
         for (u, e) in std::mem::take(&mut state.users) {
             state.compacted.add(&UserMark::from(e.mark));
             match e.value {
                 NONE => {}
                 // The mark is counted: only the value stays.
-                MIXED => {
-                    *kept.entry(u).0 = User {
-                        value: MIXED,
-                        mark: Packed::default(),
-                    }
-                }
+                MIXED => mixed.push(u),
                 _ => single += 1,
             }
         }
-        state.users = kept;
+        // Collected first, so that the table is made with room for them all (`KeyTable`'s
+        // invariant: they come in slot order).
+        let mixed = mixed.into_iter().map(|u| {
+            let user = User {
+                value: MIXED,
+                mark: Packed::default(),
+            };
+            (u, user)
+        });
+        state.users = mixed.collect();
         state.single_users = state.single_users.saturating_add(single);
     }
 }

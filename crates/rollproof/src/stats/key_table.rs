@@ -13,6 +13,17 @@
 //! 0 marks an empty slot, so the key 0 itself is kept aside. Iteration order is the slots' order:
 //! callers that print or serialize sort first (serde does: entries are written in key order,
 //! the same bytes as a sorted `HashMap` of the same entries).
+//!
+//! Invariant: entries moved from one table into another go through [`KeyTable::merge_from`],
+//! [`KeyTable::split_ranges`], [`KeyTable::take_range`] or an iterator whose length is known
+//! ([`Extend`] reserves it), never through [`KeyTable::entry`] one at a time into a table without
+//! room for them all. A table's slot order is its keys' home order in every table (homes rise
+//! with `key * SPREAD`), so such entries arrive as a sweep from the front of the table: with
+//! room reserved the swept part is at most 3/4 full, but without it the swept part holds more
+//! keys than slots until the table grows, and every insert probes to the end of one run that
+//! spans it. That is quadratic: merging two workers' tables of disjoint users (a `user_id` as
+//! distinct as a session id) took 90% of the CPU of a 1M-request audit and 45 s at 4M requests,
+//! ~2,700 probes per key (see BENCHMARKS.md).
 
 use serde::{Deserialize, Serialize};
 
@@ -47,9 +58,37 @@ fn next(i: usize, n: usize) -> usize {
     }
 }
 
+// Probes made by this thread's tables (`KeyTable::entry` and look-ups), for the tests that hold
+// bulk inserts to a bounded number of probes per key.
+#[cfg(test)]
+thread_local! {
+    static PROBES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+#[inline]
+fn count_probe() {
+    #[cfg(test)]
+    PROBES.with(|p| p.set(p.get() + 1));
+}
+
 impl<V: Copy + Default> KeyTable<V> {
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// An empty table with room for `n` entries.
+    pub(crate) fn with_capacity(n: usize) -> KeyTable<V> {
+        let mut table = KeyTable::default();
+        table.reserve(n);
+        table
+    }
+
+    /// Room for `additional` more entries without growing (see the module's invariant).
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        let need = self.len.saturating_add(additional);
+        if need.saturating_mul(4) > self.slots.len().saturating_mul(3) {
+            self.resize(need.saturating_mul(4).div_ceil(3).max(16));
+        }
     }
 
     /// The value of `key`, inserted as `V::default()` when absent; `true` when it was inserted.
@@ -66,6 +105,7 @@ impl<V: Copy + Default> KeyTable<V> {
         let n = self.slots.len();
         let mut i = home(key, n);
         loop {
+            count_probe();
             let k = self.slots[i].0;
             if k == key {
                 return (&mut self.slots[i].1, false);
@@ -89,16 +129,53 @@ impl<V: Copy + Default> KeyTable<V> {
         if key == 0 {
             return self.zero.as_ref();
         }
+        self.find(key).map(|i| &self.slots[i].1)
+    }
+
+    /// The slot of `key` (not 0), if the table has it.
+    #[inline]
+    fn find(&self, key: u64) -> Option<usize> {
         if self.slots.is_empty() {
             return None;
         }
         let n = self.slots.len();
         let mut i = home(key, n);
         loop {
+            count_probe();
             match self.slots[i].0 {
-                k if k == key => return Some(&self.slots[i].1),
+                k if k == key => return Some(i),
                 0 => return None,
                 _ => i = next(i, n),
+            }
+        }
+    }
+
+    /// Folds every entry of `other` into this table: `fold(mine, theirs)`, where `mine` is
+    /// `V::default()` for a key this table lacks (as `entry` then folding would). The keys
+    /// both have are folded in a first pass, look-ups in `other`'s slot order, which walks
+    /// this table front to back as well; the rest are inserted after room was reserved for
+    /// exactly them (see the module's invariant).
+    pub(crate) fn merge_from(&mut self, mut other: KeyTable<V>, mut fold: impl FnMut(&mut V, V)) {
+        if let Some(theirs) = other.zero.take() {
+            fold(self.entry(0).0, theirs);
+        }
+        let mut fresh = 0;
+        for slot in &mut other.slots {
+            if slot.0 == 0 {
+                continue;
+            }
+            match self.find(slot.0) {
+                Some(i) => {
+                    fold(&mut self.slots[i].1, slot.1);
+                    slot.0 = 0;
+                }
+                None => fresh += 1,
+            }
+        }
+        self.reserve(fresh);
+        for (key, theirs) in other.slots {
+            if key != 0 {
+                fold(self.entry(key).0, theirs);
             }
         }
     }
@@ -108,7 +185,11 @@ impl<V: Copy + Default> KeyTable<V> {
     fn grow(&mut self) {
         // 1.5× rather than 2×: the table is then between 1/2 and 3/4 full, not 3/8 and 3/4,
         // which at hundreds of thousands of users per worker is megabytes per table.
-        let size = (self.slots.len() * 3 / 2).max(16);
+        self.resize((self.slots.len() * 3 / 2).max(16));
+    }
+
+    /// Moves the entries into `size` slots (more than there are entries).
+    fn resize(&mut self, size: usize) {
         // Written here, not allocated zeroed: a zeroed allocation maps every page to the shared
         // zero page, the probes below read it before they write, and every page's first write
         // then faults again and makes the kernel flush the other threads' TLBs (at 100M, 4% of
@@ -116,6 +197,8 @@ impl<V: Copy + Default> KeyTable<V> {
         let mut slots = Vec::with_capacity(size);
         slots.resize(size, (0, V::default()));
         let old = std::mem::replace(&mut self.slots, slots);
+        // In the old slots' order, which is home order here too: a sweep from the front, into a
+        // table at most half full after a growth, and at most 3/4 after `reserve`.
         for (key, value) in old {
             if key != 0 {
                 let mut i = home(key, size);
@@ -139,9 +222,14 @@ impl<V: Copy + Default> KeyTable<V> {
         self.iter().map(|(_, v)| v)
     }
 
-    /// Moves every entry into the table of its key range (`crate::engine::range_of`), in one pass.
+    /// Moves every entry into the table of its key range (`crate::engine::range_of`): one pass
+    /// to count each range's entries, one to move them into tables with room for them.
     pub(crate) fn split_ranges(&mut self, ranges: usize) -> Vec<KeyTable<V>> {
-        let mut parts: Vec<KeyTable<V>> = (0..ranges).map(|_| KeyTable::default()).collect();
+        let mut sizes = vec![0usize; ranges];
+        for (k, _) in self.iter() {
+            sizes[crate::engine::range_of(k, ranges)] += 1;
+        }
+        let mut parts: Vec<KeyTable<V>> = sizes.into_iter().map(KeyTable::with_capacity).collect();
         for (k, v) in std::mem::take(self) {
             *parts[crate::engine::range_of(k, ranges)].entry(k).0 = v;
         }
@@ -150,9 +238,14 @@ impl<V: Copy + Default> KeyTable<V> {
 
     /// Moves the entries of key range `range` of `ranges` out of the table.
     pub(crate) fn take_range(&mut self, range: usize, ranges: usize) -> KeyTable<V> {
-        let (taken, kept) = std::mem::take(self)
-            .into_iter()
-            .partition(|(k, _)| crate::engine::range_of(*k, ranges) == range);
+        let in_range = |k: u64| crate::engine::range_of(k, ranges) == range;
+        let n = self.iter().filter(|&(k, _)| in_range(k)).count();
+        let mut taken = KeyTable::with_capacity(n);
+        let mut kept = KeyTable::with_capacity(self.len - n);
+        for (k, v) in std::mem::take(self) {
+            let to = if in_range(k) { &mut taken } else { &mut kept };
+            *to.entry(k).0 = v;
+        }
         *self = kept;
         taken
     }
@@ -184,8 +277,11 @@ impl<V: Copy + Default> FromIterator<(u64, V)> for KeyTable<V> {
     }
 }
 
+/// Reserves the iterator's lower bound of entries first (see the module's invariant).
 impl<V: Copy + Default> Extend<(u64, V)> for KeyTable<V> {
     fn extend<I: IntoIterator<Item = (u64, V)>>(&mut self, iter: I) {
+        let iter = iter.into_iter();
+        self.reserve(iter.size_hint().0);
         for (k, v) in iter {
             *self.entry(k).0 = v;
         }
@@ -260,6 +356,81 @@ mod tests {
                 assert_eq!(rest.get(k), None);
             }
         }
+    }
+
+    /// Probes made by this thread's tables while `f` runs, per key of `keys`.
+    fn probes_per_key(keys: usize, f: impl FnOnce()) -> f64 {
+        let before = super::PROBES.with(|p| p.get());
+        f();
+        (super::PROBES.with(|p| p.get()) - before) as f64 / keys as f64
+    }
+
+    fn sorted(table: &KeyTable<u64>) -> Vec<(u64, u64)> {
+        let mut entries: Vec<(u64, u64)> = table.iter().map(|(k, v)| (k, *v)).collect();
+        entries.sort_unstable();
+        entries
+    }
+
+    /// Entries moved out of a table come in its slot order, which is their home order in any
+    /// table. Inserted one at a time into a table without room for them all, each probes to
+    /// the end of one run that grows through the table (the first half below: dozens of
+    /// probes per key). `merge_from`, `split_ranges`, `take_range` and `Extend` reserve room
+    /// first and stay at the probes of a look-up and an insertion, with the same entries.
+    #[test]
+    fn moves_between_tables_stay_at_a_few_probes_per_key() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let keys: Vec<u64> = (0..100_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            })
+            .collect();
+        // Two workers' tables of disjoint keys (distinct users in each).
+        let half = |top: u64| -> KeyTable<u64> {
+            let entries: Vec<(u64, u64)> = keys
+                .iter()
+                .filter(|&&k| k >> 63 == top)
+                .map(|&k| (k, k ^ 1))
+                .collect();
+            entries.into_iter().collect()
+        };
+        let (low, high) = (half(0), half(1));
+
+        let mut naive = low.clone();
+        let one_at_a_time = probes_per_key(high.len(), || {
+            for (k, v) in high.clone() {
+                *naive.entry(k).0 = v;
+            }
+        });
+        assert!(one_at_a_time > 40.0, "{one_at_a_time} probes per key");
+        // A look-up that misses and an insertion, each at most 3/4 full: (1 + 4²) / 2 probes
+        // expected per miss at 3/4 (Knuth), so up to ~17 for both.
+
+        let mut merged = low.clone();
+        let merge = probes_per_key(high.len(), || {
+            merged.merge_from(high.clone(), |mine, theirs| *mine = theirs)
+        });
+        assert!(merge < 20.0, "merge_from: {merge} probes per key");
+        assert_eq!(sorted(&merged), sorted(&naive));
+        assert_eq!(merged.len(), keys.len());
+
+        let mut parts = Vec::new();
+        let split = probes_per_key(keys.len(), || parts = merged.clone().split_ranges(3));
+        assert!(split < 20.0, "split_ranges: {split} probes per key");
+        let mut rest = merged.clone();
+        let mut taken = KeyTable::default();
+        let take = probes_per_key(keys.len(), || taken = rest.take_range(1, 3));
+        assert!(take < 20.0, "take_range: {take} probes per key");
+        assert_eq!(sorted(&taken), sorted(&parts[1]));
+        assert_eq!(taken.len() + rest.len(), keys.len());
+
+        let entries: Vec<(u64, u64)> = merged.clone().into_iter().collect();
+        let mut copy = KeyTable::default();
+        let extend = probes_per_key(keys.len(), || copy = entries.into_iter().collect());
+        assert!(extend < 20.0, "extend: {extend} probes per key");
+        assert_eq!(sorted(&copy), sorted(&merged));
     }
 
     /// Serialized in key order: the bytes do not depend on the order of insertion.
