@@ -34,6 +34,10 @@ enum Command {
         /// requests; 0.5: ~4M, the receipts-heavy benchmark)
         #[arg(long, default_value_t = 0.1)]
         receipt_share: f64,
+        /// Users to draw each request's user from (default: one per 20 requests, 100 to 5M).
+        /// Ten times the requests makes ~95% of user ids distinct, as session ids are
+        #[arg(long)]
+        users: Option<u64>,
     },
     /// Write a bench folder's requests again as OTLP/JSON spans (spans.jsonl.zst, with
     /// incident-otlp.toml and mapping-otlp.toml), for the OpenTelemetry benchmark
@@ -56,10 +60,15 @@ fn main() -> anyhow::Result<()> {
             out,
             seed,
             receipt_share,
+            users,
         } => {
             let mut spec = rollproof_gen::bench::BenchSpec::new(requests);
             spec.seed = seed;
             spec.receipt_share = receipt_share;
+            if let Some(users) = users {
+                anyhow::ensure!(users > 0, "--users must be at least 1");
+                spec.users = users;
+            }
             rollproof_gen::bench::write_bench(&spec, &out)
         }
         Command::Otlp { dir } => rollproof_gen::otlp::write_otlp(&dir),
