@@ -850,3 +850,143 @@ fn hostile_inputs_end_in_exit_2_or_the_right_report() {
         failures.join("\n")
     );
 }
+
+/// Requests as CSV (`ts,request_id,region,build_id,status`): an hour of baseline from 09:00, then
+/// one a minute from the flip (10:15) on, `region(i)` for row `i`; every row is counted in the
+/// table by region (baseline or after the flip).
+fn requests_by_region(rows: std::ops::Range<usize>, region: impl Fn(usize) -> String) -> String {
+    let mut csv = String::from("ts,request_id,region,build_id,status\n");
+    for i in rows {
+        let minute = if i < 60 {
+            9 * 60 + i
+        } else {
+            10 * 60 + 15 + (i - 60)
+        };
+        csv.push_str(&format!(
+            "2026-11-27T{:02}:{:02}:00Z,q-{i},{},{},{}\n",
+            minute / 60,
+            minute % 60,
+            region(i),
+            if i % 7 == 0 { "b-2" } else { "b-1" },
+            if i % 11 == 0 { 503 } else { 200 }
+        ));
+    }
+    csv
+}
+
+/// The totals row of the HTML report's table by region, without its label.
+fn region_totals(html: &str) -> String {
+    let row = html
+        .split("<tr class=\"total\"><td data-label=\"Region\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</tr>").next())
+        .expect("a totals row by region");
+    row.split_once("</td>").expect("a label cell").1.to_string()
+}
+
+/// A region column with more distinct values than the HTML report keeps apart (256: a host, a
+/// pod or a request id mapped as `region`) once kept two latency histograms per value (a million
+/// values took 24 GB). Past 256 regions with rows, the report keeps the totals only (the same
+/// figures as with one region), says why, and stays the same for any thread count and through
+/// partials, also when each input alone has fewer than 256 regions; at 256 every region keeps
+/// its row.
+#[test]
+fn more_regions_than_the_report_keeps_apart_keep_the_totals() {
+    let html = |dir: &Path, args: &[&str]| -> String {
+        let out = capped(dir, args);
+        assert!(
+            matches!(outcome(&out), Outcome::Exit(0 | 1 | 3)),
+            "{:?}: {}",
+            outcome(&out),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let audit = ["audit", "incident.toml", "-q", "--format", "html"];
+    let setup = |regions: usize| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        incident_for(dir, "requests-*.csv");
+        // Two inputs (two units): rows 0..300 and 300..600, regions spread evenly over them.
+        let region = move |i: usize| format!("zone-{:03}", i * regions / 600);
+        write(dir, "requests-a.csv", requests_by_region(0..300, region));
+        write(dir, "requests-b.csv", requests_by_region(300..600, region));
+        tmp
+    };
+
+    let one = tempfile::tempdir().unwrap();
+    incident_for(one.path(), "requests.csv");
+    write(
+        one.path(),
+        "requests.csv",
+        requests_by_region(0..600, |_| "eu-west".to_string()),
+    );
+    let one_region = html(one.path(), &audit);
+    // 540 requests after the flip, 49 of them errors (every 11th).
+    assert!(
+        region_totals(&one_region).starts_with(
+            "<td data-label=\"Requests (after the flip)\">540</td><td data-label=\"Errors (after the flip)\">49 ("
+        ),
+        "{}",
+        region_totals(&one_region)
+    );
+
+    let kept = setup(256);
+    let page = html(kept.path(), &audit);
+    assert!(
+        page.contains(">all 256 regions<"),
+        "{}",
+        crate::util::clip(&page, 400)
+    );
+    assert!(page.contains(">zone-255<"));
+    assert_eq!(region_totals(&page), region_totals(&one_region));
+
+    for regions in [257, 300] {
+        let many = setup(regions);
+        let dir = many.path();
+        let page = html(dir, &[&audit[..], &["--threads", "1"]].concat());
+        assert!(
+            page.contains(">all regions (more than 256)<"),
+            "{regions}: {}",
+            crate::util::clip(&page, 400)
+        );
+        assert!(page.contains("The region column has more than 256 distinct values"));
+        assert!(!page.contains(">zone-000<"), "no row per region");
+        assert_eq!(region_totals(&page), region_totals(&one_region));
+        assert_eq!(html(dir, &[&audit[..], &["--threads", "2"]].concat()), page);
+        // One partial per input (150 regions each when there are 300): the merge drops them.
+        for (i, file) in ["requests-a.csv", "requests-b.csv"].iter().enumerate() {
+            let out = capped(
+                dir,
+                &[
+                    "partial",
+                    "incident.toml",
+                    "-q",
+                    "--requests",
+                    file,
+                    "-o",
+                    &format!("p{i}.rpp"),
+                ],
+            );
+            assert_eq!(
+                outcome(&out),
+                Outcome::Exit(0),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let merged = html(
+            dir,
+            &[
+                "merge",
+                "incident.toml",
+                "p1.rpp",
+                "p0.rpp",
+                "-q",
+                "--format",
+                "html",
+            ],
+        );
+        assert_eq!(merged, page, "{regions}: merge == audit");
+    }
+}

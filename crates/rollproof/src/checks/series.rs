@@ -34,6 +34,9 @@ pub struct Timeline {
     /// Rollback: per region, the share of requests on the expected pins bucket by bucket (with
     /// `points`), and the region's flip; sorted by region. Empty without a region column.
     pub region_pins: Vec<RegionPins>,
+    /// More than [`MAX_REGIONS`] regions had rows: `regions` and `region_pins` are then empty,
+    /// and `totals` still covers every row.
+    pub regions_dropped: bool,
 }
 
 /// One region's convergence.
@@ -163,6 +166,20 @@ fn range(ctx: &Ctx) -> Option<Range> {
     })
 }
 
+/// The most regions the series keeps apart (the HTML report's table by region and its chart of
+/// pins by region). A region column with more distinct values is not a region (a host, a pod,
+/// or an id mapped as `region` by mistake), and each kept region costs two latency histograms
+/// and a vector of buckets: a column of a million distinct values once took 24 GB and the
+/// out-of-memory killer. Past this many, the series keeps the totals only. Whether it does
+/// depends only on how many regions have counted rows, not on the order of rows or merges.
+pub const MAX_REGIONS: usize = 256;
+
+/// The key of [`State::regions`] that holds the rows of every region once more than
+/// [`MAX_REGIONS`] had rows; its presence is what says so (in a partial too, whose shape is
+/// then unchanged). Never a region's name: `checks::region_of` names a missing or empty region
+/// `unknown`.
+const OTHER_REGIONS: &str = "";
+
 /// Requests, errors and latency of one side in one region.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct RegionCell {
@@ -199,6 +216,60 @@ fn latency_histogram() -> Quantiles {
     Quantiles::new_with_precision(1000.0, 3_600_000.0, 2)
 }
 
+/// Which of a batch's regions have a cell (made by the region's first counted row), so that the
+/// loops that count per region make no more cells than the room left under [`MAX_REGIONS`].
+struct BatchSlots {
+    /// Per region id of the batch, its cell (`u32::MAX`: none yet).
+    slot: Vec<u32>,
+    /// Per cell, its region id.
+    ids: Vec<usize>,
+    /// How many more regions the state has no entry for may get a cell.
+    room: usize,
+    /// A region without room had a row: the caller keeps the totals only.
+    full: bool,
+}
+
+impl BatchSlots {
+    fn new(regions: usize, room: usize) -> BatchSlots {
+        BatchSlots {
+            slot: vec![u32::MAX; regions],
+            ids: Vec::new(),
+            room,
+            full: false,
+        }
+    }
+
+    /// Region `id`'s cell among `cells`, made by `make` on its first row if there is room (a
+    /// region the state has an entry for needs none: `fresh` says whether it has not); `None`
+    /// once a region found no room.
+    #[inline]
+    fn cell<'c, T>(
+        &mut self,
+        id: usize,
+        cells: &'c mut Vec<T>,
+        fresh: impl FnOnce() -> bool,
+        make: impl FnOnce() -> T,
+    ) -> Option<&'c mut T> {
+        if let Some(&s) = self.slot.get(id).filter(|&&s| s != u32::MAX) {
+            return cells.get_mut(s as usize);
+        }
+        if self.full {
+            return None;
+        }
+        if fresh() {
+            if self.room == 0 {
+                self.full = true;
+                return None;
+            }
+            self.room -= 1;
+        }
+        self.slot[id] = cells.len() as u32;
+        self.ids.push(id);
+        cells.push(make());
+        cells.last_mut()
+    }
+}
+
 /// Buckets by index from the chart's first bucket (dense: the range is fixed before the pass),
 /// one vector per side (rollback: one), and the per-region cells.
 #[derive(Default, Serialize, Deserialize)]
@@ -206,8 +277,10 @@ pub(crate) struct State {
     sides: Vec<Vec<Bucket>>,
     /// Bucket number (relative to the origin) of `sides[_][0]`.
     first: i64,
+    /// Region → its two sides; at most [`MAX_REGIONS`] regions, else only [`OTHER_REGIONS`].
     regions: BTreeMap<String, [RegionCell; 2]>,
-    /// Rollback: region → (requests checked, on the expected pins) per bucket, like `sides[0]`.
+    /// Rollback: region → (requests checked, on the expected pins) per bucket, like `sides[0]`;
+    /// at most [`MAX_REGIONS`] regions, else empty.
     region_pins: BTreeMap<String, Vec<(u64, u64)>>,
 }
 
@@ -264,6 +337,12 @@ impl Kernel for SeriesKernel {
             for (m, t) in mine.iter_mut().zip(cells) {
                 m.merge(t);
             }
+        }
+        if state.regions_dropped()
+            || state.regions.len() > MAX_REGIONS
+            || state.region_pins.len() > MAX_REGIONS
+        {
+            state.drop_regions();
         }
         if state.sides.is_empty() {
             state.sides = other.sides;
@@ -363,25 +442,30 @@ impl State {
         let breaker = batch
             .str(Col::BreakerState)
             .map(|b| b.map_rows(super::backpressure::breaker));
-        if any_pin && !canary && region.is_some() {
+        if any_pin && !canary && region.is_some() && !self.regions_dropped() {
             let len = self.sides[0].len();
             // Per region of this batch, created by its first row in the chart (a region with
-            // none gets no entry).
-            let mut cells: Vec<Vec<(u64, u64)>> = vec![Vec::new(); regions.len()];
+            // none gets no entry), unless that makes more than `MAX_REGIONS` in all.
+            let room = MAX_REGIONS.saturating_sub(self.region_pins.len());
+            let mut slots = BatchSlots::new(regions.len(), room);
+            let mut cells: Vec<Vec<(u64, u64)>> = Vec::new();
             for i in 0..n {
                 let Some(k) = index[i] else { continue };
-                let c = &mut cells[region_ids[i] as usize];
-                if c.is_empty() {
-                    c.resize(len, (0, 0));
-                }
+                let id = region_ids[i] as usize;
+                let fresh = || !self.region_pins.contains_key(regions[id]);
+                let Some(c) = slots.cell(id, &mut cells, fresh, || vec![(0, 0); len]) else {
+                    continue;
+                };
                 c[k].0 += 1;
                 c[k].1 += pins_ok[i] as u64;
             }
-            for (name, c) in regions.iter().zip(cells) {
-                if c.is_empty() {
-                    continue;
-                }
-                let mine = match self.region_pins.get_mut(*name) {
+            if slots.full {
+                self.drop_regions();
+                cells.clear();
+            }
+            for (&id, c) in slots.ids.iter().zip(cells) {
+                let name = regions[id];
+                let mine = match self.region_pins.get_mut(name) {
                     Some(m) => m,
                     None => self
                         .region_pins
@@ -452,8 +536,14 @@ impl State {
         let status = batch.int(Col::Status);
         let latency = batch.float(Col::LatencyMs);
         let canary = matches!(ctx.plan, Plan::Canary(_));
-        // Per region of this batch; only a region with a counted row gets an entry.
-        let mut cells: Vec<Option<[RegionCell; 2]>> = vec![None; regions.len()];
+        // Per region of this batch, created by its first counted row; once more than
+        // `MAX_REGIONS` regions have rows, every row counts in the totals only.
+        let dropped = self.regions_dropped();
+        let room = MAX_REGIONS.saturating_sub(self.regions.len());
+        let mut slots = BatchSlots::new(if dropped { 0 } else { regions.len() }, room);
+        slots.full = dropped;
+        let mut cells: Vec<[RegionCell; 2]> = Vec::new();
+        let mut rest: [RegionCell; 2] = Default::default();
         for i in 0..batch.len() {
             let side = if canary {
                 match rows.side[i] {
@@ -468,7 +558,12 @@ impl State {
             } else {
                 continue;
             };
-            let c = &mut cells[region_ids[i] as usize].get_or_insert_with(Default::default)[side];
+            let id = region_ids[i] as usize;
+            let fresh = || !self.regions.contains_key(regions[id]);
+            let c = match slots.cell(id, &mut cells, fresh, Default::default) {
+                Some(c) => &mut c[side],
+                None => &mut rest[side],
+            };
             c.requests += 1;
             if let Some(s) = status.filter(|s| s.is_valid(i)) {
                 c.with_status += 1;
@@ -480,9 +575,16 @@ impl State {
                     .record(l.values()[i]);
             }
         }
-        for (name, c) in regions.iter().zip(cells) {
-            let Some(c) = c else { continue };
-            let mine = match self.regions.get_mut(*name) {
+        if slots.full {
+            self.drop_regions();
+            cells.push(rest);
+        }
+        for (k, c) in cells.into_iter().enumerate() {
+            let name = match slots.ids.get(k) {
+                Some(&id) if !slots.full => regions[id],
+                _ => OTHER_REGIONS,
+            };
+            let mine = match self.regions.get_mut(name) {
                 Some(m) => m,
                 None => self.regions.entry(name.to_string()).or_default(),
             };
@@ -490,6 +592,24 @@ impl State {
                 m.merge(t);
             }
         }
+    }
+
+    /// Whether more than [`MAX_REGIONS`] regions had rows (the totals are kept, not the regions).
+    fn regions_dropped(&self) -> bool {
+        self.regions.contains_key(OTHER_REGIONS)
+    }
+
+    /// Keeps the totals only: every region's cells fold into [`OTHER_REGIONS`], and the pins by
+    /// region go (their totals are the buckets').
+    fn drop_regions(&mut self) {
+        let mut all: [RegionCell; 2] = Default::default();
+        for cells in std::mem::take(&mut self.regions).into_values() {
+            for (m, t) in all.iter_mut().zip(cells) {
+                m.merge(t);
+            }
+        }
+        self.regions.insert(OTHER_REGIONS.to_string(), all);
+        self.region_pins.clear();
     }
 
     /// The series as the report shows it.
@@ -500,8 +620,10 @@ impl State {
         let regions = self
             .regions
             .iter()
+            .filter(|(k, _)| k.as_str() != OTHER_REGIONS)
             .map(|(k, c)| (k.clone(), [c[0].figures(), c[1].figures()]))
             .collect();
+        let regions_dropped = self.regions_dropped();
         let mut all = [RegionCell::default(), RegionCell::default()];
         for cells in self.regions.values() {
             for (a, c) in all.iter_mut().zip(cells) {
@@ -517,6 +639,7 @@ impl State {
                 regions,
                 totals,
                 region_pins: Vec::new(),
+                regions_dropped,
             });
         };
         let points = |buckets: &[Bucket]| -> Vec<TimelinePoint> {
@@ -549,6 +672,7 @@ impl State {
             regions,
             totals,
             region_pins: self.region_pins(ctx),
+            regions_dropped,
         })
     }
 

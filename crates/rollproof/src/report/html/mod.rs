@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::story;
 use super::{Renderer, Report};
-use crate::checks::series::RegionFigures;
+use crate::checks::series::{RegionFigures, MAX_REGIONS};
 use crate::checks::{EventKind, Metric};
 use crate::plan::Mode;
 use crate::stats::wilson;
@@ -537,7 +537,7 @@ fn arms_table(r: &Report) -> Table {
 /// their rate, with a totals row.
 fn regions(r: &Report) -> Option<Table> {
     let t = r.timeline.as_ref()?;
-    if t.regions.is_empty() {
+    if t.regions.is_empty() && !t.regions_dropped {
         return None;
     }
     let canary = r.mode == Mode::Canary;
@@ -619,7 +619,18 @@ fn regions(r: &Report) -> Option<Table> {
         }
         rows.push(row);
     }
-    let mut total = vec![format!("all {} regions", count(t.regions.len() as u64))];
+    if t.regions_dropped {
+        // No rows to sum: the breakdowns' totals are every region's.
+        for (i, (found, totals)) in breakdowns.iter().enumerate() {
+            total_found[i] = (found.values().sum(), totals.values().sum());
+        }
+    }
+    let all = if t.regions_dropped {
+        format!("all regions (more than {})", count(MAX_REGIONS as u64))
+    } else {
+        format!("all {} regions", count(t.regions.len() as u64))
+    };
+    let mut total = vec![all];
     for (s, _) in &sides {
         total.extend(cell(&t.totals[*s]));
     }
@@ -637,7 +648,9 @@ fn regions(r: &Report) -> Option<Table> {
         columns,
         rows,
         total: Some(total),
-        note: Some(if canary {
+        note: Some(if t.regions_dropped {
+            format!("The region column has more than {} distinct values, so this page shows no row per region and no chart of pins by region: is a host, pod or request field mapped as `region`?", count(MAX_REGIONS as u64))
+        } else if canary {
             "Per region and arm, over the canary window; rates in parentheses.".into()
         } else {
             "Per region, every request from the flip on; rates in parentheses (wrong pins per request, stale hits per cache hit).".into()
