@@ -658,13 +658,7 @@ mod tests {
 
     /// Rows of more users than the capture keeps: (user hash, user id, value, ts).
     fn capture_rows() -> Vec<(u64, String, u64, i64)> {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::stats::xorshift(0x2545_f491_4f6c_dd1d);
         let users: Vec<u64> = (0..CAPTURED_USERS * 3).map(|_| next()).collect();
         (0..CAPTURED_USERS * 12)
             .map(|_| {
@@ -764,13 +758,7 @@ mod tests {
     /// Packed marks of requests merge as plain `UserMark`s would, and serialize as them.
     #[test]
     fn packed_marks_are_user_marks() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::stats::xorshift(0x9e37_79b9_7f4a_7c15);
         for _ in 0..2000 {
             let mut parts = [Packed::default(), Packed::default()];
             let mut plain = UserMark::default();

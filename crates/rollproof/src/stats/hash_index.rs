@@ -223,15 +223,8 @@ mod tests {
     /// per-slot arrays sized by `capacity` are allocated once, not doubled by the overflow.
     #[test]
     fn spread_hashes_stay_within_the_first_allocation() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let hashes: Vec<u64> = (0..300_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x
-            })
-            .collect();
+        let mut next = crate::stats::xorshift(0x2545_f491_4f6c_dd1d);
+        let hashes: Vec<u64> = (0..300_000).map(|_| next()).collect();
         let room = HashIndex::with_capacity(hashes.len()).capacity();
         let index = index_of(&hashes);
         assert!(index.slots.len() > index.homes, "some hashes overflow");

@@ -313,11 +313,9 @@ mod tests {
     fn agrees_with_a_hash_map() {
         let mut table: KeyTable<u64> = KeyTable::default();
         let mut map: HashMap<u64, u64> = HashMap::new();
-        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = crate::stats::xorshift(0x2545_f491_4f6c_dd1d);
         for step in 0..200_000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = next();
             // Few distinct keys, some 0, some equal in their high bits (same home).
             let key = match step % 7 {
                 0 => 0,
@@ -378,15 +376,8 @@ mod tests {
     /// first and stay at the probes of a look-up and an insertion, with the same entries.
     #[test]
     fn moves_between_tables_stay_at_a_few_probes_per_key() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let keys: Vec<u64> = (0..100_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x
-            })
-            .collect();
+        let mut next = crate::stats::xorshift(0x9e37_79b9_7f4a_7c15);
+        let keys: Vec<u64> = (0..100_000).map(|_| next()).collect();
         // Two workers' tables of disjoint keys (distinct users in each).
         let half = |top: u64| -> KeyTable<u64> {
             let entries: Vec<(u64, u64)> = keys

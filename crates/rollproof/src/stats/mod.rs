@@ -272,6 +272,19 @@ pub(crate) fn prefetch<T>(slots: &[T], i: usize) {
     let _ = (slots, i);
 }
 
+/// Marsaglia's xorshift64 from `seed` (not 0): the tests' deterministic stream of spread
+/// 64-bit values.
+#[cfg(test)]
+pub(crate) fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut x = seed;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
+
 /// A 64-bit hash scaled to `0..n` by its high bits (multiply-shift): monotone in the hash, and
 /// `n` need not be a power of two. The home slot of `hash_index` and `key_table`.
 #[inline]
