@@ -22,7 +22,7 @@
 //! room reserved the swept part is at most 3/4 full, but without it the swept part holds more
 //! keys than slots until the table grows, and every insert probes to the end of one run that
 //! spans it. That is quadratic: merging two workers' tables of disjoint users (a `user_id` as
-//! distinct as a session id) took 90% of the CPU of a 1M-request audit and 45 s at 4M requests,
+//! distinct as a session id) took 90% of the CPU of a 1M-request audit and 32 s at 4M requests,
 //! ~2,700 probes per key (see BENCHMARKS.md).
 
 use serde::{Deserialize, Serialize};
