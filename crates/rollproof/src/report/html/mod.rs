@@ -649,7 +649,7 @@ fn regions(r: &Report) -> Option<Table> {
         rows,
         total: Some(total),
         note: Some(if t.regions_dropped {
-            format!("The region column has more than {} distinct values, so this page shows no row per region and no chart of pins by region: is a host, pod or request field mapped as `region`?", count(MAX_REGIONS as u64))
+            format!("The region column has more than {} distinct values, so this page shows no row per region and no chart of pins by region: is a host, pod or request field mapped as the region?", count(MAX_REGIONS as u64))
         } else if canary {
             "Per region and arm, over the canary window; rates in parentheses.".into()
         } else {
