@@ -990,3 +990,56 @@ fn more_regions_than_the_report_keeps_apart_keep_the_totals() {
         assert_eq!(merged, page, "{regions}: merge == audit");
     }
 }
+
+/// Every request under one user id (`anon`) with a build per request: the user is mixed, and its
+/// sample lists the earliest ten values and counts the rest, in both ways the samples are found
+/// (kept in the first pass, or looked up in a second). Listing every value put 49 MB into the
+/// JSON at 800K requests.
+#[test]
+fn a_user_with_a_value_per_request_has_a_bounded_sample() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    incident_for(dir, "requests.csv");
+    // 60 baseline minutes, then 200 minutes after the flip, each request on its own build.
+    let mut csv = String::from("ts,request_id,user_id,build_id,status\n");
+    for i in 0..260 {
+        let minute = if i < 60 {
+            9 * 60 + i
+        } else {
+            10 * 60 + 15 + (i - 60)
+        };
+        csv.push_str(&format!(
+            "2026-11-27T{:02}:{:02}:00Z,q-{i},anon,b-{i},200\n",
+            minute / 60,
+            minute % 60
+        ));
+    }
+    write(dir, "requests.csv", csv);
+    let audit = ["audit", "incident.toml", "-q", "--format", "json"];
+    let report = |env: &[(&str, &str)]| {
+        let out = crate::util::run_env(dir, &audit, env);
+        assert_eq!(crate::util::code(&out), 1, "{}", crate::util::stderr(&out));
+        out.stdout
+    };
+    let kept = report(&[]);
+    let looked_up = report(&[("ROLLPROOF_NO_SAMPLE_CAPTURE", "1")]);
+    assert_eq!(kept, looked_up, "kept in the first pass == looked up");
+    let json: serde_json::Value = serde_json::from_slice(&kept).unwrap();
+    crate::util::assert_schema(&json);
+    let mixed = &crate::util::checks(&json)["mixed_versions"];
+    assert_eq!(mixed["metrics"]["users_mixed"], 1);
+    let expected: Vec<String> = (60..70)
+        .map(|i| {
+            let minute = 10 * 60 + 15 + (i - 60);
+            format!(
+                "2026-11-27T{:02}:{:02}:00.000Z build_id=b-{i}",
+                minute / 60,
+                minute % 60
+            )
+        })
+        .collect();
+    assert_eq!(
+        mixed["samples"],
+        serde_json::json!([{"user_id": "anon", "seen": expected, "seen_omitted": 190}])
+    );
+}

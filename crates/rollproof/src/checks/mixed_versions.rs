@@ -8,6 +8,7 @@
 use super::users::{UsersKernel, USERS};
 use super::{
     CheckInfo, CheckResult, CheckSpec, Evidence, Fields, Finish, Lever, Metric, Status, ROLLBACK,
+    SAMPLE_CAP,
 };
 use crate::columns::{Col, Table};
 use crate::engine::lookup::{Found, Lookup, LookupSpec};
@@ -179,7 +180,11 @@ pub(crate) fn shown(ctx: &Ctx, rows: &Rows<'_>, i: usize) -> String {
     }
 }
 
-/// One sample per user, ordered by user id: the distinct values with their first request.
+/// One sample per user, ordered by user id: the distinct values with their first request, the
+/// [`SAMPLE_CAP`] earliest of them, and how many more there were (`seen_omitted`, only when some
+/// were left out). A user can have a value per request (a pin mapped to a request field, every
+/// request under one user id such as `anonymous`): listing them all put 49 MB into the JSON for
+/// one user with 800K requests.
 pub(crate) fn user_samples(ctx: &Ctx, states: &States) -> Vec<Fields> {
     let Some(lookup) = states.try_get::<Lookup<UserLookup>>() else {
         return Vec::new();
@@ -229,9 +234,14 @@ pub(crate) fn user_samples(ctx: &Ctx, states: &States) -> Vec<Fields> {
     users.sort();
     users
         .into_iter()
-        .map(|(user, seen)| {
+        .map(|(user, mut seen)| {
             let mut f = Fields::new();
             f.insert("user_id".into(), Metric::Text(Some(user.clone())));
+            if seen.len() > SAMPLE_CAP {
+                let omitted = (seen.len() - SAMPLE_CAP) as u64;
+                f.insert("seen_omitted".into(), Metric::Count(omitted));
+                seen.truncate(SAMPLE_CAP);
+            }
             f.insert(
                 "seen".into(),
                 Metric::Texts(
