@@ -851,21 +851,26 @@ fn hostile_inputs_end_in_exit_2_or_the_right_report() {
     );
 }
 
+/// Row `i`'s time of day (`HH:MM`) on 2026-11-27: one a minute from 09:00 for the first 60
+/// rows (the baseline), then one a minute from the flip (10:15) on.
+fn clock(i: usize) -> String {
+    let minute = if i < 60 {
+        9 * 60 + i
+    } else {
+        10 * 60 + 15 + (i - 60)
+    };
+    format!("{:02}:{:02}", minute / 60, minute % 60)
+}
+
 /// Requests as CSV (`ts,request_id,region,build_id,status`): an hour of baseline from 09:00, then
 /// one a minute from the flip (10:15) on, `region(i)` for row `i`; every row is counted in the
 /// table by region (baseline or after the flip).
 fn requests_by_region(rows: std::ops::Range<usize>, region: impl Fn(usize) -> String) -> String {
     let mut csv = String::from("ts,request_id,region,build_id,status\n");
     for i in rows {
-        let minute = if i < 60 {
-            9 * 60 + i
-        } else {
-            10 * 60 + 15 + (i - 60)
-        };
         csv.push_str(&format!(
-            "2026-11-27T{:02}:{:02}:00Z,q-{i},{},{},{}\n",
-            minute / 60,
-            minute % 60,
+            "2026-11-27T{}:00Z,q-{i},{},{},{}\n",
+            clock(i),
             region(i),
             if i % 7 == 0 { "b-2" } else { "b-1" },
             if i % 11 == 0 { 503 } else { 200 }
@@ -1003,15 +1008,9 @@ fn a_user_with_a_value_per_request_has_a_bounded_sample() {
     // 60 baseline minutes, then 200 minutes after the flip, each request on its own build.
     let mut csv = String::from("ts,request_id,user_id,build_id,status\n");
     for i in 0..260 {
-        let minute = if i < 60 {
-            9 * 60 + i
-        } else {
-            10 * 60 + 15 + (i - 60)
-        };
         csv.push_str(&format!(
-            "2026-11-27T{:02}:{:02}:00Z,q-{i},anon,b-{i},200\n",
-            minute / 60,
-            minute % 60
+            "2026-11-27T{}:00Z,q-{i},anon,b-{i},200\n",
+            clock(i)
         ));
     }
     write(dir, "requests.csv", csv);
@@ -1029,14 +1028,7 @@ fn a_user_with_a_value_per_request_has_a_bounded_sample() {
     let mixed = &crate::util::checks(&json)["mixed_versions"];
     assert_eq!(mixed["metrics"]["users_mixed"], 1);
     let expected: Vec<String> = (60..70)
-        .map(|i| {
-            let minute = 10 * 60 + 15 + (i - 60);
-            format!(
-                "2026-11-27T{:02}:{:02}:00.000Z build_id=b-{i}",
-                minute / 60,
-                minute % 60
-            )
-        })
+        .map(|i| format!("2026-11-27T{}:00.000Z build_id=b-{i}", clock(i)))
         .collect();
     assert_eq!(
         mixed["samples"],
